@@ -1,0 +1,21 @@
+"""xdistill: explainable knowledge distillation.
+
+Sub-packages are imported lazily so that ``import xdistill`` (and ``xdistill --help``)
+stays fast: ``xdistill.explain``, ``xdistill.parts``, ``xdistill.metrics``,
+``xdistill.data`` and ``xdistill.models`` load torch only when first touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"explain", "parts", "metrics", "data", "models", "training", "demo"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"xdistill.{name}")
+    raise AttributeError(f"module 'xdistill' has no attribute {name!r}")

@@ -1,0 +1,12 @@
+"""The explainer registry: every explainer is ``f(model, x, target, **options) -> Tensor``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..registry import Registry
+
+Explainer = Callable[..., torch.Tensor]
+EXPLAINERS: Registry[Explainer] = Registry("explainer")

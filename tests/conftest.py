@@ -1,0 +1,36 @@
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def smooth_conv_net(channels: int = 2, classes: int = 3) -> nn.Module:
+    """A small float64 1D conv net with tanh/softplus and biases: its IG path is not linear."""
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv1d(channels, 6, 5, padding=2),
+        nn.Tanh(),
+        nn.Conv1d(6, 8, 3, padding=1),
+        nn.Softplus(),
+        nn.AdaptiveAvgPool1d(4),
+        nn.Flatten(),
+        nn.Linear(32, classes),
+    ).double()
+    for p in net.parameters():
+        nn.init.normal_(p, std=0.5)
+    return net
+
+
+@pytest.fixture
+def conv_net() -> nn.Module:
+    return smooth_conv_net()
+
+
+@pytest.fixture
+def series() -> torch.Tensor:
+    torch.manual_seed(2)
+    return torch.randn(4, 2, 24, dtype=torch.float64)
