@@ -1,0 +1,32 @@
+"""Accuracy and macro-F1 from predictions and labels."""
+
+from __future__ import annotations
+
+import torch
+
+
+def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of correct predictions; ``predictions`` are class indices or (B, K) logits."""
+    predictions = _as_classes(predictions)
+    return (predictions == labels.cpu()).double().mean().item()
+
+
+def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> float:
+    """Unweighted mean of per-class F1 over the classes present in labels or predictions.
+
+    Matches ``sklearn.metrics.f1_score(average="macro")``: a class with no true and no
+    predicted samples is left out; one with zero precision and recall counts as 0.
+    """
+    predictions, labels = _as_classes(predictions), labels.cpu().long()
+    k = num_classes or int(max(predictions.max(), labels.max()).item()) + 1
+    confusion = torch.bincount(labels * k + predictions, minlength=k * k).reshape(k, k).double()
+    tp = confusion.diag()
+    support = confusion.sum(1) + confusion.sum(0)  # = 2tp + fn + fp
+    present = support > 0
+    f1 = torch.where(present, 2 * tp / support.clamp(min=1), torch.zeros_like(tp))
+    return f1[present].mean().item()
+
+
+def _as_classes(predictions: torch.Tensor) -> torch.Tensor:
+    predictions = predictions.detach().cpu()
+    return predictions.argmax(1) if predictions.ndim == 2 else predictions.long()
