@@ -1,0 +1,28 @@
+"""The dataset registry and ``load_dataset``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..registry import Registry
+from .dataset import Splits
+
+Loader = Callable[..., Splits]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$XDISTILL_CACHE`` or ``~/.cache/xdistill``."""
+    return Path(os.environ.get("XDISTILL_CACHE", Path.home() / ".cache" / "xdistill"))
+
+
+def load_dataset(spec: str, **options) -> Splits:
+    """Load ``(train, test)`` by name: ``"digits"``, ``"mnist1d"``, ``"ucr:GunPoint"``, ...
+
+    A ``family:member`` spec passes ``member`` as the loader's first argument.
+    """
+    family, _, member = spec.partition(":")
+    loader = DATASETS.get(family)
+    return loader(member, **options) if member else loader(**options)

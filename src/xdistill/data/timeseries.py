@@ -1,0 +1,84 @@
+"""Time-series loaders: aeon's UCR/UEA sets and MNIST-1D (generated offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import ArrayDataset, Splits, encode_labels
+from .registry import DATASETS, cache_dir
+
+
+def aeon_shipped() -> list[str]:
+    """Names of the UCR/UEA sets that ship inside the aeon package (no download)."""
+    import aeon.datasets
+
+    data = Path(aeon.datasets.__file__).parent / "data"
+    return sorted(p.name for p in data.iterdir() if p.is_dir() and list(p.glob("*_TRAIN.*")))
+
+
+def pad_series(series: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (C, T_i) series into (N, C, T), zero-padding at the end; also return each T_i."""
+    lengths = np.array([s.shape[-1] for s in series])
+    length = length or int(lengths.max())
+    out = np.zeros((len(series), series[0].shape[0], length), dtype=np.float64)
+    for i, s in enumerate(series):
+        n = min(length, s.shape[-1])
+        out[i, :, :n] = s[:, :n]
+    return out, lengths
+
+
+@DATASETS.register("ucr")
+def load_ucr(name: str = "GunPoint", znorm: bool = False, root: str | Path | None = None) -> Splits:
+    """A UCR/UEA classification set through aeon: shipped ones load offline, others download.
+
+    aeon's (N, C, T) float64 arrays become float32; string labels map to 0..K-1 (numeric
+    order when they are numbers); variable-length series are zero-padded to the longest
+    training or test series (``info["lengths"]`` keeps the true lengths).
+    ``znorm=True`` z-normalises every channel of every series.
+    """
+    from aeon.datasets import load_classification
+
+    extract = None if name in aeon_shipped() else str(Path(root or cache_dir() / "ucr"))
+    kwargs = {"extract_path": extract} if extract else {}
+    try:
+        x_train, y_train = load_classification(name, split="train", **kwargs)
+        x_test, y_test = load_classification(name, split="test", **kwargs)
+    except (ValueError, OSError, ConnectionError) as error:
+        shipped = ", ".join(aeon_shipped())
+        raise ValueError(f"could not load UCR/UEA set {name!r} ({error}); sets available offline: {shipped}") from error
+    length = max(max(s.shape[-1] for s in x_train), max(s.shape[-1] for s in x_test))
+    x_train, len_train = pad_series(list(x_train), length)
+    x_test, len_test = pad_series(list(x_test), length)
+    if znorm:
+        x_train, x_test = _znorm(x_train, len_train), _znorm(x_test, len_test)
+    y_tr, classes = encode_labels(y_train)
+    y_te, _ = encode_labels(y_test, classes)
+    return Splits(
+        ArrayDataset(x_train, y_tr, classes, f"ucr:{name}", info={"lengths": len_train.tolist()}),
+        ArrayDataset(x_test, y_te, classes, f"ucr:{name}", info={"lengths": len_test.tolist()}),
+    )
+
+
+def _znorm(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    for i, n in enumerate(lengths):
+        part = x[i, :, :n]
+        out[i, :, :n] = (part - part.mean(1, keepdims=True)) / (part.std(1, keepdims=True) + 1e-8)
+    return out
+
+
+@DATASETS.register("mnist1d")
+def load_mnist1d(num_samples: int = 5000, seed: int = 42, train_split: float = 0.8) -> Splits:
+    """MNIST-1D (Greydanus 2020), generated offline with ``mnist1d.data.make_dataset``."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed, args.train_split = num_samples, seed, train_split
+    data = make_dataset(args)
+    classes = [str(i) for i in range(10)]
+    return Splits(
+        ArrayDataset(data["x"][:, None, :], data["y"], classes, "mnist1d"),
+        ArrayDataset(data["x_test"][:, None, :], data["y_test"], classes, "mnist1d"),
+    )
