@@ -1,0 +1,108 @@
+"""Checkpoints that load without executing code: tensors in safetensors, structure in JSON.
+
+A Lightning checkpoint is a nested dict of tensors, numbers, strings, lists and dicts (some
+with int keys). ``encode`` moves every tensor into a flat safetensors table and writes the
+rest as tagged JSON in the file's metadata; ``decode`` rebuilds it. Anything else (an
+arbitrary object that only pickle could store) is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_META_KEY = "xdistill_checkpoint"
+
+
+def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {"__dict__": [[_encode(k, tensors, where), _encode(v, tensors, f"{where}.{k}")] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, tensors, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).removeprefix("torch.")}
+    raise TypeError(f"checkpoint entry {where} has type {type(value).__name__}, which cannot be stored without pickle")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__dict__" in value:
+            return {_decode(k, tensors): _decode(v, tensors) for k, v in value["__dict__"]}
+        if "__tuple__" in value:
+            return tuple(_decode(v, tensors) for v in value["__tuple__"])
+        if "__dtype__" in value:
+            return getattr(torch, value["__dtype__"])
+    return value
+
+
+def save_tree(tree: dict[str, Any], path: str | Path) -> None:
+    """Write a nested dict atomically to a safetensors file (tensors + JSON structure)."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _encode(tree, tensors, "checkpoint")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    save_file(tensors, str(partial), metadata={_META_KEY: json.dumps(structure)})
+    os.replace(partial, path)
+
+
+def load_tree(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a file written by :func:`save_tree`; never runs code from the file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        metadata = handle.metadata() or {}
+        if _META_KEY not in metadata:
+            raise ValueError(f"{path} is not an xdistill checkpoint (no {_META_KEY} metadata)")
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    return _decode(json.loads(metadata[_META_KEY]), tensors)
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Save a model's state dict as a plain safetensors file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    partial = path.with_name(path.name + ".part")
+    save_file(state, str(partial))
+    os.replace(partial, path)
+
+
+def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
+    """Load a safetensors state dict into ``model`` (no code execution)."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)), strict=strict)
+    return model
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A hash of a model's parameter and buffer names, shapes and values: 16 hex digits."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,96 @@
+"""The method contract and the registry that maps recipe names to method classes.
+
+A method is a small ``nn.Module`` (so learned parts, like a FitNets regressor, train with the
+student) with up to three hooks, all optional:
+
+* ``prepare(context)``: one-off work before training (precompute teacher maps, estimate
+  subspaces, build regressors from feature shapes);
+* ``transform(batch) -> batch``: data-side change of the student's input;
+* ``loss(step) -> dict[str, Tensor]``: named loss terms; the engine sums every term of every
+  method and logs each one.
+
+Methods never import the engine; the engine never knows a method by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import Registry
+
+
+@dataclass
+class Batch:
+    """One training batch: inputs, labels, dataset indices (for per-sample caches)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+
+@dataclass
+class Step:
+    """What a loss sees: the (possibly transformed) batch, both models' outputs and features."""
+
+    batch: Batch
+    student: nn.Module
+    teacher: nn.Module | None
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor | None
+    student_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    teacher_features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareContext:
+    """What ``prepare`` may use: the models, the training data and where to keep artefacts."""
+
+    teacher: nn.Module | None
+    student: nn.Module
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    dataset_fingerprint: str
+    work_dir: Any = None  # pathlib.Path or None
+    device: torch.device = torch.device("cpu")
+    progress: bool = True
+
+
+class Method(nn.Module):
+    """Base class; subclasses override what they need."""
+
+    #: the teacher must run on every batch (logits/features); False lets the engine use cached logits
+    needs_teacher: bool = True
+    #: ``transform`` returns the same input for the same sample every epoch (teacher logits may be cached)
+    deterministic_transform: bool = True
+    #: module paths whose outputs ``loss`` reads through forward hooks
+    student_layers: tuple[str, ...] = ()
+    teacher_layers: tuple[str, ...] = ()
+
+    def prepare(self, context: PrepareContext) -> None:
+        """One-off work before training."""
+
+    def transform(self, batch: Batch) -> Batch:
+        return batch
+
+    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+        return {}
+
+
+METHODS: Registry[Callable[..., Method]] = Registry("method")
+
+
+def build_method(name: str, **options: Any) -> Method:
+    """Instantiate the method registered as ``name`` with its options."""
+    return METHODS.get(name)(**options)
+
+
+def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(p_t^T ‖ p_s^T), averaged over the batch (Hinton et al. 2015)."""
+    log_ps = F.log_softmax(student_logits / temperature, dim=1)
+    log_pt = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
+    return F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True) * temperature**2

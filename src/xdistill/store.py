@@ -1,0 +1,123 @@
+"""On-disk attribution store: one memory-mapped ``maps.npy`` plus a JSON manifest.
+
+The manifest records what the maps were computed from (teacher fingerprint, dataset
+fingerprint, explainer settings, shape) and which chunks are finished. Computing is
+resumable: a killed run keeps every finished chunk, and the next run computes only the
+rest. Opening a store made from another teacher, dataset or explainer is refused.
+Nothing is pickled: numpy's .npy format and JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+class StaleStoreError(ValueError):
+    """The store on disk was computed from something else."""
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(partial, path)
+
+
+class AttributionStore:
+    """Per-sample attribution maps for a whole dataset, keyed by sample index."""
+
+    def __init__(self, root: str | Path, identity: dict[str, Any], n_samples: int, sample_shape: tuple[int, ...],
+                 chunk_size: int = 256) -> None:
+        self.root = Path(root)
+        self.identity = json.loads(json.dumps(identity, sort_keys=True))  # normalise tuples -> lists
+        self.n_samples, self.sample_shape, self.chunk_size = n_samples, tuple(sample_shape), chunk_size
+        self.manifest_path = self.root / "manifest.json"
+        self.maps_path = self.root / "maps.npy"
+        self._open()
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_samples // self.chunk_size)
+
+    def _expected(self) -> dict[str, Any]:
+        return {"identity": self.identity, "n_samples": self.n_samples, "sample_shape": list(self.sample_shape),
+                "chunk_size": self.chunk_size, "dtype": "float32", "format": 1}
+
+    def _open(self) -> None:
+        expected = self._expected()
+        if self.manifest_path.exists():
+            manifest = json.loads(self.manifest_path.read_text())
+            found = {k: manifest.get(k) for k in expected}
+            if found != expected:
+                changed = sorted(k for k in expected if found[k] != expected[k])
+                detail = "; ".join(f"{k}: stored {found[k]!r}, now {expected[k]!r}" for k in changed)
+                raise StaleStoreError(
+                    f"attribution store {self.root} was computed for something else ({detail}); "
+                    f"delete the folder or pass overwrite=True to recompute"
+                )
+            self.done: set[int] = set(manifest.get("done", []))
+            if not self.maps_path.exists():
+                self.done = set()
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.done = set()
+        if not self.maps_path.exists():
+            np.lib.format.open_memmap(self.maps_path, mode="w+", dtype=np.float32,
+                                      shape=(self.n_samples, *self.sample_shape)).flush()
+            self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        _write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done)})
+
+    @classmethod
+    def create(cls, root: str | Path, identity: dict[str, Any], n_samples: int, sample_shape: tuple[int, ...],
+               chunk_size: int = 256, overwrite: bool = False) -> "AttributionStore":
+        root = Path(root)
+        if overwrite:
+            for name in ("manifest.json", "maps.npy"):
+                (root / name).unlink(missing_ok=True)
+        return cls(root, identity, n_samples, sample_shape, chunk_size)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == self.n_chunks
+
+    def compute(self, explain_chunk: Callable[[int, int], torch.Tensor], progress: bool = True) -> None:
+        """Fill every unfinished chunk with ``explain_chunk(start, end)``; resumable after a kill."""
+        todo = [c for c in range(self.n_chunks) if c not in self.done]
+        if not todo:
+            return
+        maps = np.load(self.maps_path, mmap_mode="r+")
+        try:
+            for i, chunk in enumerate(todo):
+                start, end = chunk * self.chunk_size, min(self.n_samples, (chunk + 1) * self.chunk_size)
+                values = explain_chunk(start, end).detach().float().cpu().numpy()
+                if values.shape != (end - start, *self.sample_shape):
+                    raise ValueError(f"explainer returned shape {values.shape} for samples {start}:{end}")
+                maps[start:end] = values
+                maps.flush()  # data first, then the manifest that says it is there
+                self.done.add(chunk)
+                self._save_manifest()
+                if progress:
+                    print(f"\rattribution store: {len(self.done)}/{self.n_chunks} chunks", end="", file=sys.stderr, flush=True)
+        finally:
+            del maps
+            if progress:
+                print(file=sys.stderr)
+
+    def maps(self) -> np.ndarray:
+        """The maps as a read-only memory map (N, *sample_shape)."""
+        if not self.complete:
+            raise RuntimeError(f"attribution store {self.root} is incomplete ({len(self.done)}/{self.n_chunks} chunks)")
+        return np.load(self.maps_path, mmap_mode="r")
+
+    def __getitem__(self, index: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return torch.from_numpy(np.ascontiguousarray(self.maps()[index]))

@@ -1,0 +1,105 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from xdistill.checkpoint import load_tree, load_weights
+from xdistill.data import load_dataset
+from xdistill.engine import distill, train_teacher
+from xdistill.metrics import AlignmentConfig, evaluate_pair, predict
+from xdistill.models import build_model
+from xdistill.training import train_classifier
+
+FAST = dict(batch_size=16, lr=3e-3, progress=False, loggers=())
+
+
+@pytest.fixture(scope="module")
+def gunpoint():
+    return load_dataset("ucr:GunPoint")
+
+
+@pytest.fixture(scope="module")
+def teacher(gunpoint):
+    torch.manual_seed(0)
+    model = build_model("fcn1d", 1, 2, width=0.5)
+    train_classifier(model, gunpoint.train, epochs=60, lr=3e-3, batch_size=16)
+    return model
+
+
+def student():
+    torch.manual_seed(0)
+    return build_model("fcn1d", 1, 2, width=0.125)
+
+
+def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, teacher, tmp_path):
+    """Same budget, seed and initialisation: only the loss differs."""
+    train, test = gunpoint
+    config = AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3)
+    alone = distill(teacher, student(), train, ["ce"], epochs=30, seed=0, work_dir=tmp_path / "ce", **FAST).student
+    tsd = distill(teacher, student(), train, [{"name": "tsd", "window": 10, "beta": 1.0}], epochs=30, seed=0,
+                  work_dir=tmp_path / "tsd", **FAST).student
+    r_alone = evaluate_pair(teacher, alone, test.x, test.y, config, cost=False)
+    r_tsd = evaluate_pair(teacher, tsd, test.x, test.y, config, cost=False)
+    assert r_tsd["saliency_spearman"].mean > r_alone["saliency_spearman"].mean + 0.15
+    assert r_tsd["topk_focus"].mean > r_alone["topk_focus"].mean
+    assert r_tsd["student_accuracy"] > 0.65
+
+
+def test_losses_are_finite_and_decrease(gunpoint, teacher, tmp_path):
+    result = distill(teacher, student(), gunpoint.train, [{"name": "tsd", "window": 10}], epochs=12, seed=0,
+                     work_dir=tmp_path, batch_size=16, lr=3e-3, progress=False, loggers=("csv",))
+    rows = list(csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))))
+    epochs = [r for r in rows if r.get("train/loss")]
+    for term in ("train/loss", "train/ce", "train/kd", "train/saliency"):
+        values = [float(r[term]) for r in epochs]
+        assert all(torch.isfinite(torch.tensor(values))), term
+        assert sum(values[-3:]) < sum(values[:3]), term
+
+
+def test_checkpoint_is_safetensors_without_teacher_and_resume_continues(gunpoint, teacher, tmp_path):
+    first = distill(teacher, student(), gunpoint.train, ["kd"], epochs=2, seed=0, work_dir=tmp_path, **FAST)
+    last = tmp_path / "checkpoints" / "last.safetensors"
+    tree = load_tree(last)
+    first_epoch = tree["epoch"]
+    assert all(not k.startswith("teacher") for k in tree["state_dict"])
+    assert any(k.startswith("student.") for k in tree["state_dict"])
+    assert len(first.epoch_seconds) == 2
+    resumed = distill(teacher, student(), gunpoint.train, ["kd"], epochs=4, seed=0, work_dir=tmp_path, **FAST)
+    assert len(resumed.epoch_seconds) == 2  # epochs 3 and 4 only
+    assert load_tree(last)["epoch"] == first_epoch + 2
+    reloaded = load_weights(build_model("fcn1d", 1, 2, width=0.125), tmp_path / "student.safetensors")
+    assert torch.allclose(predict(reloaded, gunpoint.test.x), predict(resumed.student, gunpoint.test.x))
+
+
+def test_teacher_logit_cache_is_used_only_for_deterministic_transforms(gunpoint, teacher, tmp_path):
+    kd = distill(teacher, student(), gunpoint.train, ["kd"], epochs=1, work_dir=tmp_path / "a", checkpoint=False, **FAST)
+    assert kd.used_logit_cache
+    no_cache = distill(teacher, student(), gunpoint.train, ["kd"], epochs=1, work_dir=tmp_path / "b",
+                       checkpoint=False, teacher_logit_cache=False, **FAST)
+    assert not no_cache.used_logit_cache
+    # cached and uncached runs train the same student (same seed, same teacher outputs)
+    assert torch.allclose(predict(kd.student, gunpoint.test.x), predict(no_cache.student, gunpoint.test.x), atol=1e-4)
+    overlay = distill(teacher, student(), gunpoint.train, [{"name": "ig_overlay", "n_steps": 4}], epochs=1,
+                      work_dir=tmp_path / "c", checkpoint=False, **FAST)
+    assert not overlay.used_logit_cache
+
+
+def test_feature_methods_train(gunpoint, teacher, tmp_path):
+    for method in ({"name": "fitnets", "layers": {"features.1": "features.1"}},
+                   {"name": "attention_transfer", "layers": [["features.2", "features.2"]]}):
+        result = distill(teacher, student(), gunpoint.train, ["kd", method], epochs=2, work_dir=tmp_path / method["name"],
+                         checkpoint=False, **FAST)
+        assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
+        assert method["name"] in result.metrics.__repr__()
+
+
+def test_conflicting_methods_are_refused(gunpoint, teacher, tmp_path):
+    with pytest.raises(ValueError, match="both produce the loss term 'ce'"):
+        distill(teacher, student(), gunpoint.train, ["kd", "tsd"], epochs=1, work_dir=tmp_path, checkpoint=False, **FAST)
+
+
+def test_train_teacher_and_validation_metrics(gunpoint, tmp_path):
+    result = train_teacher(student(), gunpoint.train, val=gunpoint.test, epochs=3, work_dir=tmp_path, **FAST)
+    assert 0.0 <= result.metrics["val/acc"] <= 1.0 and "train/ce" in result.metrics
+    assert (tmp_path / "student.safetensors").exists()

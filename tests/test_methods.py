@@ -1,0 +1,135 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xdistill.hooks import FeatureHooks
+from xdistill.methods import (METHODS, AttentionTransfer, Batch, FitNets, KnowledgeDistillation, PrepareContext, Step,
+                              build_method, gradient_saliency, occlusion_saliency, overlay)
+from xdistill.methods.tsd import DISTANCES
+from xdistill.models import build_model
+from xdistill.registry import UnknownNameError
+
+
+def make_step(student_logits, teacher_logits, y):
+    batch = Batch(torch.zeros(len(y), 1), y, torch.arange(len(y)))
+    return Step(batch, nn.Identity(), nn.Identity(), student_logits, teacher_logits)
+
+
+def test_registry_has_every_method():
+    assert {"ce", "kd", "ig_overlay", "tsd", "fitnets", "attention_transfer"} <= set(METHODS.names())
+    with pytest.raises(UnknownNameError, match="tsd"):
+        build_method("tsdd")
+
+
+def test_kd_loss_by_hand():
+    s = torch.tensor([[1.0, 0.0]])
+    t = torch.tensor([[0.0, 1.0]])
+    y = torch.tensor([0])
+    terms = KnowledgeDistillation(temperature=2.0, alpha=0.25).loss(make_step(s, t, y))
+    ps = torch.softmax(s / 2, 1)[0]
+    pt = torch.softmax(t / 2, 1)[0]
+    kl = float((pt * (pt / ps).log()).sum())
+    assert terms["ce"].item() == pytest.approx(0.75 * math.log(1 + math.exp(-1.0)))
+    assert terms["kd"].item() == pytest.approx(0.25 * 4 * kl, rel=1e-6)
+
+
+def test_kd_presets_and_validation():
+    assert (KnowledgeDistillation().temperature, KnowledgeDistillation().alpha) == (4.0, 0.9)
+    preset = KnowledgeDistillation(preset="ig_overlay")
+    assert (preset.temperature, preset.alpha) == (2.5, 0.01)
+    with pytest.raises(ValueError, match="alpha"):
+        KnowledgeDistillation(alpha=1.5)
+    with pytest.raises(ValueError, match="preset"):
+        KnowledgeDistillation(preset="nope")
+
+
+def test_overlay_formula():
+    x = torch.full((1, 1, 4), 0.2)
+    maps = torch.tensor([[[-2.0, 1.0, 0.0, 3.0]]])
+    out = overlay(x, maps, torch.tensor([2.0]))
+    powered = torch.tensor([4.0, 1.0, 0.0, 9.0])
+    assert torch.allclose(out[0, 0], 0.1 + 0.5 * powered / 9.0)
+
+
+def test_occlusion_saliency_matches_the_explainer_and_one_forward():
+    torch.manual_seed(0)
+    model = build_model("fcn1d", 2, 3, width=0.1, activation="tanh").eval()
+    x = torch.randn(4, 2, 30)
+    target = torch.tensor([0, 1, 2, 0])
+    from xdistill.explain import occlusion
+
+    ours = occlusion_saliency(model, x, target, window=5, differentiable=False)
+    ref = occlusion(model, x, target, window=5, stride=5)[:, 0, ::5]  # constant within each window
+    assert ours.shape == (4, 6) and torch.allclose(ours, ref, atol=1e-5)
+    calls = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    occlusion_saliency(model, x, target, window=5)
+    handle.remove()
+    assert calls == [4 * 7]  # clean + 6 occluded copies in a single pass
+
+
+@pytest.mark.parametrize("fn", [occlusion_saliency, gradient_saliency])
+def test_student_saliency_is_differentiable(fn):
+    torch.manual_seed(0)
+    model = build_model("fcn1d", 1, 2, width=0.1)
+    model.train()
+    sal = fn(model, torch.randn(3, 1, 20), torch.tensor([0, 1, 0]), window=4)
+    assert sal.requires_grad and sal.shape == (3, 5)
+    sal.pow(2).sum().backward()
+    assert model.features[0][1].weight.grad.abs().sum() > 0
+    assert model.training  # restored
+
+
+@pytest.mark.parametrize("name", ["cosine", "mse", "kl"])
+def test_saliency_distances_are_zero_for_equal_and_positive_otherwise(name):
+    a = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    b = torch.tensor([[3.0, 2.0, 1.0], [2.0, 0.5, -1.0]])
+    distance = DISTANCES.get(name)
+    assert distance(a, a, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distance(a, b, 1.0).item() > 0.1
+
+
+def test_feature_hooks_capture_and_remove():
+    model = build_model("fcn1d", 1, 2, width=0.1)
+    with FeatureHooks(model, ["features.0", "features.2"]) as hooks:
+        model(torch.randn(2, 1, 16))
+        assert hooks.features["features.0"].shape[:2] == (2, 13)
+    assert not model.features[0]._forward_hooks
+    with pytest.raises(ValueError, match="module paths"):
+        FeatureHooks(model, ["features.9"])
+
+
+def _context(teacher, student, x):
+    return PrepareContext(teacher, student, x, torch.zeros(len(x), dtype=torch.long), "fp")
+
+
+def test_fitnets_builds_regressors_and_reaches_zero_when_matching():
+    torch.manual_seed(0)
+    teacher = build_model("fcn1d", 1, 2, width=0.2)
+    student = build_model("fcn1d", 1, 2, width=0.1)
+    method = FitNets({"features.1": "features.1"})
+    method.prepare(_context(teacher, student, torch.randn(4, 1, 16)))
+    assert tuple(method.regressors[0].weight.shape) == (51, 26, 1)
+    x = torch.randn(8, 1, 16)
+    with FeatureHooks(student, ["features.1"]) as sh, FeatureHooks(teacher, ["features.1"]) as th:
+        student(x), teacher(x)
+        step = Step(Batch(x, torch.zeros(8).long(), torch.arange(8)), student, teacher, None, None, sh.features, th.features)
+        loss = method.loss(step)["fitnets"]
+    manual = F.mse_loss(method.regressors[0](sh.features["features.1"]), th.features["features.1"])
+    assert loss.item() == pytest.approx(manual.item())
+
+
+def test_attention_transfer_by_hand_and_spatial_mismatch():
+    method = AttentionTransfer({"s": "t"}, beta=2.0)
+    fs = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # attention (1, 0, 0, 0)
+    ft = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])  # attention (0, 1, 0, 0)
+    step = Step(Batch(fs, torch.zeros(1).long(), torch.arange(1)), nn.Identity(), nn.Identity(), None, None, {"s": fs}, {"t": ft})
+    # beta/2 * mean((e1 - e2)^2) = 1 * 2/4
+    assert method.loss(step)["attention_transfer"].item() == pytest.approx(0.5)
+    big = torch.rand(2, 3, 8, 8)
+    small = torch.rand(2, 5, 4, 4)
+    step = Step(Batch(big, torch.zeros(2).long(), torch.arange(2)), nn.Identity(), nn.Identity(), None, None, {"s": big}, {"t": small})
+    assert torch.isfinite(method.loss(step)["attention_transfer"])

@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xdistill.data import load_dataset
+from xdistill.engine import distill
+from xdistill.methods import IGOverlay, PrepareContext
+from xdistill.models import build_model
+from xdistill.store import AttributionStore, StaleStoreError
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_store_resumes_after_interruption_without_recomputing(tmp_path):
+    data = torch.randn(10, 2, 3)
+    calls = []
+
+    def explain(start, end, fail_after=None):
+        calls.append(start)
+        if fail_after is not None and len(calls) > fail_after:
+            raise Interrupt
+        return data[start:end] * 2
+
+    store = AttributionStore(tmp_path, {"teacher": "a"}, 10, (2, 3), chunk_size=3)
+    with pytest.raises(Interrupt):
+        store.compute(lambda s, e: explain(s, e, fail_after=2), progress=False)
+    assert json.loads((tmp_path / "manifest.json").read_text())["done"] == [0, 1]
+    calls.clear()
+    reopened = AttributionStore(tmp_path, {"teacher": "a"}, 10, (2, 3), chunk_size=3)
+    assert not reopened.complete
+    reopened.compute(explain, progress=False)
+    assert calls == [6, 9]  # only the unfinished chunks
+    assert reopened.complete and torch.equal(reopened[np.arange(10)], data * 2)
+    assert torch.equal(reopened[torch.tensor([4, 1])], data[[4, 1]] * 2)
+
+
+def test_stale_store_is_refused_with_a_clear_message(tmp_path):
+    AttributionStore(tmp_path, {"teacher": "a", "dataset": "d"}, 4, (2,), chunk_size=2)
+    with pytest.raises(StaleStoreError, match="identity.*delete the folder or pass overwrite=True"):
+        AttributionStore(tmp_path, {"teacher": "b", "dataset": "d"}, 4, (2,), chunk_size=2)
+    fresh = AttributionStore.create(tmp_path, {"teacher": "b", "dataset": "d"}, 4, (2,), chunk_size=2, overwrite=True)
+    assert fresh.done == set()
+
+
+def test_incomplete_store_cannot_be_read(tmp_path):
+    store = AttributionStore(tmp_path, {}, 4, (1,), chunk_size=2)
+    with pytest.raises(RuntimeError, match="incomplete"):
+        store.maps()
+
+
+def test_ig_overlay_precompute_resumes_and_produces_identical_maps(tmp_path):
+    train, _ = load_dataset("digits")
+    train = train.subset(np.arange(40))
+    torch.manual_seed(0)
+    teacher = build_model("cnn", 1, 10, width=0.25)
+
+    def context(work):
+        return PrepareContext(teacher, teacher, train.x, train.y, train.fingerprint, work, progress=False)
+
+    # uninterrupted reference
+    reference = IGOverlay(n_steps=8, store_chunk=8)
+    reference.prepare(context(tmp_path / "ref"))
+    expected = reference.store[np.arange(40)]
+
+    # interrupted run: the explainer is cut off after two chunks
+    import xdistill.methods.ig_overlay as module
+
+    real, seen = module.integrated_gradients, []
+
+    def flaky(*args, **kwargs):
+        seen.append(1)
+        if len(seen) > 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    module.integrated_gradients = flaky
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            IGOverlay(n_steps=8, store_chunk=8).prepare(context(tmp_path / "run"))
+    finally:
+        module.integrated_gradients = real
+    manifest = json.loads((tmp_path / "run" / "ig_store" / "manifest.json").read_text())
+    assert manifest["done"] == [0, 1]
+
+    counted = []
+    module.integrated_gradients = lambda *a, **k: counted.append(1) or real(*a, **k)
+    try:
+        resumed = IGOverlay(n_steps=8, store_chunk=8)
+        resumed.prepare(context(tmp_path / "run"))
+    finally:
+        module.integrated_gradients = real
+    assert len(counted) == 3  # chunks 2, 3, 4 only
+    assert torch.equal(resumed.store[np.arange(40)], expected)
+
+    # another teacher: the store is stale and refused
+    other = build_model("cnn", 1, 10, width=0.25)
+    with pytest.raises(StaleStoreError, match="teacher"):
+        IGOverlay(n_steps=8, store_chunk=8).prepare(PrepareContext(other, other, train.x, train.y, train.fingerprint,
+                                                                    tmp_path / "run", progress=False))
+
+
+def test_ig_overlay_blends_about_p_of_the_samples(tmp_path):
+    train, _ = load_dataset("digits")
+    train = train.subset(np.arange(64))
+    teacher = build_model("cnn", 1, 10, width=0.25)
+    method = IGOverlay(p=0.5, n_steps=4, store_chunk=64)
+    method.prepare(PrepareContext(teacher, teacher, train.x, train.y, train.fingerprint, tmp_path, progress=False))
+    from xdistill.methods import Batch
+
+    torch.manual_seed(0)
+    changed = 0
+    for _ in range(20):
+        batch = Batch(train.x, train.y, torch.arange(64))
+        out = method.transform(batch)
+        changed += (out.x != batch.x).flatten(1).any(1).sum().item()
+    assert 0.4 < changed / (20 * 64) < 0.6
+    method.eval()
+    assert method.transform(batch) is batch  # no augmentation outside training
