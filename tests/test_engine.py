@@ -103,3 +103,14 @@ def test_train_teacher_and_validation_metrics(gunpoint, tmp_path):
     result = train_teacher(student(), gunpoint.train, val=gunpoint.test, epochs=3, work_dir=tmp_path, **FAST)
     assert 0.0 <= result.metrics["val/acc"] <= 1.0 and "train/ce" in result.metrics
     assert (tmp_path / "student.safetensors").exists()
+
+
+def test_a_student_handed_over_in_eval_mode_still_trains(gunpoint, tmp_path):
+    """Lightning keeps eval-mode sub-modules in eval mode; BatchNorm would then never train."""
+    torch.manual_seed(0)
+    model = build_model("fcn1d", 1, 2, width=0.5).eval()
+    train_teacher(model, gunpoint.train, epochs=60, seed=0, work_dir=tmp_path, checkpoint=False, **FAST)
+    assert model.features[0][2].running_mean.abs().sum() > 0  # BN statistics were updated
+    from xdistill.metrics import accuracy
+
+    assert accuracy(predict(model, gunpoint.test.x), gunpoint.test.y) > 0.9

@@ -1,11 +1,96 @@
-"""The ``xdistill`` command line. Heavy libraries load only inside the command that needs them."""
+"""The ``xdistill`` command line. Heavy libraries load only inside the command that needs them.
+
+Errors in recipes, data or options print one line (``xdistill: error: ...``) and exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__
+
+
+def _study(args: argparse.Namespace):
+    from .recipe import default_recipe_path, load_recipe
+    from .study import Study
+
+    recipe_path = args.recipe or default_recipe_path()
+    recipe = load_recipe(recipe_path)
+    out = Path(args.out) if args.out else Path("runs") / recipe.name
+    return Study(recipe, out, progress=not args.quiet, restart=getattr(args, "restart", False))
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = _study(args).run()
+    print(f"report: {report}")
+    print(f"summary: {report.with_suffix('.md')}")
+    return 0
+
+
+def _teach(args: argparse.Namespace) -> int:
+    study = _study(args)
+    study.check()
+    study.teacher()
+    print(f"teacher: {study.run_dir / 'teacher' / 'teacher.safetensors'}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    study = _study(args)
+    study.check()
+    stores = study.explain()
+    if not stores:
+        print("no method in this recipe reads an attribution store (ig_overlay does); nothing to do")
+    for store in stores:
+        print(f"store: {store}")
+    return 0
+
+
+def _selected_students(study, names: list[str] | None):
+    students = study.recipe.expanded_students()
+    if not names:
+        return students
+    known = {s.name for s in students}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--student: unknown student(s) {unknown}; the recipe has: {', '.join(sorted(known))}")
+    return [s for s in students if s.name in names]
+
+
+def _distill(args: argparse.Namespace) -> int:
+    study = _study(args)
+    study.check()
+    for student in _selected_students(study, args.student):
+        study.student(student)
+        print(f"student {student.name}: {study.student_dir(student) / 'student.safetensors'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    study = _study(args)
+    study.check()
+    for student in _selected_students(study, args.student):
+        r = study.evaluate(student)
+        print(f"{student.name}: accuracy {r['student_accuracy']:.3f}, agreement {r['agreement']['mean']:.3f}, "
+              f"saliency Spearman {r['saliency_spearman']['mean']:.3f}, top-k focus {r['topk_focus']['mean']:.3f}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    target = Path(args.target)
+    if target.is_dir():
+        if not (target / "recipe.json").exists():
+            raise FileNotFoundError(f"{target} is not a run directory (no recipe.json)")
+        path = build_report(target)
+    else:
+        args.recipe = str(target)
+        path = _study(args).report()
+    print(f"report: {path}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -18,28 +103,69 @@ def _demo(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from .data import DATASETS, aeon_shipped
     from .explain import EXPLAINERS
+    from .methods import METHODS
     from .models import MODELS
     from .parts import PARTS
 
     print("datasets:   " + ", ".join(DATASETS.names()))
     print("  offline ucr:<name>: " + ", ".join(aeon_shipped()))
     print("models:     " + ", ".join(MODELS.names()))
+    print("methods:    " + ", ".join(METHODS.names()))
     print("explainers: " + ", ".join(EXPLAINERS.names()))
     print("parts:      " + ", ".join(PARTS.names()))
     return 0
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def _recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    if optional:
+        parser.add_argument("recipe", nargs="?", help="recipe YAML (default: the bundled GunPoint study)")
+    else:
+        parser.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<recipe name>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--restart", action="store_true", help="start over when the run directory holds another recipe")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xdistill", description="Explainable knowledge distillation.")
+    parser = argparse.ArgumentParser(prog="xdistill", description="Explainable knowledge distillation: keep the "
+                                     "teacher's predictions and its reasons.")
     parser.add_argument("--version", action="version", version=f"xdistill {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="the whole study of a recipe: data, teacher, students, evaluation, report")
+    _recipe_args(run, optional=True)
+    run.set_defaults(handler=_run)
+
+    teach = commands.add_parser("teach", help="train (or load) the recipe's teacher")
+    _recipe_args(teach)
+    teach.set_defaults(handler=_teach)
+
+    explain = commands.add_parser("explain", help="precompute the teacher attribution stores the recipe's methods read")
+    _recipe_args(explain)
+    explain.set_defaults(handler=_explain)
+
+    for name, handler, text in (("distill", _distill, "train the recipe's students"),
+                                ("evaluate", _evaluate, "compare each student with the teacher on held-out data")):
+        sub = commands.add_parser(name, help=text)
+        _recipe_args(sub)
+        sub.add_argument("--student", action="append", metavar="NAME", help="only this student (repeatable)")
+        sub.set_defaults(handler=handler)
+
+    report = commands.add_parser("report", help="write the HTML/Markdown/JSON report of a run")
+    report.add_argument("target", metavar="RUN_DIR|RECIPE")
+    report.add_argument("--out", metavar="DIR", help="run directory when a recipe is given")
+    report.add_argument("--quiet", action="store_true")
+    report.set_defaults(handler=_report)
 
     demo = commands.add_parser("demo", help="train a teacher and a small student on GunPoint and compare their reasons")
     demo.add_argument("--dataset", default="ucr:GunPoint", help="dataset spec (default: ucr:GunPoint, bundled with aeon)")
@@ -48,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     demo.set_defaults(handler=_demo)
 
-    listing = commands.add_parser("list", help="list datasets, models, explainers and part kinds")
+    listing = commands.add_parser("list", help="list datasets, models, methods, explainers and part kinds")
     listing.set_defaults(handler=_list)
     return parser
 
@@ -61,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xdistill: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("xdistill: interrupted", file=sys.stderr)
+        print("xdistill: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 
 

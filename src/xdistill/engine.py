@@ -101,10 +101,22 @@ class DistillationModule(L.LightningModule):
         self.student_hooks = FeatureHooks(student, student_layers) if student_layers else None
         self.teacher_hooks = FeatureHooks(teacher, teacher_layers) if teacher_layers and teacher is not None else None
         self.needs_teacher = teacher is not None and any(m.needs_teacher for m in methods)
+        self._term_sums: dict[str, torch.Tensor] = {}
+        self._term_count = 0
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
+        return tuple(t.to(device, non_blocking=True) for t in batch)
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device).eval()
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning (>= 2.2) keeps sub-modules that arrive in eval mode in eval mode; a student
+        # whose BatchNorm never leaves eval mode silently fails to train, so set it explicitly.
+        self.student.train()
+        self.methods.train()
 
     def _teacher_logits(self, batch: Batch, transformed: bool) -> torch.Tensor | None:
         if not self.needs_teacher:
@@ -133,19 +145,25 @@ class DistillationModule(L.LightningModule):
                                      f"combine e.g. 'kd' with 'fitnets', not 'kd' with 'tsd' (tsd includes kd)")
                 terms[name] = value
         loss = torch.stack(list(terms.values())).sum()
-        for name, value in terms.items():
-            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        terms["loss"] = loss
+        for name, value in terms.items():  # summed here, logged once per epoch (self.log per step is slow)
+            self._term_sums[name] = self._term_sums.get(name, 0.0) + value.detach() * len(y)
+        self._term_count += len(y)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        for name, total in self._term_sums.items():
+            self.log(f"train/{name}", total / self._term_count, prog_bar=(name == "loss"), sync_dist=True)
+        self._term_sums, self._term_count = {}, 0
 
     def validation_step(self, raw, batch_idx: int) -> None:
         x, y, _ = raw
         logits = self.student(x)
-        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, batch_size=len(y))
+        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, batch_size=len(y), sync_dist=True)
         if self.teacher is not None:
             with torch.no_grad():
                 agree = (self.teacher(x).argmax(1) == logits.argmax(1)).float().mean()
-            self.log("val/agreement", agree, prog_bar=True, batch_size=len(y))
+            self.log("val/agreement", agree, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -72,17 +72,24 @@ DISTANCES.register("kl")(lambda s, t, tau: F.kl_div(F.log_softmax(s / tau, 1), F
 
 @METHODS.register("tsd")
 class TemporalSaliencyDistillation(KnowledgeDistillation):
-    """KD plus ``beta · D(student temporal saliency, teacher temporal saliency)``."""
+    """KD plus ``beta · D(student temporal saliency, teacher temporal saliency)``.
+
+    Occlusion saliency costs ``n_windows + 1`` student forwards per sample; ``batch_fraction``
+    matches saliency on only that share of each (shuffled) batch to trade alignment for speed.
+    """
 
     def __init__(self, window: int = 5, beta: float = 1.0, distance: str = "cosine", saliency: str = "occlusion",
                  tau: float = 1.0, target: str = "label", temperature: float = 4.0, alpha: float = 0.9,
-                 batch_size: int = 128) -> None:
+                 batch_fraction: float = 1.0, batch_size: int = 128) -> None:
         super().__init__(temperature=temperature, alpha=alpha)
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if target not in ("label", "teacher"):
             raise ValueError(f"target must be 'label' or 'teacher', got {target!r}")
+        if not 0.0 < batch_fraction <= 1.0:
+            raise ValueError(f"batch_fraction must be in (0, 1], got {batch_fraction}")
         self.window, self.beta, self.tau, self.target, self.batch_size = window, beta, tau, target, batch_size
+        self.batch_fraction = batch_fraction
         self.saliency_fn = SALIENCY.get(saliency)
         self.distance_fn = DISTANCES.get(distance)
         self.register_buffer("teacher_saliency", torch.empty(0), persistent=False)
@@ -110,8 +117,10 @@ class TemporalSaliencyDistillation(KnowledgeDistillation):
         if self.teacher_saliency.numel() == 0:
             raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
         terms = super().loss(step)
-        teacher_sal = self.teacher_saliency[step.batch.index.to(self.teacher_saliency.device)].to(step.student_logits)
+        keep = max(1, round(self.batch_fraction * step.batch.x.shape[0]))
+        index = step.batch.index[:keep]
+        teacher_sal = self.teacher_saliency[index.to(self.teacher_saliency.device)].to(step.student_logits)
         target = step.batch.y if self.target == "label" else step.teacher_logits.argmax(1)
-        student_sal = self.saliency_fn(step.student, step.batch.x, target, self.window)
+        student_sal = self.saliency_fn(step.student, step.batch.x[:keep], target[:keep], self.window)
         terms["saliency"] = self.beta * self.distance_fn(student_sal, teacher_sal, self.tau)
         return terms

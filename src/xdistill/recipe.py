@@ -1,0 +1,195 @@
+"""The recipe file: one YAML document describing a whole study, validated before anything runs.
+
+Every problem is reported as one :class:`RecipeError` line that names the field, e.g.
+``students[1].methods[0]: unknown method 'kdd'; known: ce, kd, ...``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class RecipeError(ValueError):
+    """A recipe problem, phrased as ``field: what is wrong``."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(Strict):
+    name: str = Field(description="dataset spec, e.g. ucr:GunPoint, mnist1d, digits, fashion_mnist")
+    options: dict[str, Any] = {}
+    max_train: int | None = Field(default=None, ge=1)
+    max_test: int | None = Field(default=None, ge=1)
+
+
+class TrainSpec(Strict):
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+class TeacherSpec(Strict):
+    model: str
+    options: dict[str, Any] = {}
+    weights: str | None = Field(default=None, description="safetensors file to load instead of training")
+    train: TrainSpec = TrainSpec(epochs=60)
+
+
+class SweepSpec(Strict):
+    option: str = Field(description="an option of the student's first method, e.g. alpha")
+    values: list[Any] = Field(min_length=1)
+
+
+class StudentSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    model: str
+    options: dict[str, Any] = {}
+    methods: list[str | dict[str, Any]] = Field(min_length=1)
+    train: TrainSpec | None = None
+    sweep: SweepSpec | None = None
+
+
+class EvaluationSpec(Strict):
+    explainer: str = "integrated_gradients"
+    explainer_options: dict[str, Any] = {}
+    parts: str = "timestep"
+    part_options: dict[str, Any] = {}
+    k: int = Field(default=5, ge=1)
+    target: Literal["teacher", "label"] = "teacher"
+    max_samples: int | None = Field(default=500, ge=1)
+    examples: int = Field(default=3, ge=0, le=16)
+
+
+class Recipe(Strict):
+    name: str = "study"
+    seed: int = 0
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    precision: str | None = None
+    dataset: DatasetSpec
+    teacher: TeacherSpec
+    students: list[StudentSpec] = Field(min_length=1)
+    training: TrainSpec = TrainSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+
+    @field_validator("students")
+    @classmethod
+    def _unique_names(cls, students: list[StudentSpec]) -> list[StudentSpec]:
+        names = [s.name for s in students]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"student names must be unique; repeated: {', '.join(repeated)}")
+        return students
+
+    def expanded_students(self) -> list[StudentSpec]:
+        """Students with every sweep unrolled into one student per value."""
+        out = []
+        for student in self.students:
+            if student.sweep is None:
+                out.append(student)
+                continue
+            for value in student.sweep.values:
+                methods = copy.deepcopy(student.methods)
+                first = {"name": methods[0]} if isinstance(methods[0], str) else dict(methods[0])
+                first[student.sweep.option] = value
+                methods[0] = first
+                out.append(student.model_copy(update={"name": f"{student.name}[{student.sweep.option}={value}]",
+                                                      "methods": methods, "sweep": None}))
+        return out
+
+
+def _location(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("str", "dict[str,any]"):  # pydantic's union branch names
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "recipe"
+
+
+def _first_error(error: ValidationError) -> str:
+    errors = error.errors()
+    # for a str|dict union pydantic reports each branch; prefer the dict branch's message
+    detail = errors[-1] if len(errors) > 1 and all(e["loc"][:-1] == errors[0]["loc"][:-1] for e in errors) else errors[0]
+    message = detail["msg"].removeprefix("Value error, ")
+    if detail["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see recipes/ for examples)"
+    return f"{_location(detail['loc'])}: {message}"
+
+
+def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
+    """Validate a loaded YAML document (structure, then names against the registries)."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: the recipe must be a YAML mapping, got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as error:
+        raise RecipeError(_first_error(error)) from None
+    check_names(recipe)
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"recipe file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
+    return parse_recipe(data, str(path))
+
+
+def default_recipe_path() -> Path:
+    return Path(__file__).parent / "recipes" / "default.yaml"
+
+
+def check_names(recipe: Recipe) -> None:
+    """Names that must exist in a registry, and options the constructors accept."""
+    from .data import DATASETS
+    from .explain import EXPLAINERS
+    from .methods import METHODS, build_method
+    from .models import MODELS
+    from .parts import PARTS
+
+    family = recipe.dataset.name.partition(":")[0]
+    if family not in DATASETS:
+        raise RecipeError(f"dataset.name: unknown dataset {recipe.dataset.name!r}; known: {', '.join(DATASETS.names())}")
+    for where, model in [("teacher.model", recipe.teacher.model)] + [
+        (f"students[{i}].model", s.model) for i, s in enumerate(recipe.students)
+    ]:
+        if model not in MODELS:
+            raise RecipeError(f"{where}: unknown model {model!r}; known: {', '.join(MODELS.names())}")
+    if recipe.evaluation.explainer not in EXPLAINERS:
+        raise RecipeError(f"evaluation.explainer: unknown explainer {recipe.evaluation.explainer!r}; "
+                          f"known: {', '.join(EXPLAINERS.names())}")
+    if recipe.evaluation.parts not in PARTS:
+        raise RecipeError(f"evaluation.parts: unknown part kind {recipe.evaluation.parts!r}; known: {', '.join(PARTS.names())}")
+    for i, student in enumerate(recipe.expanded_students()):
+        for j, spec in enumerate(student.methods):
+            name = spec if isinstance(spec, str) else spec.get("name")
+            where = f"students[{_original_index(recipe, student)}].methods[{j}]"
+            if name not in METHODS:
+                raise RecipeError(f"{where}: unknown method {name!r}; known: {', '.join(METHODS.names())}")
+            options = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+            try:
+                build_method(name, **options)
+            except TypeError as error:
+                raise RecipeError(f"{where}: {error}".replace("__init__() ", "")) from None
+            except ValueError as error:
+                raise RecipeError(f"{where}: {error}") from None
+
+
+def _original_index(recipe: Recipe, student: StudentSpec) -> int:
+    base = student.name.split("[", 1)[0]
+    return next(i for i, s in enumerate(recipe.students) if s.name == base)

@@ -1,0 +1,274 @@
+"""A whole study from a recipe, in resumable stages: data -> teacher -> students -> evaluation -> report.
+
+Everything lands in one run directory: the resolved recipe, versions and seeds, logs, the
+teacher and student weights (safetensors), evaluation JSONs and the report. Each finished
+stage is recorded in ``stages.json``; running again skips finished stages, and a student
+interrupted mid-training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .explain import eval_mode
+from .recipe import Recipe, RecipeError, StudentSpec
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data, indent=2, default=str))
+    partial.replace(path)
+
+
+class Study:
+    """Runs the stages of one recipe inside ``run_dir``."""
+
+    def __init__(self, recipe: Recipe, run_dir: str | Path, progress: bool = True, restart: bool = False) -> None:
+        self.recipe, self.run_dir, self.progress = recipe, Path(run_dir), progress
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.stages_path = self.run_dir / "stages.json"
+        resolved = json.loads(recipe.model_dump_json())
+        recipe_path = self.run_dir / "recipe.json"
+        if recipe_path.exists() and json.loads(recipe_path.read_text()) != resolved:
+            if not restart:
+                raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
+                                  "choose another --out or pass --restart to start it over")
+            self.stages_path.unlink(missing_ok=True)
+        _write_json(recipe_path, resolved)
+        _write_json(self.run_dir / "environment.json", environment(recipe.seed))
+        self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
+        self._splits = None
+        self._teacher: nn.Module | None = None
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        with open(self.run_dir / "log.txt", "a") as handle:
+            handle.write(line + "\n")
+        if self.progress:
+            print(line, file=sys.stderr, flush=True)
+
+    def done(self, stage: str) -> bool:
+        return stage in self.stages
+
+    def finish(self, stage: str, started: float, **info: Any) -> None:
+        self.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **info}
+        _write_json(self.stages_path, self.stages)
+
+    # -- data and models --------------------------------------------------------------------------
+    @property
+    def splits(self):
+        if self._splits is None:
+            from .data import load_dataset
+
+            spec = self.recipe.dataset
+            try:
+                train, test = load_dataset(spec.name, **spec.options)
+            except TypeError as error:
+                raise RecipeError(f"dataset.options: {error}") from None
+            except (ValueError, FileNotFoundError, LookupError) as error:
+                raise RecipeError(f"dataset.name: {error}") from None
+            rng = np.random.default_rng(self.recipe.seed)
+            if spec.max_train and spec.max_train < len(train):
+                train = train.subset(np.sort(rng.permutation(len(train))[: spec.max_train]))
+            if spec.max_test and spec.max_test < len(test):
+                test = test.subset(np.sort(rng.permutation(len(test))[: spec.max_test]))
+            self._splits = (train, test)
+        return self._splits
+
+    def build(self, where: str, name: str, options: dict[str, Any]) -> nn.Module:
+        from .models import build_model
+
+        train = self.splits[0]
+        torch.manual_seed(self.recipe.seed)
+        try:
+            model = build_model(name, train.input_shape[0], train.num_classes, **options)
+        except TypeError as error:
+            raise RecipeError(f"{where}.options: {error}") from None
+        except ValueError as error:
+            raise RecipeError(f"{where}: {error}") from None
+        try:
+            with torch.no_grad(), eval_mode(model):
+                out = model(train.x[:2])
+        except RuntimeError as error:
+            raise RecipeError(f"{where}: model {name!r} cannot take inputs shaped {train.input_shape} "
+                              f"({str(error).splitlines()[0]})") from None
+        if out.shape != (2, train.num_classes):
+            raise RecipeError(f"{where}: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes")
+        return model
+
+    def check(self) -> None:
+        """Build every model once against the data: shape and class-count errors surface before training."""
+        self.build("teacher", self.recipe.teacher.model, self.recipe.teacher.options)
+        for i, student in enumerate(self.recipe.students):
+            self.build(f"students[{i}]", student.model, student.options)
+
+    def teacher(self) -> nn.Module:
+        from .checkpoint import load_weights, save_weights
+        from .engine import train_teacher
+
+        if self._teacher is not None:
+            return self._teacher
+        spec = self.recipe.teacher
+        model = self.build("teacher", spec.model, spec.options)
+        path = self.run_dir / "teacher" / "teacher.safetensors"
+        if self.done("teacher") and path.exists():
+            self._teacher = load_weights(model, path).eval()
+            return self._teacher
+        started = time.perf_counter()
+        if spec.weights:
+            try:
+                load_weights(model, spec.weights)
+            except (FileNotFoundError, OSError) as error:
+                raise RecipeError(f"teacher.weights: cannot read {spec.weights} ({error})") from None
+            except RuntimeError as error:
+                raise RecipeError(f"teacher.weights: {spec.weights} does not fit model {spec.model!r} "
+                                  f"({str(error).splitlines()[0]}...)") from None
+            save_weights(model, path)
+            self.log(f"teacher: loaded {spec.weights}")
+        else:
+            self.log(f"teacher: training {spec.model} for {spec.train.epochs} epochs")
+            train, test = self.splits
+            train_teacher(model, train, val=test, work_dir=self.run_dir / "teacher", **self._train_options(spec.train))
+            save_weights(model, path)
+        self.finish("teacher", started)
+        self._teacher = model.eval()
+        return self._teacher
+
+    def _train_options(self, spec) -> dict[str, Any]:
+        accelerator = {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[self.recipe.device]
+        return dict(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
+                    seed=self.recipe.seed, accelerator=accelerator, precision=self.recipe.precision,
+                    progress=self.progress)
+
+    def student_dir(self, student: StudentSpec) -> Path:
+        return self.run_dir / "students" / safe_name(student.name)
+
+    def student(self, student: StudentSpec) -> nn.Module:
+        from .checkpoint import load_weights
+        from .engine import distill
+
+        index = next(i for i, s in enumerate(self.recipe.students) if student.name.split("[")[0] == s.name)
+        model = self.build(f"students[{index}]", student.model, student.options)
+        work = self.student_dir(student)
+        stage = f"student:{student.name}"
+        if self.done(stage) and (work / "student.safetensors").exists():
+            return load_weights(model, work / "student.safetensors").eval()
+        teacher = self.teacher()
+        train, test = self.splits
+        spec = student.train or self.recipe.training
+        self.log(f"student {student.name}: {student.model} with {student.methods}, {spec.epochs} epochs")
+        started = time.perf_counter()
+        result = distill(teacher, model, train, student.methods, val=test, work_dir=work, resume=True,
+                         **self._train_options(spec))
+        self.finish(stage, started, epoch_seconds=result.epoch_seconds)
+        return result.student
+
+    # -- evaluation and report ------------------------------------------------------------------------
+    def alignment_config(self):
+        from .metrics import AlignmentConfig
+
+        spec = self.recipe.evaluation
+        return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target)
+
+    def evaluate(self, student: StudentSpec) -> dict[str, Any]:
+        from .metrics import evaluate_pair, part_importances, predict, to_jsonable
+
+        path = self.run_dir / "evaluation" / f"{safe_name(student.name)}.json"
+        stage = f"evaluate:{student.name}"
+        if self.done(stage) and path.exists():
+            return json.loads(path.read_text())
+        model, teacher = self.student(student), self.teacher()
+        _, test = self.splits
+        limit = self.recipe.evaluation.max_samples or len(test)
+        x, y = test.x[:limit], test.y[:limit]
+        started = time.perf_counter()
+        self.log(f"evaluate {student.name} on {len(x)} held-out samples")
+        config = self.alignment_config()
+        result = to_jsonable(evaluate_pair(teacher, model, x, y, config))
+        result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
+        n = self.recipe.evaluation.examples
+        if n:
+            target = predict(teacher, x[:n]).argmax(1) if config.target == "teacher" else y[:n]
+            examples = {
+                "x": x[:n].numpy(), "y": y[:n].numpy(),
+                "teacher": self._maps(teacher, x[:n], target), "student": self._maps(model, x[:n], target),
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path.with_suffix(".npz"), **examples)
+        _write_json(path, result)
+        self.finish(stage, started)
+        return result
+
+    def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+        from .explain import explain
+
+        config = self.alignment_config()
+        return explain(model, x, target, method=config.explainer, **config.explainer_options).detach().numpy()
+
+    def explain(self) -> list[Path]:
+        """Precompute the attribution stores that the recipe's methods read (resumable)."""
+        from .methods import PrepareContext
+        from .engine import as_methods
+
+        stores = []
+        for student in self.recipe.expanded_students():
+            for method in as_methods(student.methods):
+                if not hasattr(method, "store"):
+                    continue
+                train = self.splits[0]
+                device = torch.device("cuda" if self.recipe.device != "cpu" and torch.cuda.is_available() else "cpu")
+                self.log(f"attribution store for {student.name}")
+                context = PrepareContext(self.teacher(), self.build("student", student.model, student.options),
+                                         train.x, train.y, train.fingerprint, self.student_dir(student), device, self.progress)
+                method.prepare(context)
+                stores.append(method.store.root)
+        return stores
+
+    def report(self) -> Path:
+        from .report import build_report
+
+        self.log("report")
+        return build_report(self.run_dir)
+
+    def run(self) -> Path:
+        """Every stage in order; finished ones are skipped."""
+        self.check()
+        train, test = self.splits
+        self.log(f"data {self.recipe.dataset.name}: {len(train)} train, {len(test)} test, input {train.input_shape}, "
+                 f"{train.num_classes} classes")
+        self.teacher()
+        students = self.recipe.expanded_students()
+        for student in students:
+            self.student(student)
+        for student in students:
+            self.evaluate(student)
+        return self.report()
+
+
+def environment(seed: int) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("xdistill", "torch", "lightning", "numpy", "aeon", "captum"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "seed": seed,
+            "versions": versions, "argv": sys.argv, "cuda": torch.cuda.is_available()}
