@@ -28,19 +28,20 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _mean_std(value: Any) -> tuple[float, float]:
+def _mean_sem(value: Any) -> tuple[float, float]:
+    """Mean and standard error of the mean of a per-sample summary; scalars have no error bar."""
     if isinstance(value, dict):
-        return float(value["mean"]), float(value["std"])
+        return float(value["mean"]), float(value["std"]) / max(1, int(value["n"])) ** 0.5
     return float(value), 0.0
 
 
 def metric_bars(results: list[dict[str, Any]]) -> bytes:
-    """One panel per metric, one bar per student (mean ± std over test samples)."""
+    """One panel per metric, one bar per student (mean ± standard error over test samples)."""
     plt = _pyplot()
     names = [r["student"] for r in results]
     fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(3.2 * len(BAR_METRICS), 3.2 + 0.12 * max(map(len, names))))
     for ax, (key, label) in zip(axes, BAR_METRICS):
-        means, stds = zip(*(_mean_std(r[key]) for r in results))
+        means, stds = zip(*(_mean_sem(r[key]) for r in results))
         ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
@@ -98,10 +99,10 @@ def sweep_curve(option: str, points: list[tuple[Any, dict[str, Any]]]) -> bytes:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     values = [float(v) for v, _ in points]
     for key, label in BAR_METRICS[1:] + BAR_METRICS[:1]:
-        means, stds = zip(*(_mean_std(r[key]) for _, r in points))
+        means, stds = zip(*(_mean_sem(r[key]) for _, r in points))
         ax.errorbar(values, means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set_xlabel(option)
-    ax.set_ylabel("mean over test samples")
+    ax.set_ylabel("mean ± s.e.m. over test samples")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

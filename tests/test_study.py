@@ -1,0 +1,120 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xdistill.recipe import default_recipe_path
+
+SMALL = yaml.safe_load(default_recipe_path().read_text())
+SMALL["teacher"]["train"]["epochs"] = 8
+SMALL["training"]["epochs"] = 3
+SMALL["evaluation"]["max_samples"] = 40
+SMALL["evaluation"]["examples"] = 2
+SMALL["students"].append({"name": "sweep", "model": "fcn1d", "options": {"width": 0.125}, "methods": ["kd"],
+                          "sweep": {"option": "alpha", "values": [0.0, 0.9]}})
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "xdistill", *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    recipe = root / "small.yaml"
+    recipe.write_text(yaml.safe_dump(SMALL))
+    out = root / "run"
+    # do it in pieces, as an interrupted user would: the teacher, one student, then the rest
+    assert cli("teach", str(recipe), "--out", str(out), "--quiet").returncode == 0
+    first = cli("distill", str(recipe), "--out", str(out), "--quiet", "--student", "alone")
+    assert first.returncode == 0, first.stderr
+    stages = json.loads((out / "stages.json").read_text())
+    assert set(stages) == {"teacher", "student:alone"}
+    result = cli("run", str(recipe), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return recipe, out, stages
+
+
+def test_run_writes_everything_and_skips_finished_stages(finished_run):
+    recipe, out, early = finished_run
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["teacher"] == early["teacher"] and stages["student:alone"] == early["student:alone"]
+    students = ["alone", "kd", "tsd", "sweep[alpha=0.0]", "sweep[alpha=0.9]"]
+    assert {f"evaluate:{s}" for s in students} <= set(stages)
+    for name in ("recipe.json", "environment.json", "log.txt", "teacher/teacher.safetensors",
+                 "students/tsd/student.safetensors", "report/report.html", "report/report.md", "report/figures.json"):
+        assert (out / name).exists(), name
+    env = json.loads((out / "environment.json").read_text())
+    assert env["versions"]["torch"].startswith("2.13.0") and env["seed"] == 0
+    figures = json.loads((out / "report" / "figures.json").read_text())
+    assert [s["student"] for s in figures["students"]] == students
+    assert figures["sweeps"]["sweep"]["option"] == "alpha" and len(figures["sweeps"]["sweep"]["points"]) == 2
+    for student in figures["students"]:
+        for key in ("student_accuracy", "agreement", "logit_spearman", "saliency_spearman", "topk_focus",
+                    "student_params", "compression", "speedup_b1", "speedup_b64"):
+            assert key in student
+    md = (out / "report" / "report.md").read_text()
+    assert "| tsd |" in md and "Sweep of alpha" in md
+    # a second run does nothing but the report
+    again = cli("run", str(recipe), "--out", str(out))
+    assert again.returncode == 0 and "student" not in again.stderr.replace("students", "")
+
+
+def test_html_is_self_contained(finished_run):
+    _, out, _ = finished_run
+    page = (out / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # bars, saliency examples, sweep curve
+    assert "src=\"http" not in page and "<link" not in page
+
+
+def test_a_changed_recipe_is_refused_in_the_same_run_dir(finished_run, tmp_path):
+    recipe, out, _ = finished_run
+    changed = dict(SMALL, seed=1)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    result = cli("run", str(path), "--out", str(out), "--quiet")
+    assert result.returncode == 2 and "holds a different recipe" in result.stderr
+
+
+def test_report_command_rebuilds_from_a_run_dir(finished_run):
+    _, out, _ = finished_run
+    result = cli("report", str(out))
+    assert result.returncode == 0 and "report.html" in result.stdout
+    assert cli("report", str(out / "nope")).returncode == 2
+
+
+def test_explain_precomputes_the_ig_overlay_store(tmp_path):
+    data = dict(SMALL, students=[{"name": "ig", "model": "fcn1d", "options": {"width": 0.125},
+                                  "methods": [{"name": "ig_overlay", "n_steps": 4}]}])
+    path = tmp_path / "ig.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = cli("explain", str(path), "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "run" / "students" / "ig" / "ig_store" / "manifest.json").read_text())
+    assert manifest["n_samples"] == 50 and manifest["done"] == [0]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(finished_run, tmp_path):
+    _, out, _ = finished_run
+    shot = out / "report" / "screenshot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2400",
+                    (out / "report" / "report.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 50_000
+    from PIL import Image
+
+    image = Image.open(shot).convert("L")
+    # the page is not blank: a good share of its pixels are not white
+    import numpy as np
+
+    dark = int((np.asarray(image) < 200).sum())
+    assert dark / (image.width * image.height) > 0.02
