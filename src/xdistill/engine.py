@@ -101,6 +101,7 @@ class DistillationModule(L.LightningModule):
         self.student_hooks = FeatureHooks(student, student_layers) if student_layers else None
         self.teacher_hooks = FeatureHooks(teacher, teacher_layers) if teacher_layers and teacher is not None else None
         self.needs_teacher = teacher is not None and any(m.needs_teacher for m in methods)
+        self.teacher_forward = any(m.needs_teacher_forward for m in methods)
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_count = 0
 
@@ -121,7 +122,7 @@ class DistillationModule(L.LightningModule):
     def _teacher_logits(self, batch: Batch, transformed: bool) -> torch.Tensor | None:
         if not self.needs_teacher:
             return None
-        if self.teacher_logits is not None and not transformed and self.teacher_hooks is None:
+        if self.teacher_logits is not None and not transformed and self.teacher_hooks is None and not self.teacher_forward:
             return self.teacher_logits[batch.index.cpu()].to(self.device)
         with torch.no_grad():
             return self.teacher(batch.x)
@@ -224,7 +225,8 @@ def distill(
     if teacher is not None:
         teacher.cpu()
     use_cache = (teacher_logit_cache and teacher is not None and all(m.deterministic_transform for m in methods)
-                 and any(m.needs_teacher for m in methods) and not any(m.teacher_layers for m in methods))
+                 and any(m.needs_teacher for m in methods) and not any(m.teacher_layers for m in methods)
+                 and not any(m.needs_teacher_forward for m in methods))
     cached = teacher_logits_for(teacher, train.x, device).cpu() if use_cache else None
     if teacher is not None:
         teacher.cpu()

@@ -27,6 +27,8 @@ class DatasetSpec(Strict):
     options: dict[str, Any] = {}
     max_train: int | None = Field(default=None, ge=1)
     max_test: int | None = Field(default=None, ge=1)
+    subtask: list[int] | None = Field(default=None, min_length=2,
+                                      description="class indices the students learn (SubDistill); the teacher sees all")
 
 
 class TrainSpec(Strict):
@@ -40,6 +42,8 @@ class TeacherSpec(Strict):
     model: str
     options: dict[str, Any] = {}
     weights: str | None = Field(default=None, description="safetensors file to load instead of training")
+    methods: list[str | dict[str, Any]] = Field(default=["ce"], min_length=1,
+                                                description="how the teacher trains: ce, or rationale for a rationale model")
     train: TrainSpec = TrainSpec(epochs=60)
 
 
@@ -158,7 +162,6 @@ def check_names(recipe: Recipe) -> None:
     """Names that must exist in a registry, and options the constructors accept."""
     from .data import DATASETS
     from .explain import EXPLAINERS
-    from .methods import METHODS, build_method
     from .models import MODELS
     from .parts import PARTS
 
@@ -175,19 +178,25 @@ def check_names(recipe: Recipe) -> None:
                           f"known: {', '.join(EXPLAINERS.names())}")
     if recipe.evaluation.parts not in PARTS:
         raise RecipeError(f"evaluation.parts: unknown part kind {recipe.evaluation.parts!r}; known: {', '.join(PARTS.names())}")
-    for i, student in enumerate(recipe.expanded_students()):
-        for j, spec in enumerate(student.methods):
-            name = spec if isinstance(spec, str) else spec.get("name")
-            where = f"students[{_original_index(recipe, student)}].methods[{j}]"
-            if name not in METHODS:
-                raise RecipeError(f"{where}: unknown method {name!r}; known: {', '.join(METHODS.names())}")
-            options = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
-            try:
-                build_method(name, **options)
-            except TypeError as error:
-                raise RecipeError(f"{where}: {error}".replace("__init__() ", "")) from None
-            except ValueError as error:
-                raise RecipeError(f"{where}: {error}") from None
+    _check_methods("teacher.methods", recipe.teacher.methods)
+    for student in recipe.expanded_students():
+        _check_methods(f"students[{_original_index(recipe, student)}].methods", student.methods)
+
+
+def _check_methods(where: str, methods: list) -> None:
+    from .methods import METHODS, build_method
+
+    for j, spec in enumerate(methods):
+        name = spec if isinstance(spec, str) else spec.get("name")
+        if name not in METHODS:
+            raise RecipeError(f"{where}[{j}]: unknown method {name!r}; known: {', '.join(METHODS.names())}")
+        options = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+        try:
+            build_method(name, **options)
+        except TypeError as error:
+            raise RecipeError(f"{where}[{j}]: {error}".replace("__init__() ", "")) from None
+        except ValueError as error:
+            raise RecipeError(f"{where}[{j}]: {error}") from None
 
 
 def _original_index(recipe: Recipe, student: StudentSpec) -> int:

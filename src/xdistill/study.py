@@ -91,10 +91,31 @@ class Study:
             self._splits = (train, test)
         return self._splits
 
-    def build(self, where: str, name: str, options: dict[str, Any]) -> nn.Module:
+    @property
+    def student_splits(self):
+        """The students' data: the subtask's classes only when the recipe names a subtask."""
+        classes = self.recipe.dataset.subtask
+        if not classes:
+            return self.splits
+        from .subtask import subtask_data
+
+        try:
+            return tuple(subtask_data(split, classes) for split in self.splits)
+        except ValueError as error:
+            raise RecipeError(f"dataset.subtask: {error}") from None
+
+    def student_teacher(self) -> nn.Module:
+        """The teacher as the students see it: restricted to the subtask's logits if there is one."""
+        from .subtask import ClassSubset
+
+        teacher = self.teacher()
+        classes = self.recipe.dataset.subtask
+        return ClassSubset(teacher, classes).eval() if classes else teacher
+
+    def build(self, where: str, name: str, options: dict[str, Any], student: bool = False) -> nn.Module:
         from .models import build_model
 
-        train = self.splits[0]
+        train = (self.student_splits if student else self.splits)[0]
         torch.manual_seed(self.recipe.seed)
         try:
             model = build_model(name, train.input_shape[0], train.num_classes, **options)
@@ -116,11 +137,11 @@ class Study:
         """Build every model once against the data: shape and class-count errors surface before training."""
         self.build("teacher", self.recipe.teacher.model, self.recipe.teacher.options)
         for i, student in enumerate(self.recipe.students):
-            self.build(f"students[{i}]", student.model, student.options)
+            self.build(f"students[{i}]", student.model, student.options, student=True)
 
     def teacher(self) -> nn.Module:
         from .checkpoint import load_weights, save_weights
-        from .engine import train_teacher
+        from .engine import distill
 
         if self._teacher is not None:
             return self._teacher
@@ -144,7 +165,8 @@ class Study:
         else:
             self.log(f"teacher: training {spec.model} for {spec.train.epochs} epochs")
             train, test = self.splits
-            train_teacher(model, train, val=test, work_dir=self.run_dir / "teacher", **self._train_options(spec.train))
+            distill(None, model, train, spec.methods, val=test, work_dir=self.run_dir / "teacher",
+                    **self._train_options(spec.train))
             save_weights(model, path)
         self.finish("teacher", started)
         self._teacher = model.eval()
@@ -164,13 +186,13 @@ class Study:
         from .engine import distill
 
         index = next(i for i, s in enumerate(self.recipe.students) if student.name.split("[")[0] == s.name)
-        model = self.build(f"students[{index}]", student.model, student.options)
+        model = self.build(f"students[{index}]", student.model, student.options, student=True)
         work = self.student_dir(student)
         stage = f"student:{student.name}"
         if self.done(stage) and (work / "student.safetensors").exists():
             return load_weights(model, work / "student.safetensors").eval()
-        teacher = self.teacher()
-        train, test = self.splits
+        teacher = self.student_teacher()
+        train, test = self.student_splits
         spec = student.train or self.recipe.training
         self.log(f"student {student.name}: {student.model} with {student.methods}, {spec.epochs} epochs")
         started = time.perf_counter()
@@ -193,8 +215,8 @@ class Study:
         stage = f"evaluate:{student.name}"
         if self.done(stage) and path.exists():
             return json.loads(path.read_text())
-        model, teacher = self.student(student), self.teacher()
-        _, test = self.splits
+        model, teacher = self.student(student), self.student_teacher()
+        _, test = self.student_splits
         limit = self.recipe.evaluation.max_samples or len(test)
         x, y = test.x[:limit], test.y[:limit]
         started = time.perf_counter()
@@ -231,10 +253,11 @@ class Study:
             for method in as_methods(student.methods):
                 if not hasattr(method, "store"):
                     continue
-                train = self.splits[0]
+                train = self.student_splits[0]
                 device = torch.device("cuda" if self.recipe.device != "cpu" and torch.cuda.is_available() else "cpu")
                 self.log(f"attribution store for {student.name}")
-                context = PrepareContext(self.teacher(), self.build("student", student.model, student.options),
+                context = PrepareContext(self.student_teacher(),
+                                         self.build("student", student.model, student.options, student=True),
                                          train.x, train.y, train.fingerprint, self.student_dir(student), device, self.progress)
                 method.prepare(context)
                 stores.append(method.store.root)
@@ -251,7 +274,8 @@ class Study:
         self.check()
         train, test = self.splits
         self.log(f"data {self.recipe.dataset.name}: {len(train)} train, {len(test)} test, input {train.input_shape}, "
-                 f"{train.num_classes} classes")
+                 f"{train.num_classes} classes" + (f"; students on subtask {self.recipe.dataset.subtask}"
+                                                   if self.recipe.dataset.subtask else ""))
         self.teacher()
         students = self.recipe.expanded_students()
         for student in students:

@@ -65,6 +65,8 @@ class Method(nn.Module):
 
     #: the teacher must run on every batch (logits/features); False lets the engine use cached logits
     needs_teacher: bool = True
+    #: the teacher's forward pass has side effects the loss reads (e.g. a rationale mask): never cache it
+    needs_teacher_forward: bool = False
     #: ``transform`` returns the same input for the same sample every epoch (teacher logits may be cached)
     deterministic_transform: bool = True
     #: module paths whose outputs ``loss`` reads through forward hooks
