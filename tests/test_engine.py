@@ -114,3 +114,11 @@ def test_a_student_handed_over_in_eval_mode_still_trains(gunpoint, tmp_path):
     from xdistill.metrics import accuracy
 
     assert accuracy(predict(model, gunpoint.test.x), gunpoint.test.y) > 0.9
+
+
+def test_models_are_handed_back_without_hooks_and_with_grad_flags(gunpoint, teacher, tmp_path):
+    s = student()
+    distill(teacher, s, gunpoint.train, ["kd", {"name": "fitnets", "layers": {"features.1": "features.1"}}], epochs=1,
+            work_dir=tmp_path, checkpoint=False, **FAST)
+    assert not any(m._forward_hooks for m in s.modules()) and not any(m._forward_hooks for m in teacher.modules())
+    assert all(p.requires_grad for p in teacher.parameters())

@@ -105,6 +105,12 @@ class DistillationModule(L.LightningModule):
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_count = 0
 
+    def remove_hooks(self) -> None:
+        """Detach the feature hooks from the user's models (after training)."""
+        for hooks in (self.student_hooks, self.teacher_hooks):
+            if hooks is not None:
+                hooks.remove()
+
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
         return tuple(t.to(device, non_blocking=True) for t in batch)
@@ -230,6 +236,7 @@ def distill(
     cached = teacher_logits_for(teacher, train.x, device).cpu() if use_cache else None
     if teacher is not None:
         teacher.cpu()
+    teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
     module = DistillationModule(student, teacher, methods, lr=lr, weight_decay=weight_decay, teacher_logits=cached)
     timer = EpochTimer()
     callbacks: list[Callback] = [timer]
@@ -247,7 +254,12 @@ def distill(
     ckpt_path = str(last) if (resume and checkpoint and last.exists()) else None
     train_loader = indexed_loader(train, batch_size, True, seed, num_workers)
     val_loader = indexed_loader(val, max(batch_size, 256), False, seed, num_workers) if val is not None else None
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    finally:  # hand the user's models back as they came: no hooks, teacher's grad flags restored
+        module.remove_hooks()
+        for parameter, flag in teacher_grad_flags:
+            parameter.requires_grad_(flag)
     student.eval().cpu()
     if trainer.is_global_zero:
         save_weights(student, work_dir / "student.safetensors")
