@@ -174,3 +174,41 @@ def test_rekd_student_beats_a_rationale_student_without_teacher(tmp_path):
                    work_dir=tmp_path / "rekd", **FAST).student
     assert _gt_iou(rekd, test) > _gt_iou(alone, test) + 0.1
     assert accuracy(predict(rekd, test.x), test.y) > accuracy(predict(alone, test.x), test.y) + 0.1
+
+
+def test_text_rationale_model_finds_the_key_phrase(tmp_path):
+    train, test = load_dataset("synthetic_text", n_train=600, n_test=200)
+    assert train.x.dtype == torch.long and train.rationale.shape == train.x.shape
+    torch.manual_seed(0)
+    model = build_rationale_model(1, 3, "token", 1, "textcnn", {"width": 0.5}, vocab_size=200)
+    distill(None, model, train, [{"name": "rationale", "ratio": 0.15}], epochs=15, work_dir=tmp_path, **FAST)
+    assert accuracy(predict(model, test.x), test.y) > 0.9
+    model.eval()
+    with torch.no_grad():
+        model(test.x)
+    selected = model.last_mask > 0.5
+    gt = test.rationale > 0.5
+    precision = (selected & gt).sum().item() / max(1, selected.sum().item())
+    assert precision > 3 * gt.float().mean().item()  # the kept tokens are mostly the phrase, far above chance
+
+
+def test_bert_predictor_from_a_config_masks_token_embeddings():
+    pytest.importorskip("transformers")
+    config = {"vocab_size": 60, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 32, "max_position_embeddings": 32}
+    torch.manual_seed(0)
+    model = build_rationale_model(1, 2, "token", 1, "bert", {"config": config}, vocab_size=60)
+    tokens = torch.randint(1, 60, (3, 10))
+    logits = model(tokens)
+    assert logits.shape == (3, 2)
+    logits.sum().backward()
+    assert model.selector.embedding.weight.grad.abs().sum() > 0  # gradients reach the selector through the mask
+    predictor = model.predictor.eval()
+    keep = torch.ones(3, 10)
+    keep[:, 4] = 0
+    changed = tokens.clone()
+    changed[:, 4] = 7
+    with torch.no_grad():  # a masked token cannot change the prediction
+        assert torch.allclose(predictor(tokens, keep), predictor(changed, keep), atol=1e-5)
+    with pytest.raises(ValueError, match="pretrained= .* or config="):
+        build_model("bert", 1, 2)

@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 
 @dataclass(eq=False)
 class ArrayDataset(Dataset):
-    """Float32 inputs ``x`` (N, ...), int64 labels ``y`` (N,), class names, optional rationales.
+    """Float32 inputs ``x`` (N, ...) — int64 for token ids —, int64 labels ``y`` (N,), class names,
+    optional rationales.
 
     ``rationale`` (N, ...) is a ground-truth mask of where the class evidence sits, for
     generated data; when present each item is ``(x, y, mask)``, otherwise ``(x, y)``.
@@ -28,7 +29,8 @@ class ArrayDataset(Dataset):
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.x = torch.as_tensor(self.x, dtype=torch.float32)
+        x = torch.as_tensor(self.x)
+        self.x = x.long() if not (x.is_floating_point() or x.is_complex()) else x.float()
         self.y = torch.as_tensor(self.y, dtype=torch.long)
         if self.x.ndim < 2 or self.y.ndim != 1 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"{self.name}: x must be (N, ...) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")

@@ -76,3 +76,30 @@ def make_synthetic_images(
     classes = [f"glyph{c}" for c in range(n_classes)]
     full = ArrayDataset(x, y, classes, "synthetic_images", rationale=mask)
     return Splits(full.subset(np.arange(n_train)), full.subset(np.arange(n_train, n)))
+
+
+@DATASETS.register("synthetic_text")
+def make_synthetic_text(
+    n_train: int = 800, n_test: int = 400, length: int = 32, n_classes: int = 3, vocab_size: int = 200,
+    phrase_length: int = 3, seed: int = 0,
+) -> Splits:
+    """Token sequences (int64 ids) of random filler words with one class key phrase at a random place.
+
+    Ids ``1 .. n_classes * phrase_length`` are the key phrases' words, never used as filler;
+    id 0 is left free for padding. The mask marks the phrase's tokens.
+    """
+    reserved = n_classes * phrase_length
+    if vocab_size <= reserved + 10 or phrase_length > length:
+        raise ValueError(f"vocab_size must exceed {reserved + 10} and phrase_length must not exceed length")
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = rng.integers(0, n_classes, n)
+    x = rng.integers(reserved + 1, vocab_size, (n, length))
+    mask = np.zeros((n, length), dtype=np.float32)
+    starts = rng.integers(0, length - phrase_length + 1, n)
+    for i, (label, start) in enumerate(zip(y, starts)):
+        x[i, start : start + phrase_length] = 1 + label * phrase_length + np.arange(phrase_length)
+        mask[i, start : start + phrase_length] = 1.0
+    classes = [f"phrase{c}" for c in range(n_classes)]
+    full = ArrayDataset(x, y, classes, "synthetic_text", rationale=mask, info={"vocab_size": vocab_size})
+    return Splits(full.subset(np.arange(n_train)), full.subset(np.arange(n_train, n)))

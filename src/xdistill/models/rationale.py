@@ -42,6 +42,41 @@ class TextCNN(nn.Module):
 MODELS.register("textcnn")(TextCNN)
 
 
+class HFSequenceClassifier(nn.Module):
+    """A ``transformers`` sequence classifier (BERT & co.) taking token ids and a ``keep`` mask.
+
+    ``pretrained``: a local folder with the user's weights (loaded offline, safetensors only,
+    so no code or pickle runs); or ``config``: a dict for a freshly initialised model (tests).
+    Masked tokens have their input embeddings zeroed, as in the other rationale predictors.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, pretrained: str | None = None,
+                 config: dict | None = None, model_type: str = "bert") -> None:
+        super().__init__()
+        try:
+            import transformers
+        except ImportError as error:
+            raise ValueError("the 'bert' predictor needs the transformers package: pip install 'xdistill[text]'") from error
+        if pretrained:
+            self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                pretrained, num_labels=num_classes, local_files_only=True, use_safetensors=True)
+        elif config is not None:
+            cfg = transformers.AutoConfig.for_model(model_type, num_labels=num_classes, **config)
+            self.model = transformers.AutoModelForSequenceClassification.from_config(cfg)
+        else:
+            raise ValueError("give pretrained= (a local folder with weights) or config= (a model configuration)")
+
+    def forward(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = tokens.long()
+        embeddings = self.model.get_input_embeddings()(tokens)
+        if keep is not None:
+            embeddings = embeddings * keep.unsqueeze(-1)
+        return self.model(inputs_embeds=embeddings, attention_mask=torch.ones_like(tokens)).logits
+
+
+MODELS.register("bert")(HFSequenceClassifier)
+
+
 class Selector(nn.Module):
     """Per-part scores: a small same-resolution conv net, averaged over each part."""
 
@@ -123,7 +158,7 @@ def build_rationale_model(in_channels: int, num_classes: int, kind: str = "windo
                           relaxation: str = "gumbel", vocab_size: int = 1000) -> RationaleModel:
     """A rationale model from a registered predictor architecture and a matching selector."""
     options = dict(predictor_options or {})
-    if kind == "token":
+    if kind == "token" and predictor == "textcnn":
         options.setdefault("vocab_size", vocab_size)
     net = build_model(predictor, in_channels, num_classes, **options)
     return RationaleModel(Selector(kind, in_channels, part_size, selector_width, vocab_size), net, relaxation)
