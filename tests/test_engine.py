@@ -1,5 +1,4 @@
 import csv
-import json
 
 import pytest
 import torch
@@ -47,7 +46,7 @@ def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, t
 
 
 def test_losses_are_finite_and_decrease(gunpoint, teacher, tmp_path):
-    result = distill(teacher, student(), gunpoint.train, [{"name": "tsd", "window": 10}], epochs=12, seed=0,
+    distill(teacher, student(), gunpoint.train, [{"name": "tsd", "window": 10}], epochs=12, seed=0,
                      work_dir=tmp_path, batch_size=16, lr=3e-3, progress=False, loggers=("csv",))
     rows = list(csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))))
     epochs = [r for r in rows if r.get("train/loss")]

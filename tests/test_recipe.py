@@ -77,7 +77,6 @@ def test_shape_and_class_mismatches_are_clear(tmp_path):
     result = _cli("run", str(path), "--out", str(tmp_path / "a"), "--quiet")
     assert result.returncode == 2 and "students[0]: model 'resnet20' cannot take inputs shaped (1, 150)" in result.stderr
     # teacher weights for another number of classes
-    import torch
     from xdistill.checkpoint import save_weights
     from xdistill.models import build_model
 

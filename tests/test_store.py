@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from xdistill.data import load_dataset
-from xdistill.engine import distill
 from xdistill.methods import IGOverlay, PrepareContext
 from xdistill.models import build_model
 from xdistill.store import AttributionStore, StaleStoreError

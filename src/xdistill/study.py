@@ -209,7 +209,7 @@ class Study:
         return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target)
 
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
-        from .metrics import evaluate_pair, part_importances, predict, to_jsonable
+        from .metrics import evaluate_pair, predict, to_jsonable
 
         path = self.run_dir / "evaluation" / f"{safe_name(student.name)}.json"
         stage = f"evaluate:{student.name}"
