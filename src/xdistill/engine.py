@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .checkpoint import load_tree, save_tree, save_weights
 from .data import ArrayDataset
 from .hooks import FeatureHooks
-from .methods import Batch, Method, PrepareContext, Step, build_method
+from .methods import Batch, Method, PrepareContext, Step, method_from_spec
 
 
 def quiet_lightning() -> None:
@@ -67,17 +67,7 @@ class EpochTimer(Callback):
 
 def as_methods(methods: Sequence[Method | str | dict[str, Any]]) -> list[Method]:
     """Accept method objects, registry names, or ``{"name": ..., **options}`` dicts."""
-    built = []
-    for spec in methods:
-        if isinstance(spec, Method):
-            built.append(spec)
-        elif isinstance(spec, str):
-            built.append(build_method(spec))
-        elif isinstance(spec, dict) and "name" in spec:
-            options = {k: v for k, v in spec.items() if k != "name"}
-            built.append(build_method(spec["name"], **options))
-        else:
-            raise ValueError(f"a method must be a Method, a name, or a dict with 'name'; got {spec!r}")
+    built = [method_from_spec(spec) for spec in methods]
     if not built:
         raise ValueError("give at least one method (e.g. 'ce' for a student alone, 'kd' to distill)")
     return built

@@ -165,40 +165,38 @@ def check_names(recipe: Recipe) -> None:
     from .models import MODELS
     from .parts import PARTS
 
-    family = recipe.dataset.name.partition(":")[0]
-    if family not in DATASETS:
-        raise RecipeError(f"dataset.name: unknown dataset {recipe.dataset.name!r}; known: {', '.join(DATASETS.names())}")
-    for where, model in [("teacher.model", recipe.teacher.model)] + [
-        (f"students[{i}].model", s.model) for i, s in enumerate(recipe.students)
-    ]:
-        if model not in MODELS:
-            raise RecipeError(f"{where}: unknown model {model!r}; known: {', '.join(MODELS.names())}")
-    if recipe.evaluation.explainer not in EXPLAINERS:
-        raise RecipeError(f"evaluation.explainer: unknown explainer {recipe.evaluation.explainer!r}; "
-                          f"known: {', '.join(EXPLAINERS.names())}")
-    if recipe.evaluation.parts not in PARTS:
-        raise RecipeError(f"evaluation.parts: unknown part kind {recipe.evaluation.parts!r}; known: {', '.join(PARTS.names())}")
+    _known("dataset.name", DATASETS, recipe.dataset.name.partition(":")[0])
+    _known("teacher.model", MODELS, recipe.teacher.model)
+    for i, student in enumerate(recipe.students):
+        _known(f"students[{i}].model", MODELS, student.model)
+    _known("evaluation.explainer", EXPLAINERS, recipe.evaluation.explainer)
+    _known("evaluation.parts", PARTS, recipe.evaluation.parts)
     _check_methods("teacher.methods", recipe.teacher.methods)
     for student in recipe.expanded_students():
-        _check_methods(f"students[{_original_index(recipe, student)}].methods", student.methods)
+        _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)
+
+
+def _known(where: str, registry, name: str) -> None:
+    """The registry's own 'unknown X; known: ...' message, prefixed with the field."""
+    try:
+        registry.get(name)
+    except LookupError as error:
+        raise RecipeError(f"{where}: {error}") from None
 
 
 def _check_methods(where: str, methods: list) -> None:
-    from .methods import METHODS, build_method
+    from .methods import method_from_spec
 
     for j, spec in enumerate(methods):
-        name = spec if isinstance(spec, str) else spec.get("name")
-        if name not in METHODS:
-            raise RecipeError(f"{where}[{j}]: unknown method {name!r}; known: {', '.join(METHODS.names())}")
-        options = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
         try:
-            build_method(name, **options)
+            method_from_spec(spec)
         except TypeError as error:
             raise RecipeError(f"{where}[{j}]: {error}".replace("__init__() ", "")) from None
-        except ValueError as error:
+        except (LookupError, ValueError) as error:
             raise RecipeError(f"{where}[{j}]: {error}") from None
 
 
-def _original_index(recipe: Recipe, student: StudentSpec) -> int:
+def student_index(recipe: Recipe, student: StudentSpec) -> int:
+    """Index in ``recipe.students`` of a (possibly sweep-expanded) student."""
     base = student.name.split("[", 1)[0]
     return next(i for i, s in enumerate(recipe.students) if s.name == base)

@@ -10,7 +10,6 @@ Nothing is pickled: numpy's .npy format and JSON only.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -18,15 +17,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .files import write_json
+
 
 class StaleStoreError(ValueError):
     """The store on disk was computed from something else."""
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(partial, path)
 
 
 class AttributionStore:
@@ -73,7 +68,7 @@ class AttributionStore:
             self._save_manifest()
 
     def _save_manifest(self) -> None:
-        _write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done)})
+        write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done)}, sort_keys=True)
 
     @classmethod
     def create(cls, root: str | Path, identity: dict[str, Any], n_samples: int, sample_shape: tuple[int, ...],

@@ -21,18 +21,12 @@ import torch
 from torch import nn
 
 from .explain import eval_mode
-from .recipe import Recipe, RecipeError, StudentSpec
+from .files import write_json
+from .recipe import Recipe, RecipeError, StudentSpec, student_index
 
 
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(data, indent=2, default=str))
-    partial.replace(path)
 
 
 class Study:
@@ -49,8 +43,8 @@ class Study:
                 raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
                                   "choose another --out or pass --restart to start it over")
             self.stages_path.unlink(missing_ok=True)
-        _write_json(recipe_path, resolved)
-        _write_json(self.run_dir / "environment.json", environment(recipe.seed))
+        write_json(recipe_path, resolved)
+        write_json(self.run_dir / "environment.json", environment(recipe.seed))
         self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
         self._splits = None
         self._teacher: nn.Module | None = None
@@ -68,7 +62,7 @@ class Study:
 
     def finish(self, stage: str, started: float, **info: Any) -> None:
         self.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **info}
-        _write_json(self.stages_path, self.stages)
+        write_json(self.stages_path, self.stages)
 
     # -- data and models --------------------------------------------------------------------------
     @property
@@ -185,8 +179,7 @@ class Study:
         from .checkpoint import load_weights
         from .engine import distill
 
-        index = next(i for i, s in enumerate(self.recipe.students) if student.name.split("[")[0] == s.name)
-        model = self.build(f"students[{index}]", student.model, student.options, student=True)
+        model = self.build(f"students[{student_index(self.recipe, student)}]", student.model, student.options, student=True)
         work = self.student_dir(student)
         stage = f"student:{student.name}"
         if self.done(stage) and (work / "student.safetensors").exists():
@@ -233,7 +226,7 @@ class Study:
             }
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path.with_suffix(".npz"), **examples)
-        _write_json(path, result)
+        write_json(path, result)
         self.finish(stage, started)
         return result
 

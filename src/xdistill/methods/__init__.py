@@ -1,7 +1,7 @@
 """Distillation methods, registered by name (``build_method("kd", temperature=4)``)."""
 
 from . import feature_hints, ig_overlay, kd, rekd, subdistill, tsd  # noqa: F401  (registers the methods)
-from .base import METHODS, Batch, Method, PrepareContext, Step, build_method, soft_kl
+from .base import METHODS, Batch, Method, PrepareContext, Step, build_method, method_from_spec, soft_kl
 from .feature_hints import AttentionTransfer, FitNets
 from .ig_overlay import IGOverlay, overlay
 from .kd import KD_PRESETS, CrossEntropy, KnowledgeDistillation
@@ -12,5 +12,5 @@ from .tsd import TemporalSaliencyDistillation, gradient_saliency, occlusion_sali
 __all__ = [
     "KD_PRESETS", "METHODS", "AttentionTransfer", "Batch", "CrossEntropy", "FitNets", "IGOverlay",
     "KnowledgeDistillation", "Method", "RationaleExtraction", "RationaleKD", "SubDistill", "estimate_subspace", "PrepareContext", "Step", "TemporalSaliencyDistillation",
-    "build_method", "gradient_saliency", "occlusion_saliency", "overlay", "soft_kl",
+    "build_method", "method_from_spec", "gradient_saliency", "occlusion_saliency", "overlay", "soft_kl",
 ]

@@ -91,6 +91,17 @@ def build_method(name: str, **options: Any) -> Method:
     return METHODS.get(name)(**options)
 
 
+def method_from_spec(spec: "Method | str | dict[str, Any]") -> Method:
+    """A method object, a registry name, or ``{"name": ..., **options}`` -> a method."""
+    if isinstance(spec, Method):
+        return spec
+    if isinstance(spec, str):
+        return build_method(spec)
+    if isinstance(spec, dict) and "name" in spec:
+        return build_method(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    raise ValueError(f"a method must be a Method, a name, or a dict with 'name'; got {spec!r}")
+
+
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T² · KL(p_t^T ‖ p_s^T), averaged over the batch (Hinton et al. 2015)."""
     log_ps = F.log_softmax(student_logits / temperature, dim=1)

@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import explain as xe
 from ..explain import eval_mode
+from ..parts import window_importance
 from ..registry import Registry
 from .base import METHODS, PrepareContext, Step
 from .kd import KnowledgeDistillation
@@ -49,9 +50,7 @@ def gradient_saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, w
     Uses ``create_graph`` so it is differentiable w.r.t. the parameters (double backward).
     """
     attr = xe.input_x_gradient(model, x - baseline, target, differentiable=differentiable)
-    per_step = attr.abs().sum(1)
-    pad = (-per_step.shape[1]) % window
-    return F.pad(per_step, (0, pad)).reshape(x.shape[0], -1, window).sum(2)
+    return window_importance(attr, window)
 
 
 SALIENCY: Registry[Callable[..., torch.Tensor]] = Registry("temporal saliency")

@@ -49,13 +49,15 @@ def load_results(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def build_report(run_dir: str | Path) -> Path:
     """Write report.html, report.md and figures.json into ``run_dir/report``; return the HTML path."""
+    from ..study import safe_name
+
     run_dir = Path(run_dir)
     meta, results = load_results(run_dir)
     recipe = meta["recipe"]
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     images: dict[str, bytes] = {"metrics": figures.metric_bars(results)}
-    example_files = [run_dir / "evaluation" / f"{_safe(r['student'])}.npz" for r in results]
+    example_files = [run_dir / "evaluation" / f"{safe_name(r['student'])}.npz" for r in results]
     if all(p.exists() for p in example_files):
         loaded = [np.load(p, allow_pickle=False) for p in example_files]
         class_names = results[0].get("class_names") or [str(i) for i in range(int(loaded[0]["y"].max()) + 1)]
@@ -81,12 +83,6 @@ def build_report(run_dir: str | Path) -> Path:
     for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
     return out / "report.html"
-
-
-def _safe(name: str) -> str:
-    from ..study import safe_name
-
-    return safe_name(name)
 
 
 def _sweeps(recipe, results: list[dict[str, Any]]) -> dict[str, tuple[str, list]]:
