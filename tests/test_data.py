@@ -79,7 +79,7 @@ def test_fashion_mnist_idx_reader_on_small_files(tmp_path):
     for prefix, n in (("train", 12), ("t10k", 5)):
         _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), 0x08)
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8), 0x08)
-    train, test = load_dataset("fashion_mnist", root=tmp_path, max_train=10)
+    train, test = load_dataset("fashion_mnist", root=tmp_path, max_train=10, normalize=False)
     assert len(train) == 10 and len(test) == 5 and train.input_shape == (1, 28, 28)
     raw = read_idx(tmp_path / "train-images-idx3-ubyte.gz")
     assert torch.allclose(train.x[3, 0], torch.from_numpy(raw[3] / 255.0).float())
@@ -126,7 +126,7 @@ def _cifar_like_tarball(path, kind):
 def test_cifar10_tarball_reader(tmp_path):
     path = tmp_path / "cifar-10-python.tar.gz"
     _cifar_like_tarball(path, "cifar10")
-    train, test = load_dataset("cifar10", root=tmp_path)  # present: no download attempted
+    train, test = load_dataset("cifar10", root=tmp_path, normalize=False)  # present: no download attempted
     assert len(train) == 8 and len(test) == 3 and train.input_shape == (3, 32, 32)
     assert train.class_names == ["airplane", "automobile", "bird"] and test.y.tolist() == [2, 2, 0]
     assert 0.0 <= train.x.min() and train.x.max() <= 1.0

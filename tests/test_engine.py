@@ -35,8 +35,8 @@ def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, t
     """Same budget, seed and initialisation: only the loss differs."""
     train, test = gunpoint
     config = AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3)
-    alone = distill(teacher, student(), train, ["ce"], epochs=30, seed=0, work_dir=tmp_path / "ce", **FAST).student
-    tsd = distill(teacher, student(), train, [{"name": "tsd", "window": 10, "beta": 1.0}], epochs=30, seed=0,
+    alone = distill(teacher, student(), train, ["ce"], steps=300, seed=0, work_dir=tmp_path / "ce", **FAST).student
+    tsd = distill(teacher, student(), train, [{"name": "tsd", "perturbations": 20, "window": 10}], steps=300, seed=0,
                   work_dir=tmp_path / "tsd", **FAST).student
     r_alone = evaluate_pair(teacher, alone, test.x, test.y, config, cost=False)
     r_tsd = evaluate_pair(teacher, tsd, test.x, test.y, config, cost=False)
@@ -50,7 +50,7 @@ def test_losses_are_finite_and_decrease(gunpoint, teacher, tmp_path):
                      work_dir=tmp_path, batch_size=16, lr=3e-3, progress=False, loggers=("csv",))
     rows = list(csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))))
     epochs = [r for r in rows if r.get("train/loss")]
-    for term in ("train/loss", "train/ce", "train/kd", "train/saliency"):
+    for term in ("train/loss", "train/ce", "train/saliency"):
         values = [float(r[term]) for r in epochs]
         assert all(torch.isfinite(torch.tensor(values))), term
         assert sum(values[-3:]) < sum(values[:3]), term

@@ -9,8 +9,9 @@ import yaml
 from xdistill.recipe import default_recipe_path
 
 SMALL = yaml.safe_load(default_recipe_path().read_text())
-SMALL["teacher"]["train"]["epochs"] = 8
-SMALL["training"]["epochs"] = 3
+SMALL["teacher"]["train"] = {"steps": 40}
+SMALL["training"] = {"steps": 12}
+SMALL["students"][2]["methods"][0].update(perturbations=8, bank=16)
 SMALL["evaluation"]["max_samples"] = 40
 SMALL["evaluation"]["examples"] = 2
 SMALL["students"].append({"name": "sweep", "model": "fcn1d", "options": {"width": 0.125}, "methods": ["kd"],

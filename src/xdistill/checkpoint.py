@@ -19,6 +19,15 @@ from torch import nn
 _META_KEY = "xdistill_checkpoint"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be read (truncated, corrupt, not ours)."""
+
+
+def _open_error(path: str | Path, error: Exception) -> CheckpointError:
+    return CheckpointError(f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete it to start that "
+                           "step over, or restore it from a backup")
+
+
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if isinstance(value, torch.Tensor):
         key = f"t{len(tensors)}"
@@ -69,12 +78,24 @@ def load_tree(path: str | Path, device: str | torch.device = "cpu") -> dict[str,
     """Read a file written by :func:`save_tree`; never runs code from the file."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        metadata = handle.metadata() or {}
-        if _META_KEY not in metadata:
-            raise ValueError(f"{path} is not an xdistill checkpoint (no {_META_KEY} metadata)")
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    return _decode(json.loads(metadata[_META_KEY]), tensors)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            metadata = handle.metadata() or {}
+            if _META_KEY not in metadata:
+                raise CheckpointError(f"{path} is not an xdistill checkpoint (no {_META_KEY} metadata)")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        return _decode(json.loads(metadata[_META_KEY]), tensors)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # safetensors raises its own error types for a damaged header or body
+        raise _open_error(path, error) from None
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` is a complete, readable checkpoint."""
+    load_tree(path)
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
@@ -93,7 +114,13 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.
     """Load a safetensors state dict into ``model`` (no code execution)."""
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path)), strict=strict)
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise _open_error(path, error) from None
+    model.load_state_dict(state, strict=strict)
     return model
 
 

@@ -1,28 +1,33 @@
 """The Lightning engine: a frozen teacher, a trainable student, composable methods.
 
-Trainer features come from Lightning: progress bar, checkpointing (through a safetensors
-CheckpointIO, so no checkpoint is ever pickled), resuming, CSV/TensorBoard loggers, DDP,
-bf16. The teacher is held outside the module tree, so it is never saved into a student
-checkpoint nor wrapped by DDP.
+Trainer features come from Lightning: progress bar, resuming, CSV/TensorBoard loggers, DDP,
+bf16. Checkpoints go through a safetensors CheckpointIO (nothing is ever pickled), every
+epoch, atomically. The teacher is held outside the module tree, so it is never saved into a
+student checkpoint nor wrapped by DDP. Model selection uses a validation split carved from
+the training data (never the test split).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
+from pydantic import ValidationError
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from .checkpoint import load_tree, save_tree, save_weights
+from .callbacks import BestEpoch, EpochCheckpoint, EpochTimer
+from .checkpoint import CheckpointError, load_tree, save_tree, save_weights
+from .config import TrainConfig
 from .data import ArrayDataset
+from .data.dataset import validation_split
 from .hooks import FeatureHooks
 from .methods import Batch, Method, PrepareContext, Step, method_from_spec
 
@@ -47,22 +52,21 @@ class SafetensorsCheckpointIO(CheckpointIO):
         Path(path).unlink(missing_ok=True)
 
 
-class SafetensorsModelCheckpoint(ModelCheckpoint):
-    FILE_EXTENSION = ".safetensors"
+class EpochShuffle(Sampler[int]):
+    """A shuffled order that depends only on (seed, epoch), so a resumed run sees the same batches."""
 
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
 
-class EpochTimer(Callback):
-    """Wall-clock seconds of every training epoch (for benchmarks and logs)."""
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
+        self.epoch = epoch
 
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
 
-    def on_train_epoch_start(self, trainer, module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
+    def __len__(self) -> int:
+        return self.size
 
 
 def as_methods(methods: Sequence[Method | str | dict[str, Any]]) -> list[Method]:
@@ -77,14 +81,14 @@ class DistillationModule(L.LightningModule):
     """Runs ``methods`` on a student against a frozen teacher; logs every loss term."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, methods: Sequence[Method], *,
-                 lr: float = 1e-3, weight_decay: float = 0.0, teacher_logits: torch.Tensor | None = None) -> None:
+                 config: TrainConfig | None = None, teacher_logits: torch.Tensor | None = None) -> None:
         super().__init__()
         self.student = student
         self.methods = nn.ModuleList(methods)
         object.__setattr__(self, "teacher", teacher)  # not a sub-module: never saved, never DDP-wrapped
         if teacher is not None:
             teacher.eval().requires_grad_(False)
-        self.lr, self.weight_decay = lr, weight_decay
+        self.config = config or TrainConfig()
         self.teacher_logits = teacher_logits  # cache indexed by sample, or None
         student_layers = sorted({p for m in methods for p in m.student_layers})
         teacher_layers = sorted({p for m in methods for p in m.teacher_layers})
@@ -108,12 +112,18 @@ class DistillationModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device).eval()
+        for method in self.methods:
+            method.on_fit_start(self.trainer)
 
     def on_train_epoch_start(self) -> None:
         # Lightning (>= 2.2) keeps sub-modules that arrive in eval mode in eval mode; a student
         # whose BatchNorm never leaves eval mode silently fails to train, so set it explicitly.
         self.student.train()
         self.methods.train()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        for method in self.methods:
+            method.on_step(self.global_step, self.trainer.estimated_stepping_batches)
 
     def _teacher_logits(self, batch: Batch, transformed: bool) -> torch.Tensor | None:
         if not self.needs_teacher:
@@ -141,6 +151,11 @@ class DistillationModule(L.LightningModule):
                     raise ValueError(f"two methods both produce the loss term {name!r}; "
                                      f"combine e.g. 'kd' with 'fitnets', not 'kd' with 'tsd' (tsd includes kd)")
                 terms[name] = value
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(
+                    f"loss term {name!r} became {value.item()} in epoch {self.current_epoch + 1} (step {self.global_step}); "
+                    "lower the learning rate or check the inputs for extreme values")
         loss = torch.stack(list(terms.values())).sum()
         terms["loss"] = loss
         for name, value in terms.items():  # summed here, logged once per epoch (self.log per step is slow)
@@ -156,24 +171,25 @@ class DistillationModule(L.LightningModule):
     def validation_step(self, raw, batch_idx: int) -> None:
         x, y, _ = raw
         logits = self.student(x)
-        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, batch_size=len(y), sync_dist=True)
+        n = len(y)
+        self.log("val/loss", F.cross_entropy(logits, y), batch_size=n, sync_dist=True)
+        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, batch_size=n, sync_dist=True)
         if self.teacher is not None:
             with torch.no_grad():
                 agree = (self.teacher(x).argmax(1) == logits.argmax(1)).float().mean()
-            self.log("val/agreement", agree, prog_bar=True, batch_size=len(y), sync_dist=True)
+            self.log("val/agreement", agree, prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        from .optim import configure
+
+        return configure(self.parameters(), self.config, max(1, int(self.trainer.estimated_stepping_batches)))
 
 
 def indexed_loader(data: ArrayDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
     """Batches of ``(x, y, index)``; the index keys per-sample caches and stores."""
     dataset = TensorDataset(data.x, data.y, torch.arange(len(data)))
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
+    sampler = EpochShuffle(len(data), seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
 
 
 def teacher_logits_for(teacher: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
@@ -190,29 +206,65 @@ class DistillResult:
     epoch_seconds: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     used_logit_cache: bool = False
+    config: TrainConfig | None = None
+
+
+def train_config(config: TrainConfig | dict | None, overrides: dict[str, Any]) -> TrainConfig:
+    """``config`` with keyword overrides, validated; a bad field is one ``ValueError`` line naming it."""
+    unknown = sorted(set(overrides) - set(TrainConfig.model_fields))
+    if unknown:
+        raise TypeError(f"unknown training option(s) {unknown}; TrainConfig fields: {', '.join(TrainConfig.model_fields)}")
+    try:
+        return TrainConfig.build(config, **overrides)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        where = ".".join(str(p) for p in detail["loc"]) or "config"
+        raise ValueError(f"{where}: {detail['msg'].removeprefix('Value error, ')}") from None
+
+
+def resume_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory`` (last, then an unrenamed next, then previous)."""
+    from .checkpoint import verify_checkpoint
+
+    for name in ("last.safetensors", "next.safetensors", "previous.safetensors"):
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError as error:
+            logging.getLogger("xdistill").warning("%s; falling back to an older checkpoint", error)
+    return None
 
 
 def distill(
     teacher: nn.Module | None, student: nn.Module, train: ArrayDataset, methods: Sequence[Method | str | dict],
-    *, val: ArrayDataset | None = None, epochs: int = 20, batch_size: int = 64, lr: float = 1e-3,
-    weight_decay: float = 0.0, seed: int = 0, work_dir: str | Path = "runs/distill", resume: bool = True,
-    teacher_logit_cache: bool = True, accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto",
-    num_nodes: int = 1, precision: str | None = None, loggers: Sequence[str] = ("csv",), progress: bool = True,
-    num_workers: int = 0, checkpoint: bool = True,
+    *, val: ArrayDataset | None = None, config: TrainConfig | dict | None = None,
+    work_dir: str | Path = "runs/distill", resume: bool = True, teacher_logit_cache: bool = True,
+    accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+    precision: str | None = None, loggers: Sequence[str] = ("csv",), progress: bool = True, num_workers: int = 0,
+    checkpoint: bool = True, **overrides: Any,
 ) -> DistillResult:
     """Train ``student`` with ``methods`` against a frozen ``teacher``; returns the trained student.
 
-    Checkpoints (``work_dir/checkpoints/last.safetensors``) are written every epoch; with
-    ``resume=True`` an interrupted run continues from there. The final student weights go
+    Training settings come from ``config`` (a :class:`TrainConfig` or dict) and keyword
+    overrides (``epochs=``, ``lr=``, ...). Without ``val`` a stratified validation split of
+    ``config.val_fraction`` is carved from ``train`` (seeded) and used to select the best epoch
+    and stop early; the test split is never seen here. A checkpoint is written atomically
+    every ``checkpoint_every`` epochs to ``work_dir/checkpoints``; with ``resume=True`` a run
+    killed at any point continues from the last finished epoch. The final student weights go
     to ``work_dir/student.safetensors``.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    config = train_config(config, overrides)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     quiet_lightning()
-    L.seed_everything(seed, workers=True, verbose=False)
+    L.seed_everything(config.seed, workers=True, verbose=False)
     methods = as_methods(methods)
+    if val is None and config.val_fraction > 0:
+        train, val = validation_split(train, config.val_fraction, config.seed)
+    check_pair(teacher, student, train)
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     context = PrepareContext(teacher, student, train.x, train.y, train.fingerprint, work_dir, device, progress)
     for method in methods:
@@ -227,25 +279,28 @@ def distill(
     if teacher is not None:
         teacher.cpu()
     teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
-    module = DistillationModule(student, teacher, methods, lr=lr, weight_decay=weight_decay, teacher_logits=cached)
+    module = DistillationModule(student, teacher, methods, config=config, teacher_logits=cached)
+    train_loader = indexed_loader(train, config.batch_size, True, config.seed, num_workers)
+    val_loader = indexed_loader(val, max(config.batch_size, 256), False, config.seed, num_workers) if val is not None and len(val) else None
     timer = EpochTimer()
     callbacks: list[Callback] = [timer]
+    best = None
+    if val_loader is not None:
+        best = BestEpoch(config.monitor.replace("_", "/"), config.patience, config.restore_best)
+        callbacks.append(best)
+    checkpoints = work_dir / "checkpoints"
     if checkpoint:
-        callbacks.append(SafetensorsModelCheckpoint(dirpath=work_dir / "checkpoints", filename="epoch{epoch}",
-                                                    save_last=True, save_top_k=0, every_n_epochs=1))
+        callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every))
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-        precision=precision, logger=_loggers(loggers, work_dir), callbacks=callbacks,
+        max_epochs=config.epoch_budget(len(train_loader)), accelerator=accelerator, devices=devices, strategy=strategy,
+        num_nodes=num_nodes, precision=precision, logger=_loggers(loggers, work_dir), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, plugins=[SafetensorsCheckpointIO()],
         default_root_dir=work_dir, deterministic=False, log_every_n_steps=1, num_sanity_val_steps=0,
         enable_checkpointing=checkpoint,
     )
-    last = work_dir / "checkpoints" / "last.safetensors"
-    ckpt_path = str(last) if (resume and checkpoint and last.exists()) else None
-    train_loader = indexed_loader(train, batch_size, True, seed, num_workers)
-    val_loader = indexed_loader(val, max(batch_size, 256), False, seed, num_workers) if val is not None else None
+    ckpt_path = resume_checkpoint(checkpoints) if (resume and checkpoint) else None
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     finally:  # hand the user's models back as they came: no hooks, teacher's grad flags restored
         module.remove_hooks()
         for parameter, flag in teacher_grad_flags:
@@ -254,7 +309,38 @@ def distill(
     if trainer.is_global_zero:
         save_weights(student, work_dir / "student.safetensors")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=cached is not None)
+    metrics.update(selection_metrics(student, train, val, best, trainer.current_epoch))
+    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=cached is not None, config=config)
+
+
+def selection_metrics(student: nn.Module, train: ArrayDataset, val: ArrayDataset | None, best: BestEpoch | None,
+                      epochs_run: int) -> dict[str, float]:
+    """Eval-mode accuracy of the final student on its training and validation parts, and the chosen epoch."""
+    from .metrics import accuracy, predict
+
+    out = {"train_acc": accuracy(predict(student, train.x), train.y), "epochs_run": float(epochs_run)}
+    if val is not None and len(val):
+        out["val_acc"] = accuracy(predict(student, val.x), val.y)
+    if best is not None and best.best_epoch >= 0:
+        out["best_epoch"] = float(best.best_epoch + 1)
+    return out
+
+
+def check_pair(teacher: nn.Module | None, student: nn.Module, train: ArrayDataset) -> None:
+    """Refuse a teacher and a student whose class counts differ from each other or from the data."""
+    from .explain import eval_mode
+
+    if len(train) == 0:
+        raise ValueError(f"{train.name}: the training set is empty")
+    probe = train.x[:2]
+    for role, model in (("teacher", teacher), ("student", student)):
+        if model is None:
+            continue
+        with torch.no_grad(), eval_mode(model):
+            classes = model(probe).shape[-1]
+        if classes != train.num_classes:
+            raise ValueError(f"the {role} outputs {classes} classes but {train.name} has {train.num_classes}; "
+                             "build it with num_classes matching the data (or wrap a full-task teacher in ClassSubset)")
 
 
 def _loggers(names: Sequence[str], work_dir: Path) -> list | bool:
@@ -268,7 +354,8 @@ def _loggers(names: Sequence[str], work_dir: Path) -> list | bool:
     return [known[n]() for n in names] or False
 
 
-def train_teacher(model: nn.Module, train: ArrayDataset, *, val: ArrayDataset | None = None, epochs: int = 30,
-                  work_dir: str | Path = "runs/teacher", **options: Any) -> DistillResult:
+def train_teacher(model: nn.Module, train: ArrayDataset, *, val: ArrayDataset | None = None,
+                  config: TrainConfig | dict | None = None, work_dir: str | Path = "runs/teacher",
+                  **options: Any) -> DistillResult:
     """Train a classifier on its own (cross-entropy) with the same engine, for users without a teacher."""
-    return distill(None, model, train, ["ce"], val=val, epochs=epochs, work_dir=work_dir, **options)
+    return distill(None, model, train, ["ce"], val=val, config=config, work_dir=work_dir, **options)

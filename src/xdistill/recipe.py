@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config import TrainConfig
+
 
 class RecipeError(ValueError):
     """A recipe problem, phrased as ``field: what is wrong``."""
@@ -31,20 +33,13 @@ class DatasetSpec(Strict):
                                       description="class indices the students learn (SubDistill); the teacher sees all")
 
 
-class TrainSpec(Strict):
-    epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-
-
 class TeacherSpec(Strict):
     model: str
     options: dict[str, Any] = {}
     weights: str | None = Field(default=None, description="safetensors file to load instead of training")
     methods: list[str | dict[str, Any]] = Field(default=["ce"], min_length=1,
                                                 description="how the teacher trains: ce, or rationale for a rationale model")
-    train: TrainSpec = TrainSpec(epochs=60)
+    train: TrainConfig | None = Field(default=None, description="unset fields: the data family's teacher defaults")
 
 
 class SweepSpec(Strict):
@@ -57,7 +52,7 @@ class StudentSpec(Strict):
     model: str
     options: dict[str, Any] = {}
     methods: list[str | dict[str, Any]] = Field(min_length=1)
-    train: TrainSpec | None = None
+    train: TrainConfig | None = Field(default=None, description="overrides the recipe's training section for this student")
     sweep: SweepSpec | None = None
 
 
@@ -80,7 +75,7 @@ class Recipe(Strict):
     dataset: DatasetSpec
     teacher: TeacherSpec
     students: list[StudentSpec] = Field(min_length=1)
-    training: TrainSpec = TrainSpec()
+    training: TrainConfig | None = Field(default=None, description="the students' training; unset fields: family defaults")
     evaluation: EvaluationSpec = EvaluationSpec()
 
     @field_validator("students")

@@ -22,6 +22,7 @@ from torch import nn
 
 from .explain import eval_mode
 from .files import write_json
+from .config import TrainConfig
 from .recipe import Recipe, RecipeError, StudentSpec, student_index
 
 
@@ -157,20 +158,49 @@ class Study:
             save_weights(model, path)
             self.log(f"teacher: loaded {spec.weights}")
         else:
-            self.log(f"teacher: training {spec.model} for {spec.train.epochs} epochs")
-            train, test = self.splits
-            distill(None, model, train, spec.methods, val=test, work_dir=self.run_dir / "teacher",
-                    **self._train_options(spec.train))
+            config = self.train_config("teacher", spec.train)
+            self.log(f"teacher: training {spec.model} ({self._budget(config)}, selection on {config.val_fraction:.0%} "
+                     "of the training data; the test split is only used by evaluation)")
+            result = distill(None, model, self.splits[0], spec.methods, config=config, work_dir=self.run_dir / "teacher",
+                             **self._runtime())
             save_weights(model, path)
-        self.finish("teacher", started)
+            self._log_fit("teacher", result)
+            info = self._fit_info(result)
+        self.finish("teacher", started, **(info if not spec.weights else {}))
         self._teacher = model.eval()
         return self._teacher
 
-    def _train_options(self, spec) -> dict[str, Any]:
+    def train_config(self, role: str, *specs: TrainConfig | None) -> TrainConfig:
+        """The data family's defaults for ``role``, then each spec's explicitly set fields; seed from the recipe."""
+        from .config import data_family, resolve
+
+        given: dict[str, Any] = {"seed": self.recipe.seed}
+        for spec in specs:
+            if spec is not None:
+                given.update(spec.model_dump(exclude_unset=True))
+        train = (self.student_splits if role == "student" else self.splits)[0]
+        family = data_family(tuple(train.x.shape), integer=not train.x.is_floating_point())
+        return resolve(TrainConfig.model_validate(given), family, role)
+
+    @staticmethod
+    def _budget(config: TrainConfig) -> str:
+        return f"{config.steps} steps" if config.steps else f"{config.epoch_budget(1)} epochs"
+
+    def _runtime(self) -> dict[str, Any]:
         accelerator = {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[self.recipe.device]
-        return dict(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
-                    seed=self.recipe.seed, accelerator=accelerator, precision=self.recipe.precision,
-                    progress=self.progress)
+        return dict(accelerator=accelerator, precision=self.recipe.precision, progress=self.progress)
+
+    def _log_fit(self, who: str, result) -> None:
+        m = result.metrics
+        self.log(f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
+                 f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}, "
+                 f"validation {m.get('val_acc', float('nan')):.3f}")
+
+    @staticmethod
+    def _fit_info(result) -> dict[str, Any]:
+        keys = ("train_acc", "val_acc", "best_epoch", "epochs_run")
+        return {"epoch_seconds": result.epoch_seconds, **{k: result.metrics[k] for k in keys if k in result.metrics},
+                "config": result.config.model_dump() if result.config else None}
 
     def student_dir(self, student: StudentSpec) -> Path:
         return self.run_dir / "students" / safe_name(student.name)
@@ -185,13 +215,13 @@ class Study:
         if self.done(stage) and (work / "student.safetensors").exists():
             return load_weights(model, work / "student.safetensors").eval()
         teacher = self.student_teacher()
-        train, test = self.student_splits
-        spec = student.train or self.recipe.training
-        self.log(f"student {student.name}: {student.model} with {student.methods}, {spec.epochs} epochs")
+        config = self.train_config("student", self.recipe.training, student.train)
+        self.log(f"student {student.name}: {student.model} with {student.methods}, {self._budget(config)}")
         started = time.perf_counter()
-        result = distill(teacher, model, train, student.methods, val=test, work_dir=work, resume=True,
-                         **self._train_options(spec))
-        self.finish(stage, started, epoch_seconds=result.epoch_seconds)
+        result = distill(teacher, model, self.student_splits[0], student.methods, config=config, work_dir=work,
+                         resume=True, **self._runtime())
+        self._log_fit(f"student {student.name}", result)
+        self.finish(stage, started, **self._fit_info(result))
         return result.student
 
     # -- evaluation and report ------------------------------------------------------------------------

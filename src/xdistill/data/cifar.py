@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import ArrayDataset, Splits
+from .images import standardize_images
 from .registry import DATASETS, cache_dir
 
 SOURCES = {
@@ -104,12 +105,15 @@ def read_cifar_tarball(path: str | Path, fine: bool = True, name: str = "cifar")
 
 
 @DATASETS.register("cifar10")
-def load_cifar10(root: str | Path | None = None) -> Splits:
-    """CIFAR-10 (50k/10k): reads ``cifar-10-python.tar.gz`` from ``root`` (downloads when missing)."""
-    return read_cifar_tarball(fetch("cifar10", Path(root or cache_dir() / "cifar")), name="cifar10")
+def load_cifar10(root: str | Path | None = None, normalize: bool = True) -> Splits:
+    """CIFAR-10 (50k/10k): reads ``cifar-10-python.tar.gz`` from ``root`` (downloads when missing);
+    standardised with the training set's channel mean/std unless ``normalize=False``."""
+    splits = read_cifar_tarball(fetch("cifar10", Path(root or cache_dir() / "cifar")), name="cifar10")
+    return standardize_images(splits) if normalize else splits
 
 
 @DATASETS.register("cifar100")
-def load_cifar100(root: str | Path | None = None, fine: bool = True) -> Splits:
+def load_cifar100(root: str | Path | None = None, fine: bool = True, normalize: bool = True) -> Splits:
     """CIFAR-100 with fine (100) or coarse (20) labels, from ``cifar-100-python.tar.gz``."""
-    return read_cifar_tarball(fetch("cifar100", Path(root or cache_dir() / "cifar")), fine=fine, name="cifar100")
+    splits = read_cifar_tarball(fetch("cifar100", Path(root or cache_dir() / "cifar")), fine=fine, name="cifar100")
+    return standardize_images(splits) if normalize else splits

@@ -34,6 +34,12 @@ class ArrayDataset(Dataset):
         self.y = torch.as_tensor(self.y, dtype=torch.long)
         if self.x.ndim < 2 or self.y.ndim != 1 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"{self.name}: x must be (N, ...) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+        if self.x.is_floating_point():
+            bad = ~torch.isfinite(self.x.reshape(len(self.x), -1)).all(1)
+            if bad.any():
+                first = int(torch.nonzero(bad)[0])
+                raise ValueError(f"{self.name}: {int(bad.sum())} sample(s) hold NaN or infinite values (first at index "
+                                 f"{first}); clean or impute them before training")
         if self.y.numel() and not (0 <= int(self.y.min()) and int(self.y.max()) < len(self.class_names)):
             raise ValueError(f"{self.name}: labels must lie in [0, {len(self.class_names)}), got {int(self.y.min())}..{int(self.y.max())}")
         if self.rationale is not None:
@@ -82,16 +88,32 @@ class Splits(NamedTuple):
     test: ArrayDataset
 
 
-def stratified_split(n_test: float, y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, test) with ``n_test`` (a fraction) of every class in the test part."""
+def stratified_split(n_test: float, y: np.ndarray, seed: int = 0, keep_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test) with ``n_test`` (a fraction) of every class in the test part.
+
+    ``keep_one`` leaves at least one sample of every class in the train part.
+    """
     rng = np.random.default_rng(seed)
     train, test = [], []
     for label in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == label))
         cut = int(round(len(idx) * n_test))
+        if keep_one:
+            cut = min(cut, len(idx) - 1)
         test.append(idx[:cut])
         train.append(idx[cut:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def validation_split(data: ArrayDataset, fraction: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train part, validation part): a stratified, seeded ``fraction`` of ``data`` held out.
+
+    Every class keeps at least one training sample; a class with one sample stays in training.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    train, val = stratified_split(fraction, data.y.numpy(), seed, keep_one=True)
+    return data.subset(train), data.subset(val)
 
 
 def encode_labels(raw: np.ndarray, classes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:

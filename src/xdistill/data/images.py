@@ -60,8 +60,10 @@ def _find(root: Path, stem: str) -> Path:
 
 
 @DATASETS.register("fashion_mnist")
-def load_fashion_mnist(root: str | Path | None = None, max_train: int | None = None, max_test: int | None = None) -> Splits:
-    """Real Fashion-MNIST (60k/10k, 28x28) as (N, 1, 28, 28) in [0, 1].
+def load_fashion_mnist(root: str | Path | None = None, max_train: int | None = None, max_test: int | None = None,
+                       normalize: bool = True) -> Splits:
+    """Real Fashion-MNIST (60k/10k, 28x28) as (N, 1, 28, 28), standardised with the training
+    set's channel mean/std (``normalize=False``: raw values in [0, 1]).
 
     ``max_train``/``max_test`` keep the first n of each split (the files are class-mixed).
     """
@@ -72,4 +74,15 @@ def load_fashion_mnist(root: str | Path | None = None, max_train: int | None = N
         labels = read_idx(_find(root, f"{prefix}-labels-idx1-ubyte"))[:limit]
         x = (images.astype(np.float32) / 255.0)[:, None]
         splits.append(ArrayDataset(x, labels.astype(np.int64), list(FASHION_MNIST_CLASSES), "fashion_mnist"))
-    return Splits(*splits)
+    return standardize_images(Splits(*splits)) if normalize else Splits(*splits)
+
+
+def standardize_images(splits: Splits) -> Splits:
+    """Both splits minus the training set's per-channel mean, over its std; the statistics go to ``info``
+    (``info["pixel_mean"]``/``["pixel_std"]``) so a method can map back to the raw [0, 1] image space."""
+    train, test = splits
+    dims = (0,) + tuple(range(2, train.x.ndim))
+    mean, std = train.x.mean(dims, keepdim=True), train.x.std(dims, keepdim=True) + 1e-8
+    info = {"pixel_mean": mean.flatten().tolist(), "pixel_std": std.flatten().tolist()}
+    return Splits(*(ArrayDataset((d.x - mean) / std, d.y, d.class_names, d.name, d.rationale, {**d.info, **info})
+                    for d in splits))

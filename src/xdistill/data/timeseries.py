@@ -30,14 +30,25 @@ def pad_series(series: list[np.ndarray], length: int | None = None) -> tuple[np.
 
 
 @DATASETS.register("ucr")
-def load_ucr(name: str = "GunPoint", znorm: bool = False, root: str | Path | None = None) -> Splits:
+def load_ucr(name: str = "GunPoint", normalize: str = "auto", root: str | Path | None = None,
+             length: int | None = None, znorm: bool | None = None) -> Splits:
     """A UCR/UEA classification set through aeon: shipped ones load offline, others download.
 
     aeon's (N, C, T) float64 arrays become float32; string labels map to 0..K-1 (numeric
     order when they are numbers); variable-length series are zero-padded to the longest
     training or test series (``info["lengths"]`` keeps the true lengths).
-    ``znorm=True`` z-normalises every channel of every series.
+
+    ``normalize``: ``"series"`` z-normalises every channel of every series on its own (the
+    UCR archive's convention for univariate sets); ``"channel"`` z-normalises each channel
+    with the training set's mean and std (keeps the channels' relative scale, which
+    multivariate sets need); ``"none"``; ``"auto"`` = series for univariate, channel for
+    multivariate sets. ``length`` linearly resamples every series to that many steps (the
+    TSD paper uses 100). ``znorm=True`` is the old spelling of ``normalize="series"``.
     """
+    if znorm is not None:
+        normalize = "series" if znorm else "none"
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
     from aeon.datasets import load_classification
 
     extract = None if name in aeon_shipped() else str(Path(root or cache_dir() / "ucr"))
@@ -48,17 +59,53 @@ def load_ucr(name: str = "GunPoint", znorm: bool = False, root: str | Path | Non
     except (ValueError, OSError, ConnectionError) as error:
         shipped = ", ".join(aeon_shipped())
         raise ValueError(f"could not load UCR/UEA set {name!r} ({error}); sets available offline: {shipped}") from error
-    length = max(max(s.shape[-1] for s in x_train), max(s.shape[-1] for s in x_test))
-    x_train, len_train = pad_series(list(x_train), length)
-    x_test, len_test = pad_series(list(x_test), length)
-    if znorm:
+    padded = max(max(s.shape[-1] for s in x_train), max(s.shape[-1] for s in x_test))
+    x_train, len_train = pad_series(list(x_train), padded)
+    x_test, len_test = pad_series(list(x_test), padded)
+    if normalize == "auto":
+        normalize = "series" if x_train.shape[1] == 1 else "channel"
+    if normalize == "series":
         x_train, x_test = _znorm(x_train, len_train), _znorm(x_test, len_test)
+    elif normalize == "channel":
+        x_train, x_test = channel_standardize(x_train, x_test, len_train, len_test)
+    if length is not None:
+        x_train, len_train = resample(x_train, len_train, length), np.full(len(x_train), length)
+        x_test, len_test = resample(x_test, len_test, length), np.full(len(x_test), length)
     y_tr, classes = encode_labels(y_train)
     y_te, _ = encode_labels(y_test, classes)
+    info = {"normalize": normalize}
     return Splits(
-        ArrayDataset(x_train, y_tr, classes, f"ucr:{name}", info={"lengths": len_train.tolist()}),
-        ArrayDataset(x_test, y_te, classes, f"ucr:{name}", info={"lengths": len_test.tolist()}),
+        ArrayDataset(x_train, y_tr, classes, f"ucr:{name}", info={"lengths": len_train.tolist(), **info}),
+        ArrayDataset(x_test, y_te, classes, f"ucr:{name}", info={"lengths": len_test.tolist(), **info}),
     )
+
+
+NORMALIZATIONS = ("auto", "series", "channel", "none")
+
+
+def channel_standardize(x_train: np.ndarray, x_test: np.ndarray, train_lengths: np.ndarray,
+                        test_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel minus the training set's channel mean, over its std; padding stays zero and is not counted."""
+    def valid(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return (np.arange(x.shape[-1])[None, :] < np.asarray(lengths)[:, None])[:, None, :]  # (N, 1, T)
+
+    values = np.where(valid(x_train, train_lengths), x_train, np.nan)
+    mean = np.nanmean(values, axis=(0, 2), keepdims=True)
+    std = np.nanstd(values, axis=(0, 2), keepdims=True) + 1e-8
+    return tuple(np.where(valid(x, n), (x - mean) / std, 0.0) for x, n in ((x_train, train_lengths), (x_test, test_lengths)))
+
+
+def resample(x: np.ndarray, lengths: np.ndarray, length: int) -> np.ndarray:
+    """Linear interpolation of every series' true length onto ``length`` evenly spaced steps."""
+    if length < 2:
+        raise ValueError(f"length must be >= 2, got {length}")
+    out = np.empty(x.shape[:2] + (length,), dtype=np.float64)
+    grid = np.linspace(0.0, 1.0, length)
+    for i, n in enumerate(lengths):
+        source = np.linspace(0.0, 1.0, int(n))
+        for c in range(x.shape[1]):
+            out[i, c] = np.interp(grid, source, x[i, c, : int(n)])
+    return out
 
 
 def _znorm(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -7,10 +7,14 @@ from .ig_overlay import IGOverlay, overlay
 from .kd import KD_PRESETS, CrossEntropy, KnowledgeDistillation
 from .rekd import RationaleExtraction, RationaleKD
 from .subdistill import SubDistill, estimate_subspace
-from .tsd import TemporalSaliencyDistillation, gradient_saliency, occlusion_saliency
+from .tsd import (
+    PerturbationTSD, TemporalSaliencyDistillation, WindowSaliencyTSD, gradient_saliency, occlusion_saliency,
+    perturbation_saliency, sample_perturbations, saliency_loss,
+)
 
 __all__ = [
     "KD_PRESETS", "METHODS", "AttentionTransfer", "Batch", "CrossEntropy", "FitNets", "IGOverlay",
-    "KnowledgeDistillation", "Method", "RationaleExtraction", "RationaleKD", "SubDistill", "estimate_subspace", "PrepareContext", "Step", "TemporalSaliencyDistillation",
+    "KnowledgeDistillation", "Method", "RationaleExtraction", "RationaleKD", "SubDistill", "estimate_subspace", "PrepareContext", "Step", "TemporalSaliencyDistillation", "PerturbationTSD", "WindowSaliencyTSD", "perturbation_saliency",
+    "sample_perturbations", "saliency_loss",
     "build_method", "method_from_spec", "gradient_saliency", "occlusion_saliency", "overlay", "soft_kl",
 ]

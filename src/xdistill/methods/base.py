@@ -76,6 +76,12 @@ class Method(nn.Module):
     def prepare(self, context: PrepareContext) -> None:
         """One-off work before training."""
 
+    def on_fit_start(self, trainer: Any) -> None:
+        """Called once when training starts (after a resumed checkpoint is loaded)."""
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        """Called before every optimiser step (e.g. to anneal a temperature)."""
+
     def transform(self, batch: Batch) -> Batch:
         return batch
 

@@ -1,15 +1,28 @@
-"""Temporal Saliency Distillation (Nandakishor et al. 2026, arXiv 2601.04263).
+"""Temporal Saliency Distillation (Nandakishor, Palaniswami, Dehigahawattage 2026, arXiv 2601.04263).
 
-Temporal saliency = per-window importance of the input to a model's logit: the drop of the
-target logit when a window of timesteps (all channels) is replaced by a baseline. The
-teacher's saliency for every training sample is computed once; the student's is computed
-differentiably in one batched forward (the clean input and every occluded copy together),
-and the loss is ``kd + beta · D(sal_student, sal_teacher)``.
+As published (``saliency="perturbation"``, the default), per training batch:
+
+1. every series ``x_i`` gets ``K`` perturbed copies; copy ``k`` has steps ``[s_k, s_k + w)`` of
+   every channel replaced by the same steps of a donor series of a *different class*
+   (distinct starts ``s_k`` uniform in ``[0, T - w)``, ``K`` capped at ``T - w``; donors drawn
+   without replacement when there are enough of them, else with);
+2. saliency of copy ``k`` for class ``c``: ``S_ikc = τ² p_c(x_i) (log p_c(x_i) − log p_c(x̃_ik))``
+   with ``p = softmax(logits / τ)``, ``τ = 8`` — the per-class terms of ``KL(p(x) ‖ p(x̃))``;
+3. each model's batch tensor ``S`` is divided by the mean of its positive entries (+1e-8);
+4. ``L_TSD = smooth-L1(S_student, S_teacher)``, the teacher's without gradient;
+5. loss = CE + λ · L_TSD (+ Hinton KD when ``alpha > 0``).
+
+The official code (``SaliencyDiscrepency`` / ``get_pertubed_timeseries``) builds the copies in a
+Python loop; here they are made with one tensor ``where`` and forwarded in bounded chunks. As
+there, the student runs in its current (training) mode and the teacher in eval mode.
+
+The earlier window-occlusion and input×gradient variants stay available as
+``saliency="occlusion"`` and ``saliency="gradient"`` (KD + a distance between window saliencies).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +32,173 @@ from .. import explain as xe
 from ..explain import eval_mode
 from ..parts import window_importance
 from ..registry import Registry
-from .base import METHODS, PrepareContext, Step
+from .base import METHODS, Method, PrepareContext, Step
 from .kd import KnowledgeDistillation
 
 
+# -- the published perturbation saliency -------------------------------------------------------------
+def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window: int, length: int,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Donor indices into the training set and window starts, both (B, K') with K' = min(K, length − window).
+
+    Donors of sample i are training series of another class: K' distinct ones when at least K'
+    exist, otherwise drawn with replacement. Starts are distinct, uniform in [0, length − window).
+    """
+    if not 1 <= window < length:
+        raise ValueError(f"window must be in [1, series length {length}), got {window}")
+    batch, device = y.shape[0], train_y.device
+    k = min(K, length - window)
+    starts = torch.rand(batch, length - window, generator=generator).argsort(1)[:, :k]
+    other = train_y.cpu()[None, :] != y.cpu()[:, None]  # (B, N)
+    counts = other.sum(1)
+    if (counts == 0).any():
+        raise ValueError("tsd needs training series of at least two classes (a donor must be of another class)")
+    scores = torch.rand(other.shape, generator=generator).masked_fill(~other, 2.0)  # candidates first, shuffled
+    order = scores.argsort(1)
+    ranks = torch.arange(k).expand(batch, k)
+    few = counts < k
+    if few.any():  # with replacement: a uniform rank among the candidates
+        draws = (torch.rand(batch, k, generator=generator) * counts[:, None]).long()
+        ranks = torch.where(few[:, None], draws, ranks)
+    return order.gather(1, ranks).to(device), starts.to(device)
+
+
+def perturb(x: torch.Tensor, donors_x: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, C, T), donors (B, K, C, T), starts (B, K) -> (B, K, C, T): each copy with its window swapped in."""
+    steps = torch.arange(x.shape[-1], device=x.device)
+    inside = (steps >= starts[..., None]) & (steps < starts[..., None] + window)  # (B, K, T)
+    return torch.where(inside[:, :, None, :], donors_x, x[:, None])
+
+
+def _chunked_forward(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    return torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
+
+
+def perturbation_saliency(model: nn.Module, x: torch.Tensor, donors_x: torch.Tensor, starts: torch.Tensor,
+                          window: int, tau: float = 8.0, reduce: str = "none", clean_logits: torch.Tensor | None = None,
+                          chunk: int = 2048) -> torch.Tensor:
+    """Unnormalised TSD saliency ``S`` (B, K, classes), or (B, K) with ``reduce="sum"``.
+
+    ``S_ikc = τ² p_c(x_i) (log p_c(x_i) − log p_c(x̃_ik))``, ``p = softmax(logits/τ)``. Runs the
+    model as it is (mode and grad mode are the caller's); ``clean_logits`` reuses a forward
+    pass of ``x`` already made. The B·K copies are forwarded ``chunk`` at a time.
+    """
+    if reduce not in ("none", "sum"):
+        raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
+    batch, k = starts.shape
+    copies = perturb(x, donors_x, starts, window).reshape((batch * k,) + tuple(x.shape[1:]))
+    clean = model(x) if clean_logits is None else clean_logits
+    log_p = F.log_softmax(clean / tau, dim=-1)[:, None, :]  # (B, 1, classes)
+    log_q = F.log_softmax(_chunked_forward(model, copies, chunk) / tau, dim=-1).reshape(batch, k, -1)
+    saliency = tau**2 * log_p.exp() * (log_p - log_q)
+    return saliency.sum(-1) if reduce == "sum" else saliency
+
+
+def normalize_saliency(s: torch.Tensor) -> torch.Tensor:
+    """Divide the whole tensor by the mean of its positive entries (+1e-8), as published."""
+    positive = s[s > 0]
+    scale = positive.mean() if positive.numel() else s.new_zeros(())
+    return s / (scale + 1e-8)
+
+
+def saliency_loss(student_s: torch.Tensor, teacher_s: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 (mean) between the normalised student and teacher saliency tensors."""
+    return F.smooth_l1_loss(normalize_saliency(student_s), normalize_saliency(teacher_s.detach()), reduction="mean")
+
+
+class PerturbationTSD(KnowledgeDistillation):
+    """The published TSD: CE + λ · smooth-L1 between normalised perturbation saliencies.
+
+    ``bank=R`` caches the teacher side: R perturbations per training sample are drawn once
+    (seeded) and their teacher saliency computed in ``prepare``; each step draws K of the R.
+    ``alpha > 0`` adds Hinton KD (the paper's runs use none).
+    """
+
+    needs_teacher = True
+
+    def __init__(self, perturbations: int = 50, window: int = 10, tau: float = 8.0, lam: float = 1.0,
+                 reduce: str = "none", bank: int | None = None, alpha: float = 0.0, temperature: float = 4.0,
+                 chunk: int = 2048, seed: int = 0) -> None:
+        super().__init__(temperature=temperature, alpha=alpha)
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if perturbations < 1:
+            raise ValueError(f"perturbations must be >= 1, got {perturbations}")
+        if reduce not in ("none", "sum"):
+            raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
+        if bank is not None and bank < perturbations:
+            raise ValueError(f"bank ({bank}) must hold at least `perturbations` ({perturbations}) entries per sample")
+        self.K, self.window, self.tau, self.lam, self.reduce = perturbations, window, tau, lam, reduce
+        self.bank_size, self.chunk, self.seed = bank, chunk, seed
+        for name in ("train_x", "train_y", "bank_donors", "bank_starts", "bank_saliency"):
+            self.register_buffer(name, torch.empty(0), persistent=False)
+
+    def prepare(self, context: PrepareContext) -> None:
+        if context.teacher is None:
+            raise ValueError("tsd needs a teacher")
+        if context.train_x.ndim != 3:
+            raise ValueError(f"tsd needs time series shaped (N, C, T), got {tuple(context.train_x.shape)}")
+        length = context.train_x.shape[-1]
+        if self.window >= length:
+            raise ValueError(f"tsd window {self.window} must be shorter than the series ({length} steps)")
+        self.train_x, self.train_y = context.train_x, context.train_y.long()
+        if self.bank_size:
+            self._build_bank(context)
+
+    def _build_bank(self, context: PrepareContext) -> None:
+        """R (donor, start) draws per training sample and the teacher's saliency for each, computed once."""
+        generator = torch.Generator().manual_seed(self.seed)
+        length, n = self.train_x.shape[-1], self.train_x.shape[0]
+        rounds = -(-self.bank_size // min(self.K, length - self.window))
+        donors, starts = [], []
+        for _ in range(rounds):
+            d, s = sample_perturbations(self.train_y, self.train_y, self.K, self.window, length, generator)
+            donors.append(d)
+            starts.append(s)
+        self.bank_donors = torch.cat(donors, 1)[:, : self.bank_size]
+        self.bank_starts = torch.cat(starts, 1)[:, : self.bank_size]
+        teacher, device = context.teacher.to(context.device), context.device
+        rows = max(1, self.chunk // self.bank_size)
+        chunks = []
+        with eval_mode(teacher), torch.no_grad():
+            for i in range(0, n, rows):
+                x = self.train_x[i : i + rows].to(device)
+                donors_x = self.train_x[self.bank_donors[i : i + rows]].to(device)
+                chunks.append(perturbation_saliency(teacher, x, donors_x, self.bank_starts[i : i + rows].to(device),
+                                                    self.window, self.tau, self.reduce, chunk=self.chunk).cpu())
+        self.bank_saliency = torch.cat(chunks)
+
+    def _draw(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(donor indices, starts, teacher saliency or None) for this batch."""
+        batch = step.batch
+        if self.bank_saliency.numel():
+            index = batch.index.to(self.bank_donors.device)
+            k = min(self.K, self.bank_donors.shape[1])
+            pick = torch.rand(index.shape[0], self.bank_donors.shape[1], device=index.device).argsort(1)[:, :k]
+            rows = index[:, None]
+            return self.bank_donors[rows, pick], self.bank_starts[rows, pick], self.bank_saliency[rows, pick]
+        donors, starts = sample_perturbations(batch.y, self.train_y, self.K, self.window, batch.x.shape[-1])
+        return donors, starts, None
+
+    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+        if self.train_x.numel() == 0:
+            raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
+        terms = super().loss(step)
+        x = step.batch.x
+        donors, starts, teacher_s = self._draw(step)
+        donors_x = self.train_x[donors.to(self.train_x.device)].to(x)
+        starts = starts.to(x.device)
+        if teacher_s is None:
+            with eval_mode(step.teacher), torch.no_grad():
+                teacher_s = perturbation_saliency(step.teacher, x, donors_x, starts, self.window, self.tau,
+                                                  self.reduce, clean_logits=step.teacher_logits, chunk=self.chunk)
+        student_s = perturbation_saliency(step.student, x, donors_x, starts, self.window, self.tau, self.reduce,
+                                          clean_logits=step.student_logits, chunk=self.chunk)
+        terms["saliency"] = self.lam * saliency_loss(student_s, teacher_s.to(student_s))
+        return terms
+
+
+# -- earlier variants: window occlusion / input×gradient saliency with a distance -------------------------
 def window_count(length: int, window: int) -> int:
     return -(-length // window)
 
@@ -69,15 +245,14 @@ DISTANCES.register("kl")(lambda s, t, tau: F.kl_div(F.log_softmax(s / tau, 1), F
                                                      reduction="batchmean", log_target=True))
 
 
-@METHODS.register("tsd")
-class TemporalSaliencyDistillation(KnowledgeDistillation):
-    """KD plus ``beta · D(student temporal saliency, teacher temporal saliency)``.
+class WindowSaliencyTSD(KnowledgeDistillation):
+    """KD plus ``beta · D(student window saliency, teacher window saliency)`` (not the published TSD).
 
     Occlusion saliency costs ``n_windows + 1`` student forwards per sample; ``batch_fraction``
     matches saliency on only that share of each (shuffled) batch to trade alignment for speed.
     """
 
-    def __init__(self, window: int = 5, beta: float = 1.0, distance: str = "cosine", saliency: str = "occlusion",
+    def __init__(self, saliency: str = "occlusion", window: int = 5, beta: float = 1.0, distance: str = "cosine",
                  tau: float = 1.0, target: str = "label", temperature: float = 4.0, alpha: float = 0.9,
                  batch_fraction: float = 1.0, batch_size: int = 128) -> None:
         super().__init__(temperature=temperature, alpha=alpha)
@@ -123,3 +298,16 @@ class TemporalSaliencyDistillation(KnowledgeDistillation):
         student_sal = self.saliency_fn(step.student, step.batch.x[:keep], target[:keep], self.window)
         terms["saliency"] = self.beta * self.distance_fn(student_sal, teacher_sal, self.tau)
         return terms
+
+
+#: ``saliency=`` option of ``tsd`` -> the class that implements it
+TSD_VARIANTS: Registry[Callable[..., Method]] = Registry("tsd saliency")
+TSD_VARIANTS.register("perturbation")(PerturbationTSD)
+TSD_VARIANTS.register("occlusion")(lambda **options: WindowSaliencyTSD(saliency="occlusion", **options))
+TSD_VARIANTS.register("gradient")(lambda **options: WindowSaliencyTSD(saliency="gradient", **options))
+
+
+@METHODS.register("tsd")
+def TemporalSaliencyDistillation(saliency: str = "perturbation", **options: Any) -> Method:
+    """``tsd``: the published perturbation TSD by default; ``saliency="occlusion"|"gradient"`` for the variants."""
+    return TSD_VARIANTS.get(saliency)(**options)

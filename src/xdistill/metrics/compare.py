@@ -12,7 +12,7 @@ from torch import nn
 from .. import explain as xe
 from ..parts import to_parts
 from . import alignment
-from .classification import accuracy, macro_f1
+from .classification import accuracy, macro_auc_pr, macro_f1
 from .efficiency import compression_ratio, flops, latency, parameter_count
 
 
@@ -117,6 +117,8 @@ def evaluate_pair(
         "student_accuracy": accuracy(s_logits, y),
         "teacher_macro_f1": macro_f1(t_logits, y),
         "student_macro_f1": macro_f1(s_logits, y),
+        "teacher_auc_pr": macro_auc_pr(t_logits, y),
+        "student_auc_pr": macro_auc_pr(s_logits, y),
         **alignment_metrics(t_logits, s_logits, t_parts, s_parts, config.k),
     }
     if cost:

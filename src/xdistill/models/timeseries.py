@@ -121,3 +121,24 @@ class InceptionTime(nn.Module):
                 x = self.act(x + self.shortcuts[i // 3](residual))
                 residual = x
         return self.head(x)
+
+
+@MODELS.register("lstm")
+class LSTMClassifier(nn.Module):
+    """Stacked LSTM over the time axis of (B, C, T) input; classifies from the top layer's last hidden state.
+
+    The TSD paper's teacher is ``layers=3, hidden=100``; its student a one-layer small LSTM.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 100, layers: int = 3,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if hidden < 1 or layers < 1:
+            raise ValueError(f"hidden and layers must be >= 1, got {hidden} and {layers}")
+        self.lstm = nn.LSTM(in_channels, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(x.transpose(1, 2))
+        return self.head(h[-1])

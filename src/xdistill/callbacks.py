@@ -1,0 +1,111 @@
+"""Lightning callbacks of the engine: epoch timing, best-epoch selection, kill-safe checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint
+
+
+class EpochTimer(Callback):
+    """Wall-clock seconds of every training epoch (for benchmarks and logs)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+class BestEpoch(Callback):
+    """Model selection on the validation split: keeps the best student weights, stops early.
+
+    ``monitor`` is ``val/loss`` (lower is better) or ``val/acc`` (higher is better). After
+    ``patience`` epochs without improvement training stops; at the end the best weights are
+    put back when ``restore`` is set. Its state (best score, epoch, weights) is saved in every
+    checkpoint, so a resumed run selects exactly as an uninterrupted one.
+    """
+
+    def __init__(self, monitor: str = "val/loss", patience: int | None = None, restore: bool = True) -> None:
+        self.monitor, self.patience, self.restore = monitor, patience, restore
+        self.sign = 1.0 if monitor.endswith("loss") else -1.0
+        self.best = math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = self.sign * float(trainer.callback_metrics[self.monitor])
+        if score < self.best - 1e-9:
+            self.best, self.best_epoch, self.wait = score, trainer.current_epoch, 0
+            self.weights = {k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.patience is not None and self.wait >= self.patience:
+                trainer.should_stop = True
+
+    def on_fit_end(self, trainer, module) -> None:
+        if self.restore and self.weights:
+            module.student.load_state_dict(self.weights)
+
+    @property
+    def best_score(self) -> float:
+        return self.sign * self.best
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.weights = dict(state["weights"])
+
+
+class EpochCheckpoint(Checkpoint):
+    """Writes ``last.safetensors`` every ``every`` epochs, atomically, keeping the previous one.
+
+    The checkpoint is written to a temporary file and renamed into place; the one it
+    replaces becomes ``previous.safetensors``. A kill at any moment leaves at least one
+    complete checkpoint. The global torch RNG state travels with it, so a resumed run draws
+    the same random numbers (dropout, augmentation, perturbations) as an uninterrupted one.
+    """
+
+    def __init__(self, directory: str | Path, every: int = 1) -> None:
+        self.directory, self.every = Path(directory), every
+
+    @property
+    def last(self) -> Path:
+        return self.directory / "last.safetensors"
+
+    @property
+    def previous(self) -> Path:
+        return self.directory / "previous.safetensors"
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every and epoch != trainer.max_epochs:
+            return
+        partial = self.directory / "next.safetensors"
+        trainer.save_checkpoint(partial, weights_only=False)  # written atomically by the CheckpointIO
+        if trainer.is_global_zero:
+            if self.last.exists():
+                os.replace(self.last, self.previous)
+            os.replace(partial, self.last)
+        trainer.strategy.barrier("epoch-checkpoint")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"].to(torch.uint8))

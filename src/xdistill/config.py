@@ -1,0 +1,89 @@
+"""Training settings: one validated object for the Python API and the recipes alike.
+
+``TrainConfig`` is what ``distill(..., config=...)`` takes and what a recipe's ``train:`` /
+``training:`` sections validate into, so the two cannot drift. Fields left unset fall back to
+the measured defaults of the data family (``family_defaults``), then to the field defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainConfig(BaseModel):
+    """How one model trains: budget, optimiser, schedule, validation split, model selection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int | None = Field(default=None, ge=1, description="epoch budget (used when steps is not given)")
+    steps: int | None = Field(default=None, ge=1, description="optimiser-step budget; sets the epochs from the batches per epoch")
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD only")
+    schedule: Literal["cosine", "constant", "step", "plateau"] = "cosine"
+    warmup: float = Field(default=0.0, ge=0, lt=1, description="share of the steps with a linear learning-rate warm-up")
+    step_size: int = Field(default=25, ge=1, description="epochs between decays (schedule 'step')")
+    gamma: float = Field(default=0.5, gt=0, le=1, description="decay factor (schedules 'step' and 'plateau')")
+    val_fraction: float = Field(default=0.2, ge=0, lt=1,
+                                description="stratified share of the training data held out for model selection; 0 = none")
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    patience: int | None = Field(default=None, ge=1, description="stop after this many epochs without improvement")
+    restore_best: bool = Field(default=True, description="end with the weights of the best validation epoch")
+    seed: int = 0
+    checkpoint_every: int = Field(default=1, ge=1, description="epochs between resumable checkpoints")
+
+    @model_validator(mode="after")
+    def _selection_needs_validation(self) -> "TrainConfig":
+        if self.patience is not None and self.val_fraction == 0:
+            raise ValueError("patience needs a validation split: set val_fraction > 0 (e.g. 0.2)")
+        return self
+
+    def epoch_budget(self, batches_per_epoch: int) -> int:
+        """Epochs to run: from ``steps`` when given, else ``epochs`` (default 100)."""
+        if self.steps is not None:
+            return max(1, -(-self.steps // max(1, batches_per_epoch)))
+        return self.epochs or 100
+
+    @classmethod
+    def build(cls, base: "TrainConfig | dict[str, Any] | None" = None, **overrides: Any) -> "TrainConfig":
+        """A validated config from a config, a dict or nothing, with keyword overrides on top."""
+        data = base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)
+
+
+# Measured defaults (benchmarks/baselines.py, RESULTS.md "Baselines"): small UCR/UEA training
+# sets need thousands of optimiser steps, not tens of epochs; images converge in epochs.
+FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("series", "teacher"): dict(steps=2000, batch_size=16, lr=1e-3, warmup=0.05, val_fraction=0.2),
+    ("series", "student"): dict(steps=3000, batch_size=16, lr=1e-3, warmup=0.05, val_fraction=0.2),
+    ("image", "teacher"): dict(epochs=15, batch_size=128, lr=2e-3, weight_decay=5e-4, optimizer="adamw",
+                               warmup=0.02, val_fraction=0.1),
+    ("image", "student"): dict(epochs=15, batch_size=128, lr=2e-3, weight_decay=5e-4, optimizer="adamw",
+                               warmup=0.02, val_fraction=0.1),
+    ("tokens", "teacher"): dict(epochs=30, batch_size=32, lr=2e-3, warmup=0.05, val_fraction=0.2),
+    ("tokens", "student"): dict(epochs=30, batch_size=32, lr=2e-3, warmup=0.05, val_fraction=0.2),
+}
+
+
+def data_family(x_shape: tuple[int, ...], integer: bool = False) -> str:
+    """'tokens' for integer ids, 'series' for (N, C, T), 'image' for (N, C, H, W)."""
+    if integer:
+        return "tokens"
+    return "image" if len(x_shape) == 4 else "series"
+
+
+def family_defaults(family: str, role: Literal["teacher", "student"]) -> dict[str, Any]:
+    return dict(FAMILY_DEFAULTS.get((family, role), {}))
+
+
+def resolve(spec: TrainConfig | None, family: str, role: Literal["teacher", "student"]) -> TrainConfig:
+    """Family defaults, overridden by the fields the user actually set in ``spec``."""
+    given = spec.model_dump(exclude_unset=True) if spec is not None else {}
+    if "epochs" in given and "steps" not in given:  # an explicit epoch budget replaces a default step budget
+        given["steps"] = None
+    return TrainConfig.model_validate({**family_defaults(family, role), **given})

@@ -1,0 +1,163 @@
+"""TSD as published (arXiv 2601.04263) against a hand-written loop of its equations."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xdistill.data import ArrayDataset
+from xdistill.engine import distill
+from xdistill.methods import build_method
+from xdistill.methods.base import Batch, Step
+from xdistill.methods.tsd import (PerturbationTSD, WindowSaliencyTSD, normalize_saliency, perturbation_saliency,
+                                  sample_perturbations, saliency_loss)
+from xdistill.metrics import average_precision, macro_auc_pr
+from xdistill.models import build_model
+
+
+def small_lstm(seed: int = 0, hidden: int = 8, layers: int = 1, classes: int = 3) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("lstm", 2, classes, hidden=hidden, layers=layers).double()
+
+
+def loop_saliency(model, x, donors_x, starts, window, tau):
+    """The published equations one sample and one window at a time."""
+    B, K = starts.shape
+    out = torch.zeros(B, K, model(x[:1]).shape[1], dtype=x.dtype)
+    for i in range(B):
+        p = F.softmax(model(x[i : i + 1]) / tau, dim=1)[0]
+        for k in range(K):
+            s = int(starts[i, k])
+            copy = x[i].clone()
+            copy[:, s : s + window] = donors_x[i, k, :, s : s + window]
+            q = F.softmax(model(copy[None]) / tau, dim=1)[0]
+            for c in range(len(p)):
+                out[i, k, c] = tau**2 * p[c] * (torch.log(p[c]) - torch.log(q[c]))
+    return out
+
+
+def test_perturbation_saliency_equals_the_per_sample_per_window_loop():
+    model = small_lstm(layers=2).eval()
+    torch.manual_seed(1)
+    x, train_x = torch.randn(3, 2, 20, dtype=torch.float64), torch.randn(12, 2, 20, dtype=torch.float64)
+    y, train_y = torch.tensor([0, 1, 2]), torch.arange(12) % 3
+    donors, starts = sample_perturbations(y, train_y, K=6, window=4, length=20)
+    with torch.no_grad():
+        fast = perturbation_saliency(model, x, train_x[donors], starts, window=4, tau=8.0, chunk=5)
+        slow = loop_saliency(model, x, train_x[donors], starts, 4, 8.0)
+        summed = perturbation_saliency(model, x, train_x[donors], starts, window=4, tau=8.0, reduce="sum")
+    assert fast.shape == (3, 6, 3)
+    assert torch.allclose(fast, slow, atol=1e-6)
+    assert torch.allclose(summed, slow.sum(-1), atol=1e-6)
+    kl = F.kl_div(F.log_softmax(model(train_x[donors][0, 0:1] * 0 + x[:1]) / 8, 1), F.softmax(model(x[:1]) / 8, 1),
+                  reduction="sum")
+    assert kl.abs() < 1e-12  # an unperturbed copy has zero saliency: the terms are those of KL(p(x) || p(x~))
+
+
+def test_donors_are_of_another_class_and_starts_distinct_and_in_range():
+    g = torch.Generator().manual_seed(0)
+    train_y = torch.tensor([0] * 30 + [1] * 4 + [2] * 40)
+    y = torch.tensor([0, 1, 2, 1])
+    donors, starts = sample_perturbations(y, train_y, K=20, window=10, length=50, generator=g)
+    assert donors.shape == starts.shape == (4, 20)
+    for i in range(4):
+        assert (train_y[donors[i]] != y[i]).all()
+        assert len(set(starts[i].tolist())) == 20 and starts[i].min() >= 0 and starts[i].max() < 40
+        assert len(set(donors[i].tolist())) == 20  # enough donors of other classes: without replacement
+    few, _ = sample_perturbations(torch.tensor([2]), torch.tensor([0, 0, 1, 2, 2]), K=8, window=2, length=20, generator=g)
+    assert set(few[0].tolist()) <= {0, 1, 2} and few.shape == (1, 8)  # only 3 donors: drawn with replacement
+    capped, capped_starts = sample_perturbations(torch.tensor([0]), train_y, K=50, window=10, length=15, generator=g)
+    assert capped.shape == (1, 5) and sorted(capped_starts[0].tolist()) == [0, 1, 2, 3, 4]  # K capped at T - w
+
+
+def test_normalisation_and_loss():
+    s = torch.tensor([[[2.0, -1.0], [4.0, 0.0]]])
+    assert torch.allclose(normalize_saliency(s), s / (3.0 + 1e-8))
+    t = torch.randn(2, 5, 3)
+    assert saliency_loss(t, t) == 0
+    assert saliency_loss(t * 7.0, t) < 1e-6  # scale-free: the normalisation removes a global factor
+    expected = F.smooth_l1_loss(normalize_saliency(t + 1), normalize_saliency(t))
+    assert torch.allclose(saliency_loss(t + 1, t), expected)
+
+
+def test_method_loss_is_ce_plus_lambda_times_the_published_term_and_reaches_the_student():
+    teacher, student = small_lstm(0, layers=2), small_lstm(1)
+    train_x = torch.randn(24, 2, 16, dtype=torch.float64)
+    train_y = torch.arange(24) % 3
+    method = build_method("tsd", perturbations=5, window=3, lam=10.0).double()
+    assert isinstance(method, PerturbationTSD)
+    from xdistill.methods.base import PrepareContext
+    method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp"))
+    x, y, index = train_x[:6], train_y[:6], torch.arange(6)
+    torch.manual_seed(5)
+    s_logits, t_logits = student(x), teacher(x).detach()
+    terms = method.loss(Step(Batch(x, y, index), student, teacher, s_logits, t_logits))
+    torch.manual_seed(5)
+    donors, starts = sample_perturbations(y, train_y, 5, 3, 16)
+    with torch.no_grad():
+        t_s = loop_saliency(teacher, x, train_x[donors], starts, 3, 8.0)
+    s_s = perturbation_saliency(student, x, train_x[donors], starts, 3, 8.0)
+    expected = F.smooth_l1_loss(s_s / (s_s[s_s > 0].mean() + 1e-8), t_s / (t_s[t_s > 0].mean() + 1e-8))
+    assert set(terms) == {"ce", "saliency"}
+    assert torch.allclose(terms["ce"], F.cross_entropy(s_logits, y))
+    assert torch.allclose(terms["saliency"], 10.0 * expected, atol=1e-7)
+    grads = torch.autograd.grad(terms["saliency"], list(student.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_teacher_bank_draws_from_precomputed_saliency():
+    teacher, student = small_lstm(0), small_lstm(1)
+    train_x = torch.randn(10, 2, 16, dtype=torch.float64)
+    train_y = torch.arange(10) % 2
+    teacher = build_model("lstm", 2, 2, hidden=6, layers=1).double()
+    student = build_model("lstm", 2, 2, hidden=4, layers=1).double()
+    method = build_method("tsd", perturbations=4, window=3, bank=8).double()
+    from xdistill.methods.base import PrepareContext
+    method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp"))
+    assert method.bank_saliency.shape == (10, 8, 2)
+    with torch.no_grad():
+        direct = perturbation_saliency(teacher.eval(), train_x[:2], train_x[method.bank_donors[:2]],
+                                       method.bank_starts[:2], 3, 8.0)
+    assert torch.allclose(method.bank_saliency[:2], direct, atol=1e-10)
+    for i in range(10):
+        assert (train_y[method.bank_donors[i]] != train_y[i]).all()
+
+
+def test_variants_stay_available_and_options_are_checked():
+    assert isinstance(build_method("tsd", saliency="occlusion", window=5), WindowSaliencyTSD)
+    with pytest.raises(LookupError, match="unknown tsd saliency 'nope'"):
+        build_method("tsd", saliency="nope")
+    with pytest.raises(TypeError):
+        build_method("tsd", beta=1.0)  # beta belongs to the occlusion variant
+
+
+def test_macro_auc_pr_matches_sklearn():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(size=(60, 4)))
+    logits[:, 0] = torch.round(logits[:, 0])  # ties
+    labels = torch.tensor(rng.integers(0, 4, 60))
+    probs = torch.softmax(logits, 1).numpy()
+    for c in range(4):
+        assert average_precision(torch.tensor(probs[:, c]), labels == c) == pytest.approx(
+            average_precision_score(labels.numpy() == c, probs[:, c]), abs=1e-12)
+    expected = np.mean([average_precision_score(labels.numpy() == c, probs[:, c]) for c in range(4)])
+    assert macro_auc_pr(logits, labels) == pytest.approx(expected, abs=1e-12)
+
+
+def test_tsd_trains_an_lstm_student_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    x = rng.normal(size=(60, 1, 30)) * 0.3
+    x[y == 1, 0, 10:16] += 2.0
+    data = ArrayDataset(x, y, ["a", "b"], "bump")
+    torch.manual_seed(0)
+    teacher = build_model("lstm", 1, 2, hidden=16, layers=2)
+    distill(None, teacher, data, ["ce"], steps=150, batch_size=16, lr=5e-3, work_dir=tmp_path / "t", progress=False, loggers=())
+    torch.manual_seed(1)
+    student = build_model("lstm", 1, 2, hidden=8, layers=1)
+    result = distill(teacher, student, data, [{"name": "tsd", "perturbations": 10, "window": 5}], steps=60,
+                     batch_size=16, lr=5e-3, work_dir=tmp_path / "s", progress=False, loggers=("csv",))
+    assert np.isfinite(result.metrics["train/saliency"]) and result.metrics["train/saliency"] > 0
