@@ -90,7 +90,7 @@ def test_subdistill_trains_on_a_digits_subtask(tmp_path):
     sub_train, sub_test = subtask_data(train, classes), subtask_data(test, classes)
     torch.manual_seed(0)
     student = build_model("cnn", 1, 3, width=0.125)
-    method = SubDistill({"features.4": "features.4"}, variance=0.9)
+    method = SubDistill({"features.4": "features.4"}, basis="pca", variance=0.9)
     result = distill(ClassSubset(teacher, classes), student, sub_train, [method], epochs=6, work_dir=tmp_path,
                      **{**FAST, "loggers": ("csv",)})
     space = method.subspaces["features.4"]

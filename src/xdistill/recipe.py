@@ -65,6 +65,7 @@ class EvaluationSpec(Strict):
     target: Literal["teacher", "label"] = "teacher"
     max_samples: int | None = Field(default=500, ge=1)
     examples: int = Field(default=3, ge=0, le=16)
+    flip_steps: int | None = Field(default=20, ge=0, description="pixel-flipping points (0: skip, null: every part)")
 
 
 class Recipe(Strict):

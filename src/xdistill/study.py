@@ -229,7 +229,8 @@ class Study:
         from .metrics import AlignmentConfig
 
         spec = self.recipe.evaluation
-        return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target)
+        return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target,
+                               spec.flip_steps)
 
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
         from .metrics import evaluate_pair, predict, to_jsonable

@@ -1,11 +1,20 @@
 """SubDistill (arXiv 2601.05913): distil only the subtask-relevant subspace of teacher layers.
 
-A one-off pass over the (subtask) training data collects teacher activations at the chosen
-layers through forward hooks. Per layer, the top-k eigenvectors of their covariance (float64,
-with shrinkage; optionally each sample weighted by its relevance to the subtask logits) span
-the subtask subspace; k is chosen by explained variance when not given. Training regresses
-the student's features, through a learned 1x1 map, onto the teacher's coordinates in that
-subspace, plus KD (on a subtask teacher, i.e. restricted to the subtask logits).
+As published (``basis="prca"``, the default; official code p16i/subdistill, ``PRCAPosDef`` and
+the ``basis-center-rotationv2`` policy), per layer pair:
+
+1. on the subtask training data the teacher's activations ``a`` (20 random positions per
+   image, every position of a series) and ``c = ∂(top1 − top2 subtask logit)/∂a`` at the same
+   positions are collected through forward hooks; ``a`` is centred by its mean ``μ``;
+2. ``M = (Σ_ac + Σ_acᵀ) + 2√(tr Σ_c / tr Σ_a) Σ_a + 2√(tr Σ_a / tr Σ_c) Σ_c``; its eigenvectors
+   (float64, descending) are sign-fixed so most projections are positive; ``σ_j = u_jᵀ Σ_a u_j``;
+3. ``k`` = the student layer's channels; the teacher target is ``U_kᵀ (a_T − μ)``;
+4. the student side is ``R · Centering(a_S)``: a running-mean centring (BatchNorm without the
+   variance division or affine) and a learnable orthogonal ``k × k`` rotation;
+5. layer loss = batch mean of ``Σ_{k,positions} (s − t)² / positions / Σ_{j≤k} σ_j``;
+6. total = ``kd_weight · τ² KL`` (τ = 4) + ``layer_weight · Σ layers`` (100), no CE.
+
+The earlier PCA-and-regressor variant stays as ``basis="pca"``.
 """
 
 from __future__ import annotations
@@ -17,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from typing import Any, Callable
+
 from ..explain import eval_mode
 from ..hooks import FeatureHooks
-from .base import METHODS, PrepareContext, Step
+from ..registry import Registry
+from .base import METHODS, Method, PrepareContext, Step, soft_kl
 from .feature_hints import _match_size, _pairs, _regressor, probe_shapes
 from .kd import KnowledgeDistillation
 
@@ -77,9 +89,9 @@ def coordinates(features: torch.Tensor, subspace_mean: torch.Tensor, basis: torc
     return (moved @ basis).movedim(-1, 1)
 
 
-@METHODS.register("subdistill")
-class SubDistill(KnowledgeDistillation):
-    """KD on the subtask logits + ``weight · MSE(regressor(f_s), U_kᵀ (f_t − μ))`` per layer pair."""
+class SubDistillPCA(KnowledgeDistillation):
+    """``basis="pca"`` (not the published method): KD on the subtask logits +
+    ``weight · MSE(regressor(f_s), U_kᵀ (f_t − μ))`` per layer pair, U from a PCA."""
 
     def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], k: int | None = None,
                  variance: float = 0.9, shrinkage: float = 1e-3, relevance: bool = False, weight: float = 1.0,
@@ -141,3 +153,179 @@ class SubDistill(KnowledgeDistillation):
 
 def _key(path: str, what: str) -> str:
     return f"subspace_{what}_" + path.replace(".", "_")
+
+
+# -- the published method -----------------------------------------------------------------------------------
+def prca_basis(activations: torch.Tensor, gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The relevance-aware basis: (U (C, C) with columns in descending eigenvalue order, σ (C,)).
+
+    ``activations`` (N, C) already centred, ``gradients`` (N, C) of the subtask margin at the
+    same positions. Eigenvectors of ``(Σ_ac + Σ_acᵀ) + 2√(trΣ_c/trΣ_a)Σ_a + 2√(trΣ_a/trΣ_c)Σ_c``
+    in float64, each flipped so that most projections ``a·u`` are positive; ``σ_j = u_jᵀ Σ_a u_j``.
+    """
+    a, c = activations.detach().double(), gradients.detach().double()
+    if a.shape != c.shape or a.ndim != 2:
+        raise ValueError(f"activations and gradients must both be (N, C), got {tuple(a.shape)} and {tuple(c.shape)}")
+    n = a.shape[0]
+    cov_a, cov_c, cov_ac = a.T @ a / n, c.T @ c / n, a.T @ c / n
+    tr_a, tr_c = cov_a.trace(), cov_c.trace()
+    if tr_a <= 0 or tr_c <= 0:
+        raise ValueError("the activations or their gradients are all zero: is the layer dead, or the teacher constant?")
+    matrix = (cov_ac + cov_ac.T) + 2 * torch.sqrt(tr_c / tr_a) * cov_a + 2 * torch.sqrt(tr_a / tr_c) * cov_c
+    eigenvalues, vectors = torch.linalg.eigh(matrix)
+    vectors = vectors[:, eigenvalues.argsort(descending=True)]
+    majority_positive = ((a @ vectors) > 0).double().mean(0) > 0.5
+    vectors = vectors * torch.where(majority_positive, 1.0, -1.0).to(vectors)
+    sigma = ((vectors.T @ cov_a) * vectors.T).sum(1)
+    return vectors, sigma
+
+
+class Centering(nn.Module):
+    """Subtracts a per-channel running mean (BatchNorm without variance division or affine)."""
+
+    def __init__(self, channels: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if self.training:
+            mean = x.detach().transpose(0, 1).reshape(x.shape[1], -1).mean(1)
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+            return x - x.transpose(0, 1).reshape(x.shape[1], -1).mean(1).reshape(shape)
+        return x - self.running_mean.reshape(shape)
+
+
+class Rotation(nn.Module):
+    """A learnable orthogonal k × k map over the channel axis (``parametrizations.orthogonal``)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.linear = nn.utils.parametrizations.orthogonal(nn.Linear(channels, channels, bias=False))
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        return self.linear.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def subspace_layer_loss(student: torch.Tensor, target: torch.Tensor, sigma_sum: torch.Tensor | float) -> torch.Tensor:
+    """Batch mean of Σ over channels and positions of (s − t)², divided by the positions and by Σσ_j."""
+    if student.shape[2:] != target.shape[2:]:  # pool the larger map to the smaller one
+        if student[0, 0].numel() > target[0, 0].numel():
+            student = _match_size(student, target)
+        else:
+            target = _match_size(target, student)
+    positions = student[0, 0].numel()
+    return ((student - target) ** 2).flatten(1).sum(1).div(positions).mean() / sigma_sum
+
+
+def margin_gradients(teacher: nn.Module, hooks: FeatureHooks, layers: Sequence[str], x: torch.Tensor
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Teacher activations at ``layers`` and ∂(largest − second-largest logit)/∂activation, per sample."""
+    x = x.detach().requires_grad_(True)  # a graph to the activations even though the teacher is frozen
+    with torch.enable_grad():
+        logits = teacher(x)
+        top2 = logits.topk(2, dim=1).values
+        feats = {t: hooks.features[t] for t in layers}
+        grads = torch.autograd.grad((top2[:, 0] - top2[:, 1]).sum(), list(feats.values()))
+    return {t: f.detach() for t, f in feats.items()}, {t: g.detach() for t, g in zip(layers, grads)}
+
+
+def sample_positions(features: torch.Tensor, gradients: torch.Tensor, positions: int | None,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, ...) maps -> (B·P, C) vectors at ``positions`` random locations per sample (all when None)."""
+    if features.ndim == 2:
+        return features, gradients
+    a, c = features.flatten(2), gradients.flatten(2)  # (B, C, L)
+    if positions is not None and positions < a.shape[2]:
+        pick = torch.rand(a.shape[0], a.shape[2], generator=generator).argsort(1)[:, :positions].to(a.device)
+        index = pick[:, None, :].expand(-1, a.shape[1], -1)
+        a, c = a.gather(2, index), c.gather(2, index)
+    return a.transpose(1, 2).reshape(-1, a.shape[1]), c.transpose(1, 2).reshape(-1, c.shape[1])
+
+
+class SubDistillPRCA(Method):
+    """The published SubDistill; see the module docstring. ``ce_weight > 0`` adds CE (the paper uses none)."""
+
+    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], layer_weight: float = 100.0,
+                 kd_weight: float = 1.0, temperature: float = 4.0, ce_weight: float = 0.0,
+                 positions: int | None = 20, batch_size: int = 256, seed: int = 0) -> None:
+        super().__init__()
+        self.pairs = _pairs(layers)
+        self.student_layers = tuple(s for s, _ in self.pairs)
+        self.teacher_layers = tuple(t for _, t in self.pairs)
+        self.layer_weight, self.kd_weight, self.temperature, self.ce_weight = layer_weight, kd_weight, temperature, ce_weight
+        self.positions, self.batch_size, self.seed = positions, batch_size, seed
+        self.centering = nn.ModuleList()
+        self.rotations = nn.ModuleList()
+        self.bases: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prepare(self, context: PrepareContext) -> None:
+        teacher = context.teacher
+        if teacher is None:
+            raise ValueError("subdistill needs a teacher")
+        teacher = teacher.to(context.device)
+        generator = torch.Generator().manual_seed(self.seed)
+        acts: dict[str, list[torch.Tensor]] = {t: [] for t in self.teacher_layers}
+        grads: dict[str, list[torch.Tensor]] = {t: [] for t in self.teacher_layers}
+        with FeatureHooks(teacher, self.teacher_layers) as hooks, eval_mode(teacher):
+            for start in range(0, context.train_x.shape[0], self.batch_size):
+                x = context.train_x[start : start + self.batch_size].to(context.device)
+                feats, grad = margin_gradients(teacher, hooks, self.teacher_layers, x)
+                for t in self.teacher_layers:
+                    positions = self.positions if feats[t].ndim == 4 else None  # every step of a series
+                    a, c = sample_positions(feats[t], grad[t], positions, generator)
+                    acts[t].append(a.cpu())
+                    grads[t].append(c.cpu())
+        s_shapes, _ = probe_shapes(context, self.student_layers, self.teacher_layers)
+        self.centering, self.rotations = nn.ModuleList(), nn.ModuleList()
+        for s, t in self.pairs:
+            a = torch.cat(acts[t]).double()
+            mean = a.mean(0)
+            basis, sigma = prca_basis(a - mean, torch.cat(grads[t]))
+            k = s_shapes[s][1]
+            if k > basis.shape[1]:
+                raise ValueError(f"subdistill: student layer {s!r} has {k} channels, more than the teacher layer "
+                                 f"{t!r} ({basis.shape[1]}); pair it with a wider teacher layer")
+            self.bases[t] = (basis, sigma)
+            self.register_buffer(_key(t, "mean"), mean.float(), persistent=False)
+            self.register_buffer(_key(t, "basis"), basis[:, :k].float().contiguous(), persistent=False)
+            self.register_buffer(_key(t, "sigma_sum"), sigma[:k].sum().float(), persistent=False)
+            self.centering.append(Centering(k))
+            self.rotations.append(Rotation(k))
+
+    def target(self, teacher_features: torch.Tensor, layer: str) -> torch.Tensor:
+        """``U_kᵀ (a_T − μ)``: the teacher's coordinates in its top-k relevance-aware directions."""
+        return coordinates(teacher_features.detach(), getattr(self, _key(layer, "mean")), getattr(self, _key(layer, "basis")))
+
+    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+        if not len(self.rotations):
+            raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
+        terms: dict[str, torch.Tensor] = {}
+        if self.kd_weight:
+            terms["kd"] = self.kd_weight * soft_kl(step.student_logits, step.teacher_logits, self.temperature)
+        if self.ce_weight:
+            terms["ce"] = self.ce_weight * F.cross_entropy(step.student_logits, step.batch.y)
+        total = 0.0
+        for (s, t), centre, rotate in zip(self.pairs, self.centering, self.rotations):
+            student = rotate(centre(step.student_features[s]))
+            total = total + subspace_layer_loss(student, self.target(step.teacher_features[t], t),
+                                                getattr(self, _key(t, "sigma_sum")))
+        terms["subspace"] = self.layer_weight * total
+        return terms
+
+
+#: ``basis=`` option of ``subdistill`` -> the class that implements it
+SUBDISTILL_VARIANTS: Registry[Callable[..., Method]] = Registry("subdistill basis")
+SUBDISTILL_VARIANTS.register("prca")(SubDistillPRCA)
+SUBDISTILL_VARIANTS.register("pca")(SubDistillPCA)
+
+
+@METHODS.register("subdistill")
+def SubDistill(layers: Any, basis: str = "prca", **options: Any) -> Method:
+    """``subdistill``: the published relevance-aware subspace by default; ``basis="pca"`` for the PCA variant."""
+    return SUBDISTILL_VARIANTS.get(basis)(layers=layers, **options)

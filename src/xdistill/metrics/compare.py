@@ -47,6 +47,7 @@ class AlignmentConfig:
     part_options: dict[str, Any] = field(default_factory=dict)
     k: int = 5
     target: str = "teacher"  # explain the teacher's predicted class ("label": the true class)
+    flip_steps: int | None = 20  # pixel-flipping removal points (None: one part at a time; 0: skip)
 
     def __post_init__(self) -> None:
         if self.target not in ("teacher", "label"):
@@ -121,9 +122,30 @@ def evaluate_pair(
         "student_auc_pr": macro_auc_pr(s_logits, y),
         **alignment_metrics(t_logits, s_logits, t_parts, s_parts, config.k),
     }
+    if config.flip_steps != 0:
+        result.update(flipping_metrics(teacher, student, x, target, t_parts, s_parts, config, device))
     if cost:
         result.update(cost_metrics(teacher, student, x[:1].to(device)))
     return result
+
+
+def flipping_metrics(teacher: nn.Module, student: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                     t_parts: torch.Tensor, s_parts: torch.Tensor, config: AlignmentConfig,
+                     device: str | torch.device = "cpu") -> dict[str, Summary]:
+    """Deletion AUCs (lower = the ranking is more faithful): each model in its own order, and the
+    student in the teacher's order (does it rely on what the teacher relies on?)."""
+    from .faithfulness import pixel_flipping
+
+    if config.parts not in ("window", "timestep", "patch", "pixel") or x.is_floating_point() is False:
+        return {}
+    x, target = x.to(device), target.to(device)
+
+    def auc(model: nn.Module, parts: torch.Tensor) -> Summary:
+        return Summary.of(pixel_flipping(model, x, target, parts.to(device), config.parts, config.part_options,
+                                         config.flip_steps))
+
+    return {"flip_auc_teacher": auc(teacher, t_parts), "flip_auc_student": auc(student, s_parts),
+            "flip_auc_student_teacher_order": auc(student, t_parts)}
 
 
 def cost_metrics(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> dict[str, float]:

@@ -1,0 +1,190 @@
+"""SubDistill as published (arXiv 2601.05913) and pixel flipping, against hand computations."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xdistill.data import load_dataset
+from xdistill.engine import distill
+from xdistill.methods import build_method
+from xdistill.methods.base import Batch, PrepareContext, Step
+from xdistill.methods.subdistill import (Centering, Rotation, SubDistillPCA, SubDistillPRCA, estimate_subspace,
+                                         prca_basis, subspace_layer_loss)
+from xdistill.metrics import AlignmentConfig, accuracy, evaluate_pair, predict
+from xdistill.metrics.faithfulness import curve_area, deletion_curve, part_index, pixel_flipping
+from xdistill.models import build_model
+from xdistill.subtask import ClassSubset, subtask_data
+from xdistill.training import train_classifier
+
+
+def relevance_case(n: int = 4000, seed: int = 0):
+    """Direction 0: large variance, irrelevant to the margin; direction 1: small variance, all the relevance."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([5.0, 1.0, 0.3], dtype=torch.float64)
+    a = a - a.mean(0)
+    # margin m(a) = a_1 + 0.5 a_1^2  ->  c = dm/da = (0, 1 + a_1, 0)
+    c = torch.zeros_like(a)
+    c[:, 1] = 1 + a[:, 1]
+    return a, c
+
+
+def test_prca_puts_the_relevant_direction_first_where_pca_puts_the_large_variance_one():
+    a, c = relevance_case()
+    basis, sigma = prca_basis(a, c)
+    assert basis[:, 0].abs().argmax() == 1 and basis[:, 0].abs().max() > 0.99
+    assert estimate_subspace(a, k=1, shrinkage=0).basis[:, 0].abs().argmax() == 0  # PCA would choose direction 0
+    # by hand, in numpy
+    A, C, n = a.numpy(), c.numpy(), len(a)
+    sa, sc, sac = A.T @ A / n, C.T @ C / n, A.T @ C / n
+    m = sac + sac.T + 2 * np.sqrt(np.trace(sc) / np.trace(sa)) * sa + 2 * np.sqrt(np.trace(sa) / np.trace(sc)) * sc
+    values, vectors = np.linalg.eigh(m)
+    vectors = vectors[:, np.argsort(-values)]
+    vectors = vectors * np.where(((A @ vectors) > 0).mean(0) > 0.5, 1.0, -1.0)
+    assert np.allclose(basis.numpy(), vectors, atol=1e-10)
+    assert torch.allclose(basis.T @ basis, torch.eye(3, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(sigma, torch.tensor(np.diag(vectors.T @ sa @ vectors)), atol=1e-10)
+    assert (((a @ basis) > 0).double().mean(0) > 0.5).all()  # sign-fixed
+
+
+def test_centering_subtracts_batch_then_running_mean():
+    centre = Centering(2, momentum=0.5)
+    x = torch.randn(4, 2, 5) + torch.tensor([3.0, -1.0])[None, :, None]
+    out = centre.train()(x)
+    assert torch.allclose(out.mean((0, 2)), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(centre.running_mean, 0.5 * x.mean((0, 2)))
+    assert torch.allclose(centre.eval()(x), x - centre.running_mean[None, :, None])
+    images = torch.randn(3, 2, 4, 4)
+    assert torch.allclose(Centering(2).train()(images).mean((0, 2, 3)), torch.zeros(2), atol=1e-6)
+
+
+def test_rotation_stays_orthogonal_after_optimisation():
+    torch.manual_seed(0)
+    rotation = Rotation(5)
+    optimiser = torch.optim.Adam(rotation.parameters(), lr=0.05)
+    x, target = torch.randn(16, 5, 7), torch.randn(16, 5, 7)
+    first = None
+    for _ in range(50):
+        loss = F.mse_loss(rotation(x), target)
+        first = first if first is not None else loss.item()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    r = rotation.matrix
+    assert torch.allclose(r @ r.T, torch.eye(5), atol=1e-5)
+    assert loss.item() < first
+
+
+def digits_subtask():
+    train, test = load_dataset("digits")
+    torch.manual_seed(0)
+    teacher = build_model("cnn", 1, 10, width=0.5)
+    train_classifier(teacher, train, epochs=8, lr=3e-3, batch_size=32)
+    classes = [3, 5, 8]
+    return ClassSubset(teacher, classes).eval(), subtask_data(train, classes), subtask_data(test, classes)
+
+
+@pytest.fixture(scope="module")
+def subtask():
+    return digits_subtask()
+
+
+def test_layer_loss_is_zero_when_the_student_equals_the_rotated_target_and_matches_the_formula(subtask):
+    teacher, train, _ = subtask
+    torch.manual_seed(0)
+    student = build_model("cnn", 1, 3, width=0.125)
+    method = build_method("subdistill", layers={"features.4": "features.4", "features.1": "features.1"})
+    assert isinstance(method, SubDistillPRCA)
+    method.prepare(PrepareContext(teacher, student, train.x, train.y, "fp"))
+    method.eval()
+    from xdistill.hooks import FeatureHooks
+
+    x = train.x[:6]
+    with FeatureHooks(teacher, ["features.4", "features.1"]) as hooks, torch.no_grad():
+        t_logits = teacher(x)
+        t_feats = dict(hooks.features)
+    rotations = dict(zip([t for _, t in method.pairs], method.rotations))
+    student_feats = {}
+    for s, t in method.pairs:
+        target = method.target(t_feats[t], t)
+        # s_raw = Rᵀ t: R · Centering(s_raw) = t with the running mean at zero
+        student_feats[s] = (rotations[t].matrix.T @ target.flatten(2)).reshape(target.shape).detach()
+    step = Step(Batch(x, train.y[:6], torch.arange(6)), student, teacher, t_logits.clone(), t_logits, student_feats, t_feats)
+    terms = method.loss(step)
+    assert terms["subspace"].abs() < 1e-9 and terms["kd"].abs() < 1e-9 and "ce" not in terms
+    # a perturbed student: the published normalisation, by hand
+    noisy = {s: f + 0.1 * torch.randn_like(f) for s, f in student_feats.items()}
+    terms = method.loss(Step(step.batch, student, teacher, t_logits, t_logits, noisy, t_feats))
+    expected = 0.0
+    for s, t in method.pairs:
+        basis, sigma = method.bases[t]
+        k = noisy[s].shape[1]
+        diff = rotations[t](noisy[s]) - method.target(t_feats[t], t)
+        h_w = diff[0, 0].numel()
+        expected += ((diff**2).sum((1, 2, 3)) / h_w).mean() / sigma[:k].sum()
+    assert torch.allclose(terms["subspace"].double(), 100.0 * expected.double(), rtol=1e-5)
+
+
+def test_subdistill_trains_series_and_images_with_several_layer_pairs(subtask, tmp_path):
+    teacher, train, test = subtask
+    torch.manual_seed(0)
+    student = build_model("cnn", 1, 3, width=0.125)
+    method = {"name": "subdistill", "layers": {"features.1": "features.1", "features.4": "features.4"}, "kd_weight": 1.0}
+    result = distill(teacher, student, train, [method], steps=400, batch_size=32, lr=3e-3, work_dir=tmp_path / "img",
+                     progress=False, loggers=())
+    assert accuracy(predict(result.student, test.x), test.y) > 0.85
+    # 1D feature maps: FCN teacher/student on GunPoint, every time step is a position
+    gp_train, _ = load_dataset("ucr:GunPoint")
+    torch.manual_seed(0)
+    fcn_teacher = build_model("fcn1d", 1, 2, width=0.25)
+    train_classifier(fcn_teacher, gp_train, epochs=20, lr=3e-3, batch_size=16)
+    series_method = build_method("subdistill", layers={"features.2": "features.2"})
+    torch.manual_seed(0)
+    distill(fcn_teacher, build_model("fcn1d", 1, 2, width=0.125), gp_train, [series_method], epochs=2, batch_size=16,
+            work_dir=tmp_path / "series", progress=False, loggers=())
+    basis, sigma = series_method.bases["features.2"]
+    assert basis.shape == (32, 32) and series_method.rotations[0].matrix.shape == (16, 16)
+
+
+def test_pca_variant_stays_available():
+    assert isinstance(build_method("subdistill", layers={"a": "b"}, basis="pca"), SubDistillPCA)
+    with pytest.raises(LookupError, match="unknown subdistill basis"):
+        build_method("subdistill", layers={"a": "b"}, basis="ica")
+
+
+# ---- pixel flipping ---------------------------------------------------------------------------------------
+
+
+class Linear1d(nn.Module):
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(self, x):
+        return torch.stack([(x[:, 0] * self.weights).sum(1), -(x[:, 0] * self.weights).sum(1)], 1)
+
+
+def test_pixel_flipping_of_a_linear_model_by_hand():
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    model = Linear1d(w)
+    x = torch.ones(1, 1, 6)
+    parts, n = part_index((1, 6), "window", size=2)  # windows {0,1}, {2,3}, {4,5} with logit shares 3, 7, 11
+    assert n == 3 and parts.tolist() == [0, 0, 1, 1, 2, 2]
+    relevance = torch.tensor([[3.0, 7.0, 11.0]])
+    curve = deletion_curve(model, x, torch.tensor([0]), relevance, parts)
+    assert curve.tolist() == [[21.0, 10.0, 3.0, 0.0]]  # remove 11, then 7, then 3
+    assert curve_area(curve).item() == pytest.approx(((21 + 10) / 2 + (10 + 3) / 2 + (3 + 0) / 2) / 3)
+    worst = pixel_flipping(model, x, torch.tensor([0]), -relevance, "window", {"size": 2}, steps=None)
+    best = pixel_flipping(model, x, torch.tensor([0]), relevance, "window", {"size": 2}, steps=None)
+    assert best < worst  # the right ranking deletes evidence faster
+    grid, count = part_index((1, 4, 4), "patch", grid=2)
+    assert count == 4 and grid.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+
+
+def test_evaluation_reports_flipping_aucs(subtask):
+    teacher, _, test = subtask
+    config = AlignmentConfig("saliency", {}, "patch", {"grid": 4}, k=3)
+    result = evaluate_pair(teacher, teacher, test.x[:20], test.y[:20], config, cost=False)
+    assert result["flip_auc_student_teacher_order"].mean == pytest.approx(result["flip_auc_teacher"].mean)
+    assert result["flip_auc_student"].n == 20
