@@ -123,7 +123,7 @@ class DistillationModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         for method in self.methods:
-            method.on_step(self.global_step, self.trainer.estimated_stepping_batches)
+            method.on_step(self.global_step + 1, int(self.trainer.estimated_stepping_batches))  # 1-based, as in REKD
 
     def _teacher_logits(self, batch: Batch, transformed: bool) -> torch.Tensor | None:
         if not self.needs_teacher:

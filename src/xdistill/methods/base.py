@@ -80,7 +80,7 @@ class Method(nn.Module):
         """Called once when training starts (after a resumed checkpoint is loaded)."""
 
     def on_step(self, step: int, total_steps: int) -> None:
-        """Called before every optimiser step (e.g. to anneal a temperature)."""
+        """Called before every optimiser step with its 1-based number (e.g. to anneal a temperature)."""
 
     def transform(self, batch: Batch) -> Batch:
         return batch

@@ -1,12 +1,10 @@
-"""Select-predict rationale models (REKD, arXiv 2601.22531).
+"""Select-predict rationale models (REKD, arXiv 2601.22531; official code JiayiDai/REKD ``nns/generator.py``).
 
-A selector scores every part of the input (windows of a series, patches of an image, tokens
-of a text); a hard keep-mask is drawn from the scores through a straight-through or Gumbel
-relaxation (Gumbel by default: a deterministic threshold at the start, where every keep
-probability is near the sparsity target, tends to drop every part and never recover); a predictor classifies the input with the unselected parts replaced by a
-baseline (for text, with their embeddings zeroed). ``forward`` returns the predictor's
-logits, so a rationale model is an ordinary classifier to the engine and the metrics; the
-mask of the latest forward pass is kept in ``last_probs`` / ``last_mask``.
+A selector (the generator) gives two logits, (drop, keep), for every part of the input
+(windows of a series, patches of an image, tokens of a text); a hard keep-mask is drawn with
+a straight-through Gumbel-softmax during training and thresholded at 0.5 in evaluation; a
+predictor classifies the input with the dropped parts replaced by a baseline (for text, with
+their embeddings zeroed).
 """
 
 from __future__ import annotations
@@ -78,7 +76,7 @@ MODELS.register("bert")(HFSequenceClassifier)
 
 
 class Selector(nn.Module):
-    """Per-part scores: a small same-resolution conv net, averaged over each part."""
+    """Two logits per part, (drop, keep): a small same-resolution conv net, averaged over each part."""
 
     def __init__(self, kind: str, in_channels: int, part_size: int, width: float = 1.0, vocab_size: int = 1000) -> None:
         super().__init__()
@@ -86,52 +84,79 @@ class Selector(nn.Module):
         self.kind, self.part_size = kind, part_size
         if kind == "window":
             self.body = nn.Sequential(nn.Conv1d(in_channels, c, 7, padding=3), nn.ReLU(), nn.Conv1d(c, c, 5, padding=2),
-                                      nn.ReLU(), nn.Conv1d(c, 1, 3, padding=1))
+                                      nn.ReLU(), nn.Conv1d(c, 2, 3, padding=1))
         elif kind == "patch":
             self.body = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1),
-                                      nn.ReLU(), nn.Conv2d(c, 1, 3, padding=1))
+                                      nn.ReLU(), nn.Conv2d(c, 2, 3, padding=1))
         elif kind == "token":
             self.embedding = nn.Embedding(vocab_size, c)
-            self.body = nn.Sequential(nn.Conv1d(c, c, 5, padding=2), nn.ReLU(), nn.Conv1d(c, 1, 3, padding=1))
+            self.body = nn.Sequential(nn.Conv1d(c, c, 5, padding=2), nn.ReLU(), nn.Conv1d(c, 2, 3, padding=1))
         else:
             raise ValueError(f"part kind must be 'window', 'patch' or 'token', got {kind!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_parts, 2) logits; index 1 is 'keep'."""
         if self.kind == "token":
-            return self.body(self.embedding(x.long()).transpose(1, 2)).squeeze(1)
+            return self.body(self.embedding(x.long()).transpose(1, 2)).transpose(1, 2)
         scores = self.body(x)
         pool = F.avg_pool1d if self.kind == "window" else F.avg_pool2d
-        return pool(scores, self.part_size, self.part_size, ceil_mode=True).flatten(1)
+        return pool(scores, self.part_size, self.part_size, ceil_mode=True).flatten(2).transpose(1, 2)
+
+
+def gumbel_noise(shape: torch.Size, like: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:
+    u = torch.rand(shape, device=like.device, dtype=like.dtype)
+    return -torch.log(-torch.log(u + eps) + eps)
+
+
+def hard_gumbel_softmax(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(straight-through one-hot sample, log-probabilities of the noised softmax), both shaped like ``logits``.
+
+    Forward: exactly one-hot on the last axis; backward: the gradient of the soft sample.
+    """
+    noised = (logits + gumbel_noise(logits.shape, logits)) / temperature
+    soft, log_soft = F.softmax(noised, dim=-1), F.log_softmax(noised, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return (hard - soft).detach() + soft, log_soft
 
 
 class RationaleModel(nn.Module):
-    """``predictor(mask(x))`` with the mask chosen by ``selector``; see the module docstring."""
+    """``predictor(z ⊙ x)`` with the keep-mask ``z`` chosen per part by ``selector`` (REKD's generator).
 
-    def __init__(self, selector: Selector, predictor: nn.Module, relaxation: str = "gumbel",
-                 gumbel_temperature: float = 0.5, baseline: float = 0.0) -> None:
+    Training: ``z`` is the keep component of a hard Gumbel-softmax sample (straight-through) at
+    temperature ``gumbel_temperature`` (a buffer, annealed by the ``rationale``/``rekd`` methods and
+    saved in checkpoints). Evaluation: ``z = 1[softmax(logits)_keep ≥ 0.5]``. ``forward`` returns the
+    predictor's logits, so a rationale model is an ordinary classifier to the engine and the metrics;
+    the latest ``last_logits`` (B, n, 2), ``last_log_probs`` (the noised selection log-probabilities,
+    training only) and ``last_mask`` (B, n) are kept for the losses.
+    """
+
+    def __init__(self, selector: Selector, predictor: nn.Module, gumbel_temperature: float = 5.0,
+                 baseline: float = 0.0) -> None:
         super().__init__()
-        if relaxation not in ("straight_through", "gumbel"):
-            raise ValueError(f"relaxation must be 'straight_through' or 'gumbel', got {relaxation!r}")
-        self.selector, self.predictor = selector, predictor
-        self.relaxation, self.gumbel_temperature, self.baseline = relaxation, gumbel_temperature, baseline
-        self.last_probs: torch.Tensor | None = None
+        self.selector, self.predictor, self.baseline = selector, predictor, baseline
+        self.register_buffer("gumbel_temperature", torch.tensor(float(gumbel_temperature)))
+        self.last_logits: torch.Tensor | None = None
+        self.last_log_probs: torch.Tensor | None = None
         self.last_mask: torch.Tensor | None = None
 
     @property
     def kind(self) -> str:
         return self.selector.kind
 
-    def select(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(keep probabilities, hard 0/1 mask with relaxed gradients), both (B, n_parts)."""
-        scores = self.selector(x)
-        probs = torch.sigmoid(scores)
-        if self.relaxation == "gumbel" and self.training:
-            u = torch.rand_like(scores).clamp(1e-6, 1 - 1e-6)
-            soft = torch.sigmoid((scores + torch.log(u) - torch.log1p(-u)) / self.gumbel_temperature)
-        else:
-            soft = probs
-        hard = (soft > 0.5).to(soft.dtype)
-        return probs, hard + soft - soft.detach()  # straight-through: hard forward, soft gradient
+    @property
+    def last_probs(self) -> torch.Tensor | None:
+        """Keep probabilities (no noise) of the latest forward pass."""
+        return None if self.last_logits is None else F.softmax(self.last_logits, -1)[..., 1]
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, n_parts) keep-mask for ``x``; see the class docstring."""
+        logits = self.selector(x)
+        self.last_logits = logits
+        if self.training:
+            sample, self.last_log_probs = hard_gumbel_softmax(logits, float(self.gumbel_temperature))
+            return sample[..., 1]
+        self.last_log_probs = None
+        return (F.softmax(logits, -1)[..., 1] >= 0.5).to(logits.dtype)
 
     def expand(self, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Part mask (B, n_parts) -> a mask broadcastable to ``x``."""
@@ -144,24 +169,28 @@ class RationaleModel(nn.Module):
             return grid[..., : x.shape[-2], : x.shape[-1]]
         return mask
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs, mask = self.select(x)
-        self.last_probs, self.last_mask = probs, mask
+    def predict_with(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The predictor's logits for ``x`` with the given part mask (e.g. another model's)."""
         if self.kind == "token":
             return self.predictor(x, keep=mask)
         m = self.expand(mask, x)
         return self.predictor(x * m + self.baseline * (1 - m))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.select(x)
+        self.last_mask = mask
+        return self.predict_with(x, mask)
+
 
 def build_rationale_model(in_channels: int, num_classes: int, kind: str = "window", part_size: int = 8,
                           predictor: str = "fcn1d", predictor_options: dict | None = None, selector_width: float = 1.0,
-                          relaxation: str = "gumbel", vocab_size: int = 1000) -> RationaleModel:
+                          vocab_size: int = 1000, gumbel_temperature: float = 5.0) -> RationaleModel:
     """A rationale model from a registered predictor architecture and a matching selector."""
     options = dict(predictor_options or {})
     if kind == "token" and predictor == "textcnn":
         options.setdefault("vocab_size", vocab_size)
     net = build_model(predictor, in_channels, num_classes, **options)
-    return RationaleModel(Selector(kind, in_channels, part_size, selector_width, vocab_size), net, relaxation)
+    return RationaleModel(Selector(kind, in_channels, part_size, selector_width, vocab_size), net, gumbel_temperature)
 
 
 MODELS.register("rationale")(build_rationale_model)
