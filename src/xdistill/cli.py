@@ -19,7 +19,8 @@ def _study(args: argparse.Namespace):
     recipe_path = args.recipe or default_recipe_path()
     recipe = load_recipe(recipe_path)
     out = Path(args.out) if args.out else Path("runs") / recipe.name
-    return Study(recipe, out, progress=not args.quiet, restart=getattr(args, "restart", False))
+    args.study = Study(recipe, out, progress=not args.quiet, restart=getattr(args, "restart", False))
+    return args.study
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -180,14 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, LookupError, FileNotFoundError) as error:
-        print(f"xdistill: error: {error}", file=sys.stderr)
+    except (ValueError, LookupError, FileNotFoundError, OSError) as error:
+        print(f"xdistill: error: {error}".splitlines()[0], file=sys.stderr)
         return 2
+    except RuntimeError as error:  # a locked run directory or store, or a failed training step
+        print(f"xdistill: error: {error}".splitlines()[0], file=sys.stderr)
+        return 1
+    except FloatingPointError as error:  # a non-finite loss
+        print(f"xdistill: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("xdistill: interrupted; run the same command again to resume", file=sys.stderr)
+        study = getattr(args, "study", None)
+        where = f" {study.where()}" if study is not None else ""
+        print(f"xdistill: interrupted{where}; run the same command again to resume", file=sys.stderr)
         return 130
 
 

@@ -10,6 +10,7 @@ the training data (never the test split).
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -81,7 +82,9 @@ class DistillationModule(L.LightningModule):
     """Runs ``methods`` on a student against a frozen teacher; logs every loss term."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, methods: Sequence[Method], *,
-                 config: TrainConfig | None = None, teacher_logits: torch.Tensor | None = None) -> None:
+                 config: TrainConfig | None = None, train: ArrayDataset | None = None, work_dir: Path | None = None,
+                 progress: bool = True, cache_teacher_logits: bool = False,
+                 teacher_logits: torch.Tensor | None = None) -> None:
         super().__init__()
         self.student = student
         self.methods = nn.ModuleList(methods)
@@ -90,6 +93,9 @@ class DistillationModule(L.LightningModule):
             teacher.eval().requires_grad_(False)
         self.config = config or TrainConfig()
         self.teacher_logits = teacher_logits  # cache indexed by sample, or None
+        self.train_data, self.work_dir, self.progress = train, work_dir, progress
+        self.cache_teacher_logits = cache_teacher_logits
+        self._prepared = train is None
         student_layers = sorted({p for m in methods for p in m.student_layers})
         teacher_layers = sorted({p for m in methods for p in m.teacher_layers})
         self.student_hooks = FeatureHooks(student, student_layers) if student_layers else None
@@ -104,6 +110,27 @@ class DistillationModule(L.LightningModule):
         for hooks in (self.student_hooks, self.teacher_hooks):
             if hooks is not None:
                 hooks.remove()
+
+    def setup(self, stage: str) -> None:
+        """The methods' one-off work, on every rank once the process group exists (before DDP wrapping
+        and the optimiser, so parameters a method creates here train with the student)."""
+        if self._prepared:
+            return
+        trainer, train = self.trainer, self.train_data
+        device = trainer.strategy.root_device
+        distributed = trainer.world_size > 1
+        context = PrepareContext(self.teacher, self.student, train.x, train.y, train.fingerprint, self.work_dir, device,
+                                 self.progress and trainer.is_global_zero, rank=trainer.global_rank,
+                                 world_size=trainer.world_size,
+                                 barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None)
+        for method in self.methods:
+            method.prepare(context)
+        self.student.cpu()
+        if self.cache_teacher_logits:
+            self.teacher_logits = teacher_logits_for(self.teacher, train.x, device).cpu()
+        if self.teacher is not None:
+            self.teacher.cpu()
+        self._prepared = True
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
@@ -265,21 +292,12 @@ def distill(
     if val is None and config.val_fraction > 0:
         train, val = validation_split(train, config.val_fraction, config.seed)
     check_pair(teacher, student, train)
-    device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
-    context = PrepareContext(teacher, student, train.x, train.y, train.fingerprint, work_dir, device, progress)
-    for method in methods:
-        method.prepare(context)
-    student.cpu()
-    if teacher is not None:
-        teacher.cpu()
     use_cache = (teacher_logit_cache and teacher is not None and all(m.deterministic_transform for m in methods)
                  and any(m.needs_teacher for m in methods) and not any(m.teacher_layers for m in methods)
                  and not any(m.needs_teacher_forward for m in methods))
-    cached = teacher_logits_for(teacher, train.x, device).cpu() if use_cache else None
-    if teacher is not None:
-        teacher.cpu()
     teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
-    module = DistillationModule(student, teacher, methods, config=config, teacher_logits=cached)
+    module = DistillationModule(student, teacher, methods, config=config, train=train, work_dir=work_dir,
+                                progress=progress, cache_teacher_logits=use_cache)
     train_loader = indexed_loader(train, config.batch_size, True, config.seed, num_workers)
     val_loader = indexed_loader(val, max(config.batch_size, 256), False, config.seed, num_workers) if val is not None and len(val) else None
     timer = EpochTimer()
@@ -301,6 +319,11 @@ def distill(
     ckpt_path = resume_checkpoint(checkpoints) if (resume and checkpoint) else None
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1); give the caller the interrupt back
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
     finally:  # hand the user's models back as they came: no hooks, teacher's grad flags restored
         module.remove_hooks()
         for parameter, flag in teacher_grad_flags:
@@ -310,7 +333,8 @@ def distill(
         save_weights(student, work_dir / "student.safetensors")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics.update(selection_metrics(student, train, val, best, trainer.current_epoch))
-    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=cached is not None, config=config)
+    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=module.teacher_logits is not None,
+                         config=config)
 
 
 def selection_metrics(student: nn.Module, train: ArrayDataset, val: ArrayDataset | None, best: BestEpoch | None,

@@ -15,3 +15,61 @@ def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
     partial = path.with_name(path.name + ".part")
     partial.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))
     os.replace(partial, path)
+
+
+class LockedError(RuntimeError):
+    """Another live process holds the lock on a run directory or attribution store."""
+
+
+class DirectoryLock:
+    """An exclusive ``fcntl.flock`` on ``directory/.lock``, held while a process works there.
+
+    The kernel releases the lock when its process dies, so a lock file left by a killed run is
+    stale and is taken over silently; a live holder is named (pid) in the refusal. Re-entrant
+    for the object that holds it.
+    """
+
+    def __init__(self, directory: str | Path, what: str) -> None:
+        self.path, self.what = Path(directory) / ".lock", what
+        self._handle = None
+        self._depth = 0
+
+    def acquire(self) -> "DirectoryLock":
+        import fcntl
+
+        if self._depth:
+            self._depth += 1
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LockedError(f"{self.what} {self.path.parent} is in use by another xdistill process (pid {holder}); "
+                              "wait for it to finish or stop it, or choose another directory") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle, self._depth = handle, 1
+        return self
+
+    def release(self) -> None:
+        import fcntl
+
+        if not self._depth:
+            return
+        self._depth -= 1
+        if self._depth == 0 and self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "DirectoryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -17,11 +17,27 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .files import write_json
+from .files import DirectoryLock, write_json
 
 
 class StaleStoreError(ValueError):
     """The store on disk was computed from something else."""
+
+
+class CorruptStoreError(ValueError):
+    """A store file that cannot be read (truncated or damaged)."""
+
+
+def _corrupt(path: Path, error: Exception) -> CorruptStoreError:
+    return CorruptStoreError(f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete the folder "
+                             f"{path.parent} to recompute the attribution store")
+
+
+def _load_maps(path: Path, mode: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode=mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise _corrupt(path, error) from None
 
 
 class AttributionStore:
@@ -47,7 +63,10 @@ class AttributionStore:
     def _open(self) -> None:
         expected = self._expected()
         if self.manifest_path.exists():
-            manifest = json.loads(self.manifest_path.read_text())
+            try:
+                manifest = json.loads(self.manifest_path.read_text())
+            except ValueError as error:
+                raise _corrupt(self.manifest_path, error) from None
             found = {k: manifest.get(k) for k in expected}
             if found != expected:
                 changed = sorted(k for k in expected if found[k] != expected[k])
@@ -56,7 +75,7 @@ class AttributionStore:
                     f"attribution store {self.root} was computed for something else ({detail}); "
                     f"delete the folder or pass overwrite=True to recompute"
                 )
-            self.done: set[int] = set(manifest.get("done", []))
+            self.done: set[int] = set(manifest.get("done", [])) | self._rank_progress()
             if not self.maps_path.exists():
                 self.done = set()
         else:
@@ -69,6 +88,25 @@ class AttributionStore:
 
     def _save_manifest(self) -> None:
         write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done)}, sort_keys=True)
+
+    def _rank_file(self, rank: int) -> Path:
+        return self.root / f"done.rank{rank}.json"
+
+    def _rank_progress(self) -> set[int]:
+        """Chunks finished by the ranks of a distributed run (their maps are on disk before the file says so)."""
+        done: set[int] = set()
+        for path in self.root.glob("done.rank*.json"):
+            try:
+                done |= set(json.loads(path.read_text()))
+            except (ValueError, OSError):
+                continue  # a rank file cut off mid-write: those chunks are recomputed
+        return done
+
+    def _merge_rank_progress(self) -> None:
+        self.done |= self._rank_progress()
+        self._save_manifest()
+        for path in self.root.glob("done.rank*.json"):
+            path.unlink(missing_ok=True)
 
     @classmethod
     def create(cls, root: str | Path, identity: dict[str, Any], n_samples: int, sample_shape: tuple[int, ...],
@@ -83,22 +121,51 @@ class AttributionStore:
     def complete(self) -> bool:
         return len(self.done) == self.n_chunks
 
-    def compute(self, explain_chunk: Callable[[int, int], torch.Tensor], progress: bool = True) -> None:
-        """Fill every unfinished chunk with ``explain_chunk(start, end)``; resumable after a kill."""
-        todo = [c for c in range(self.n_chunks) if c not in self.done]
+    def compute(self, explain_chunk: Callable[[int, int], torch.Tensor], progress: bool = True, rank: int = 0,
+                world_size: int = 1, barrier: Callable[[], None] | None = None) -> None:
+        """Fill every unfinished chunk with ``explain_chunk(start, end)``; resumable after a kill.
+
+        Single process: the store is locked while computing (a second process is refused).
+        Distributed: rank ``r`` of ``world_size`` computes the chunks ``c`` with ``c % world_size == r``
+        and records them in its own progress file; after a ``barrier`` rank 0 merges them into
+        the manifest, so every chunk is computed once.
+        """
+        if world_size > 1:
+            self._compute_share(explain_chunk, progress, rank, world_size, barrier)
+            return
+        with DirectoryLock(self.root, "attribution store"):
+            self.done |= self._rank_progress()
+            self._fill([c for c in range(self.n_chunks) if c not in self.done], explain_chunk, progress,
+                       on_chunk=lambda: self._save_manifest())
+
+    def _compute_share(self, explain_chunk, progress: bool, rank: int, world_size: int, barrier) -> None:
+        if barrier is None:
+            raise ValueError("a distributed store computation needs a barrier")
+        mine = [c for c in range(self.n_chunks) if c not in self.done and c % world_size == rank]
+        def record() -> None:
+            write_json(self._rank_file(rank), sorted(set(self.done) & set(mine)))
+
+        self._fill(mine, explain_chunk, progress and rank == 0, on_chunk=record)
+        barrier()
+        if rank == 0:
+            self._merge_rank_progress()
+        barrier()
+        self.done = set(json.loads(self.manifest_path.read_text())["done"])
+
+    def _fill(self, todo: list[int], explain_chunk, progress: bool, on_chunk: Callable[[], None]) -> None:
         if not todo:
             return
-        maps = np.load(self.maps_path, mmap_mode="r+")
+        maps = _load_maps(self.maps_path, "r+")
         try:
-            for i, chunk in enumerate(todo):
+            for chunk in todo:
                 start, end = chunk * self.chunk_size, min(self.n_samples, (chunk + 1) * self.chunk_size)
                 values = explain_chunk(start, end).detach().float().cpu().numpy()
                 if values.shape != (end - start, *self.sample_shape):
                     raise ValueError(f"explainer returned shape {values.shape} for samples {start}:{end}")
                 maps[start:end] = values
-                maps.flush()  # data first, then the manifest that says it is there
+                maps.flush()  # data first, then the record that says it is there
                 self.done.add(chunk)
-                self._save_manifest()
+                on_chunk()
                 if progress:
                     print(f"\rattribution store: {len(self.done)}/{self.n_chunks} chunks", end="", file=sys.stderr, flush=True)
         finally:
@@ -110,7 +177,7 @@ class AttributionStore:
         """The maps as a read-only memory map (N, *sample_shape)."""
         if not self.complete:
             raise RuntimeError(f"attribution store {self.root} is incomplete ({len(self.done)}/{self.n_chunks} chunks)")
-        return np.load(self.maps_path, mmap_mode="r")
+        return _load_maps(self.maps_path, "r")
 
     def __getitem__(self, index: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
         if isinstance(index, torch.Tensor):

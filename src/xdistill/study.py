@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .explain import eval_mode
-from .files import write_json
+from .files import DirectoryLock, write_json
 from .config import TrainConfig
 from .recipe import Recipe, RecipeError, StudentSpec, student_index
 
@@ -36,6 +36,8 @@ class Study:
     def __init__(self, recipe: Recipe, run_dir: str | Path, progress: bool = True, restart: bool = False) -> None:
         self.recipe, self.run_dir, self.progress = recipe, Path(run_dir), progress
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
+        self.in_progress: str | None = None  # the stage being worked on, for the interrupt message
         self.stages_path = self.run_dir / "stages.json"
         resolved = json.loads(recipe.model_dump_json())
         recipe_path = self.run_dir / "recipe.json"
@@ -61,9 +63,25 @@ class Study:
     def done(self, stage: str) -> bool:
         return stage in self.stages
 
+    def where(self) -> str:
+        """Where an interrupted run stopped: the stage and its last checkpointed epoch."""
+        from .checkpoint import CheckpointError, load_tree
+
+        if self.in_progress is None:
+            return "between stages"
+        work = self.run_dir / "teacher" if self.in_progress == "teacher" else \
+            self.run_dir / "students" / safe_name(self.in_progress.removeprefix("student "))
+        last = work / "checkpoints" / "last.safetensors"
+        try:
+            epoch = load_tree(last)["epoch"] + 1 if last.exists() else 0
+        except (CheckpointError, KeyError):
+            epoch = 0
+        return f"while training the {self.in_progress} (epochs finished and checkpointed: {epoch})"
+
     def finish(self, stage: str, started: float, **info: Any) -> None:
         self.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **info}
         write_json(self.stages_path, self.stages)
+        self.in_progress = None
 
     # -- data and models --------------------------------------------------------------------------
     @property
@@ -147,6 +165,7 @@ class Study:
             self._teacher = load_weights(model, path).eval()
             return self._teacher
         started = time.perf_counter()
+        self.in_progress = "teacher"
         if spec.weights:
             try:
                 load_weights(model, spec.weights)
@@ -215,6 +234,7 @@ class Study:
         if self.done(stage) and (work / "student.safetensors").exists():
             return load_weights(model, work / "student.safetensors").eval()
         teacher = self.student_teacher()
+        self.in_progress = f"student {student.name}"
         config = self.train_config("student", self.recipe.training, student.train)
         self.log(f"student {student.name}: {student.model} with {student.methods}, {self._budget(config)}")
         started = time.perf_counter()

@@ -35,7 +35,7 @@ class ArrayDataset(Dataset):
         if self.x.ndim < 2 or self.y.ndim != 1 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"{self.name}: x must be (N, ...) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
         if self.x.is_floating_point():
-            bad = ~torch.isfinite(self.x.reshape(len(self.x), -1)).all(1)
+            bad = ~torch.isfinite(self.x.flatten(1)).all(1)
             if bad.any():
                 first = int(torch.nonzero(bad)[0])
                 raise ValueError(f"{self.name}: {int(bad.sum())} sample(s) hold NaN or infinite values (first at index "

@@ -58,6 +58,9 @@ class PrepareContext:
     work_dir: Any = None  # pathlib.Path or None
     device: torch.device = torch.device("cpu")
     progress: bool = True
+    rank: int = 0  # this process's rank in a distributed run
+    world_size: int = 1
+    barrier: Callable[[], None] | None = None  # waits for every rank (None in a single process)
 
 
 class Method(nn.Module):

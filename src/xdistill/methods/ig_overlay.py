@@ -63,7 +63,8 @@ class IGOverlay(KnowledgeDistillation):
             return integrated_gradients(teacher, x, target, baseline=self.explainer["baseline"],
                                         n_steps=self.explainer["n_steps"], rule=self.explainer["rule"])
 
-        self.store.compute(explain_chunk, progress=context.progress)
+        self.store.compute(explain_chunk, progress=context.progress, rank=context.rank,
+                           world_size=context.world_size, barrier=context.barrier)
 
     def transform(self, batch: Batch) -> Batch:
         if self.store is None:
