@@ -46,7 +46,7 @@ TRAIN_SCRIPT = textwrap.dedent('''
     torch.manual_seed(0)
     model = build_model("fcn1d", 2, 3, width=0.25)
     result = distill(None, model, data, ["ce", Slow()], epochs=int(sys.argv[2]), batch_size=8, lr=3e-3,
-                     work_dir=sys.argv[1], progress=False, loggers=())
+                     checkpoint_seconds=0, work_dir=sys.argv[1], progress=False, loggers=())
     print(json.dumps({"epochs_trained": len(result.epoch_seconds)}))
 ''')
 
@@ -100,13 +100,13 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     data = ArrayDataset(np.random.default_rng(0).normal(size=(40, 1, 16)), np.arange(40) % 2, ["a", "b"], "d")
     torch.manual_seed(0)
     distill(None, build_model("fcn1d", 1, 2, width=0.125), data, ["ce"], epochs=3, work_dir=tmp_path, progress=False,
-            loggers=())
+            loggers=(), checkpoint_seconds=0)
     last = tmp_path / "checkpoints" / "last.safetensors"
     last.write_bytes(last.read_bytes()[:100])  # cut off, as a kill during a copy would leave it
     with pytest.raises(CheckpointError, match="last.safetensors is truncated or corrupt"):
         load_tree(last)
     result = distill(None, build_model("fcn1d", 1, 2, width=0.125), data, ["ce"], epochs=4, work_dir=tmp_path,
-                     progress=False, loggers=())
+                     progress=False, loggers=(), checkpoint_seconds=0)
     assert len(result.epoch_seconds) == 2  # resumed from previous.safetensors (epoch 2), trained epochs 3 and 4
     weights = tmp_path / "student.safetensors"
     weights.write_bytes(weights.read_bytes()[:50])
@@ -164,7 +164,7 @@ def test_a_corrupt_store_is_one_clear_error(tmp_path):
 def small_recipe(tmp_path: Path, student_steps: int = 400) -> Path:
     data = yaml.safe_load(default_recipe_path().read_text())
     data["teacher"]["train"] = {"steps": 30}
-    data["training"] = {"steps": student_steps, "checkpoint_every": 1}
+    data["training"] = {"steps": student_steps, "checkpoint_seconds": 0}
     data["students"] = [{"name": "slow", "model": "fcn1d", "options": {"width": 0.125},
                          "methods": [{"name": "tsd", "perturbations": 30, "window": 10}]}]
     data["evaluation"]["max_samples"] = 20

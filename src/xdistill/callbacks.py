@@ -72,7 +72,9 @@ class BestEpoch(Callback):
 
 
 class EpochCheckpoint(Checkpoint):
-    """Writes ``last.safetensors`` every ``every`` epochs, atomically, keeping the previous one.
+    """Writes ``last.safetensors`` every ``every`` epochs (and at least ``min_seconds`` apart, so
+    thousands of tiny epochs do not spend their time writing), at the last epoch and when training
+    stops early; atomically, keeping the previous one.
 
     The checkpoint is written to a temporary file and renamed into place; the one it
     replaces becomes ``previous.safetensors``. A kill at any moment leaves at least one
@@ -80,8 +82,9 @@ class EpochCheckpoint(Checkpoint):
     the same random numbers (dropout, augmentation, perturbations) as an uninterrupted one.
     """
 
-    def __init__(self, directory: str | Path, every: int = 1) -> None:
-        self.directory, self.every = Path(directory), every
+    def __init__(self, directory: str | Path, every: int = 1, min_seconds: float = 0.0) -> None:
+        self.directory, self.every, self.min_seconds = Path(directory), every, min_seconds
+        self._last_write = time.monotonic()
 
     @property
     def last(self) -> Path:
@@ -93,8 +96,11 @@ class EpochCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer, module) -> None:
         epoch = trainer.current_epoch + 1
-        if epoch % self.every and epoch != trainer.max_epochs:
+        final = epoch == trainer.max_epochs or trainer.should_stop
+        due = epoch % self.every == 0 and time.monotonic() - self._last_write >= self.min_seconds
+        if not (final or due):
             return
+        self._last_write = time.monotonic()
         partial = self.directory / "next.safetensors"
         trainer.save_checkpoint(partial, weights_only=False)  # written atomically by the CheckpointIO
         if trainer.is_global_zero:

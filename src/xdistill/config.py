@@ -35,6 +35,8 @@ class TrainConfig(BaseModel):
     restore_best: bool = Field(default=True, description="end with the weights of the best validation epoch")
     seed: int = 0
     checkpoint_every: int = Field(default=1, ge=1, description="epochs between resumable checkpoints")
+    checkpoint_seconds: float = Field(default=10.0, ge=0, description="and at least this many seconds between them "
+                                      "(a kill loses at most this much work, or one epoch if longer); 0 = every epoch")
 
     @model_validator(mode="after")
     def _selection_needs_validation(self) -> "TrainConfig":

@@ -54,20 +54,40 @@ class SafetensorsCheckpointIO(CheckpointIO):
 
 
 class EpochShuffle(Sampler[int]):
-    """A shuffled order that depends only on (seed, epoch), so a resumed run sees the same batches."""
+    """A shuffled order that depends only on (seed, epoch), so a resumed run sees the same batches.
 
-    def __init__(self, size: int, seed: int) -> None:
+    Distributed (``world_size > 1``): every global batch of ``global_batch`` samples of that order
+    is cut into ``world_size`` equal slices and rank ``r`` takes slice ``r`` (the last global batch
+    is filled up from the start of the order), so N processes with local batches of
+    ``global_batch / N`` see exactly the batches one process would.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, global_batch: int = 1) -> None:
         self.size, self.seed, self.epoch = size, seed, 0
+        self.rank, self.world_size, self.global_batch = rank, world_size, global_batch
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order()
+        if self.world_size == 1:
+            return iter(order)
+        padded = order + order[: (-len(order)) % self.global_batch]
+        local = self.global_batch // self.world_size
+        mine = []
+        for start in range(0, len(padded), self.global_batch):
+            mine += padded[start + self.rank * local : start + (self.rank + 1) * local]
+        return iter(mine)
 
     def __len__(self) -> int:
-        return self.size
+        if self.world_size == 1:
+            return self.size
+        return -(-self.size // self.global_batch) * (self.global_batch // self.world_size)
 
 
 def as_methods(methods: Sequence[Method | str | dict[str, Any]]) -> list[Method]:
@@ -212,11 +232,19 @@ class DistillationModule(L.LightningModule):
         return configure(self.parameters(), self.config, max(1, int(self.trainer.estimated_stepping_batches)))
 
 
-def indexed_loader(data: ArrayDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
-    """Batches of ``(x, y, index)``; the index keys per-sample caches and stores."""
+def indexed_loader(data: ArrayDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
+                   rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Batches of ``(x, y, index)``; the index keys per-sample caches and stores.
+
+    ``batch_size`` is the global batch; with ``world_size`` processes each loads its share of it.
+    """
     dataset = TensorDataset(data.x, data.y, torch.arange(len(data)))
-    sampler = EpochShuffle(len(data), seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    if not shuffle:
+        return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world_size})")
+    sampler = EpochShuffle(len(data), seed, rank, world_size, batch_size)
+    return DataLoader(dataset, batch_size=batch_size // world_size, sampler=sampler, num_workers=num_workers)
 
 
 def teacher_logits_for(teacher: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
@@ -298,24 +326,26 @@ def distill(
     teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
     module = DistillationModule(student, teacher, methods, config=config, train=train, work_dir=work_dir,
                                 progress=progress, cache_teacher_logits=use_cache)
-    train_loader = indexed_loader(train, config.batch_size, True, config.seed, num_workers)
-    val_loader = indexed_loader(val, max(config.batch_size, 256), False, config.seed, num_workers) if val is not None and len(val) else None
     timer = EpochTimer()
     callbacks: list[Callback] = [timer]
     best = None
-    if val_loader is not None:
+    has_val = val is not None and len(val) > 0
+    if has_val:
         best = BestEpoch(config.monitor.replace("_", "/"), config.patience, config.restore_best)
         callbacks.append(best)
     checkpoints = work_dir / "checkpoints"
     if checkpoint:
-        callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every))
+        callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     trainer = L.Trainer(
-        max_epochs=config.epoch_budget(len(train_loader)), accelerator=accelerator, devices=devices, strategy=strategy,
+        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)), accelerator=accelerator, devices=devices, strategy=strategy,
         num_nodes=num_nodes, precision=precision, logger=_loggers(loggers, work_dir), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, plugins=[SafetensorsCheckpointIO()],
         default_root_dir=work_dir, deterministic=False, log_every_n_steps=1, num_sanity_val_steps=0,
-        enable_checkpointing=checkpoint,
+        enable_checkpointing=checkpoint, use_distributed_sampler=False,
     )
+    train_loader = indexed_loader(train, config.batch_size, True, config.seed, num_workers, trainer.global_rank,
+                                  trainer.world_size)
+    val_loader = indexed_loader(val, max(config.batch_size, 256), False, config.seed, num_workers) if has_val else None
     ckpt_path = resume_checkpoint(checkpoints) if (resume and checkpoint) else None
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)

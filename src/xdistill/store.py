@@ -87,7 +87,8 @@ class AttributionStore:
             self._save_manifest()
 
     def _save_manifest(self) -> None:
-        write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done)}, sort_keys=True)
+        extra = {"computed_by": self.computed_by} if getattr(self, "computed_by", None) else {}
+        write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done), **extra}, sort_keys=True)
 
     def _rank_file(self, rank: int) -> Path:
         return self.root / f"done.rank{rank}.json"
@@ -103,7 +104,14 @@ class AttributionStore:
         return done
 
     def _merge_rank_progress(self) -> None:
-        self.done |= self._rank_progress()
+        by_rank = {}
+        for path in sorted(self.root.glob("done.rank*.json")):
+            try:
+                by_rank[path.stem.removeprefix("done.rank")] = json.loads(path.read_text())
+            except (ValueError, OSError):
+                continue
+        self.done |= {c for chunks in by_rank.values() for c in chunks}
+        self.computed_by = by_rank
         self._save_manifest()
         for path in self.root.glob("done.rank*.json"):
             path.unlink(missing_ok=True)

@@ -1,0 +1,67 @@
+"""Distributed training on 2 CPU processes (gloo, strategy "ddp") against one process with the same global batch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from xdistill.checkpoint import save_weights
+from xdistill.data import ArrayDataset
+from xdistill.models import build_model
+from xdistill.training import train_classifier
+
+SCRIPT = Path(__file__).parent / "scripts" / "ddp_distill.py"
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.arange(80) % 2
+    x = rng.normal(size=(80, 1, 20)) + y[:, None, None] * np.sin(np.linspace(0, 3, 20))
+    torch.manual_seed(0)
+    teacher = build_model("fcn1d", 1, 2, width=0.25)
+    train_classifier(teacher, ArrayDataset(x, y, ["a", "b"], "waves"), epochs=10)
+    path = tmp_path_factory.mktemp("ddp") / "teacher.safetensors"
+    save_weights(teacher, path)
+    return path
+
+
+def run(method: str, devices: int, out: Path, teacher: Path) -> dict:
+    done = subprocess.run([sys.executable, str(SCRIPT), method, str(devices), str(out), str(teacher)], cwd=out.parent,
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    assert done.returncode == 0 and lines, done.stderr[-2000:]
+    return json.loads(lines[0].removeprefix("RESULT"))
+
+
+def test_kd_on_two_processes_equals_one_process_with_the_same_global_batch(tmp_path, teacher_file):
+    run("kd", 1, tmp_path / "one", teacher_file)
+    run("kd", 2, tmp_path / "two", teacher_file)
+    one, two = load_file(str(tmp_path / "one" / "student.safetensors")), load_file(str(tmp_path / "two" / "student.safetensors"))
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5), name
+
+
+def test_ig_overlay_store_is_computed_once_across_ranks_and_equals_the_single_process_store(tmp_path, teacher_file):
+    run("ig_overlay", 1, tmp_path / "one", teacher_file)
+    run("ig_overlay", 2, tmp_path / "two", teacher_file)
+    manifest = json.loads((tmp_path / "two" / "ig_store" / "manifest.json").read_text())
+    by_rank = manifest["computed_by"]
+    assert sorted(by_rank) == ["0", "1"] and not set(by_rank["0"]) & set(by_rank["1"])  # each chunk by one rank
+    assert sorted(by_rank["0"] + by_rank["1"]) == manifest["done"] == list(range(10))
+    single = np.load(tmp_path / "one" / "ig_store" / "maps.npy")
+    shared = np.load(tmp_path / "two" / "ig_store" / "maps.npy")
+    assert np.allclose(single, shared, atol=1e-6) and np.abs(single).sum() > 0
+    assert not list((tmp_path / "two" / "ig_store").glob("done.rank*.json"))
+
+
+def test_tsd_trains_on_two_processes(tmp_path, teacher_file):
+    assert run("tsd", 2, tmp_path / "two", teacher_file)["epochs"] == 3
+    weights = load_file(str(tmp_path / "two" / "student.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
