@@ -6,6 +6,7 @@ Errors in recipes, data or options print one line (``xdistill: error: ...``) and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -94,6 +95,38 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_option(text: str | None, flag: str) -> dict:
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{flag}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag}: give a JSON object, e.g. '{{\"width\": 0.5}}'")
+    return value
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    report = audit(args.teacher, args.student, args.data, args.out or "runs/audit",
+                   data_options=_json_option(args.data_options, "--data-options"),
+                   teacher_weights=args.teacher_weights, student_weights=args.student_weights,
+                   teacher_options=_json_option(args.teacher_options, "--teacher-options"),
+                   student_options=_json_option(args.student_options, "--student-options"),
+                   explainer=args.explainer, explainer_options=_json_option(args.explainer_options, "--explainer-options"),
+                   parts=args.parts, part_options=_json_option(args.part_options, "--part-options"), k=args.k,
+                   max_samples=args.max_samples)
+    summary = json.loads((report.parent / "figures.json").read_text())["students"][0]
+    print(f"agreement {summary['agreement']['mean']:.3f}, logit Spearman {summary['logit_spearman']['mean']:.3f}, "
+          f"saliency Spearman {summary['saliency_spearman']['mean']:.3f}, top-k focus {summary['topk_focus']['mean']:.3f}")
+    print(f"report: {report}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -174,6 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     demo.set_defaults(handler=_demo)
+
+    audit = commands.add_parser("audit", help="compare any teacher and student (weights, import paths or TorchScript) "
+                                "on a dataset: agreement, alignment, faithfulness, and a report")
+    audit.add_argument("--teacher", required=True, help="TorchScript file, or an architecture name / package.module:Class")
+    audit.add_argument("--student", required=True, help="as --teacher")
+    audit.add_argument("--data", required=True, help="dataset spec, e.g. ucr:GunPoint or npz:my_data.npz")
+    audit.add_argument("--data-options", metavar="JSON")
+    for role in ("teacher", "student"):
+        audit.add_argument(f"--{role}-weights", metavar="FILE", help=f"safetensors weights of an architecture {role}")
+        audit.add_argument(f"--{role}-options", metavar="JSON", help="the architecture's options, e.g. '{\"width\": 0.5}'")
+    audit.add_argument("--explainer", default="integrated_gradients")
+    audit.add_argument("--explainer-options", metavar="JSON")
+    audit.add_argument("--parts", default="timestep", help="timestep, window, pixel, patch, token, feature")
+    audit.add_argument("--part-options", metavar="JSON")
+    audit.add_argument("--k", type=_positive_int, default=5)
+    audit.add_argument("--max-samples", type=_positive_int, default=500)
+    audit.add_argument("--out", metavar="DIR", help="report directory (default runs/audit)")
+    audit.set_defaults(handler=_audit)
 
     listing = commands.add_parser("list", help="list datasets, models, methods, explainers and part kinds")
     listing.set_defaults(handler=_list)

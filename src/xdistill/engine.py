@@ -110,7 +110,9 @@ class DistillationModule(L.LightningModule):
         self.methods = nn.ModuleList(methods)
         object.__setattr__(self, "teacher", teacher)  # not a sub-module: never saved, never DDP-wrapped
         if teacher is not None:
-            teacher.eval().requires_grad_(False)
+            teacher.eval()
+            for parameter in teacher.parameters():  # (ScriptModules have no requires_grad_)
+                parameter.requires_grad_(False)
         self.config = config or TrainConfig()
         self.teacher_logits = teacher_logits  # cache indexed by sample, or None
         self.train_data, self.work_dir, self.progress = train, work_dir, progress

@@ -7,11 +7,12 @@ Every problem is reported as one :class:`RecipeError` line that names the field,
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import TrainConfig
 
@@ -34,12 +35,23 @@ class DatasetSpec(Strict):
 
 
 class TeacherSpec(Strict):
-    model: str
+    model: str | None = Field(default=None, description="a registered model, or package.module:Class (runs that code)")
+    torchscript: str | None = Field(default=None, description="a TorchScript file to distill from instead of a model")
     options: dict[str, Any] = {}
     weights: str | None = Field(default=None, description="safetensors file to load instead of training")
     methods: list[str | dict[str, Any]] = Field(default=["ce"], min_length=1,
                                                 description="how the teacher trains: ce, or rationale for a rationale model")
     train: TrainConfig | None = Field(default=None, description="unset fields: the data family's teacher defaults")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TeacherSpec":
+        if (self.model is None) == (self.torchscript is None):
+            raise ValueError("give exactly one of model (an architecture) or torchscript (a model file)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.model or f"torchscript:{Path(self.torchscript).name}"
 
 
 class SweepSpec(Strict):
@@ -147,7 +159,13 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
-    return parse_recipe(data, str(path))
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # a model named package.module:Class may live next to the recipe
+        sys.path.insert(0, folder)
+    recipe = parse_recipe(data, str(path))
+    if recipe.teacher.torchscript and not Path(recipe.teacher.torchscript).is_absolute():
+        recipe.teacher.torchscript = str(Path(folder) / recipe.teacher.torchscript)
+    return recipe
 
 
 def default_recipe_path() -> Path:
@@ -162,9 +180,10 @@ def check_names(recipe: Recipe) -> None:
     from .parts import PARTS
 
     _known("dataset.name", DATASETS, recipe.dataset.name.partition(":")[0])
-    _known("teacher.model", MODELS, recipe.teacher.model)
+    if recipe.teacher.model is not None:
+        _known_model("teacher.model", recipe.teacher.model)
     for i, student in enumerate(recipe.students):
-        _known(f"students[{i}].model", MODELS, student.model)
+        _known_model(f"students[{i}].model", student.model)
     _known("evaluation.explainer", EXPLAINERS, recipe.evaluation.explainer)
     _known("evaluation.parts", PARTS, recipe.evaluation.parts)
     _check_methods("teacher.methods", recipe.teacher.methods)
@@ -177,6 +196,20 @@ def _known(where: str, registry, name: str) -> None:
     try:
         registry.get(name)
     except LookupError as error:
+        raise RecipeError(f"{where}: {error}") from None
+
+
+def _known_model(where: str, name: str) -> None:
+    """A registered architecture, or an importable ``package.module:Class``."""
+    from .models import MODELS
+    from .models.user import is_import_path, resolve
+
+    if not is_import_path(name):
+        _known(where, MODELS, name)
+        return
+    try:
+        resolve(name)
+    except ValueError as error:
         raise RecipeError(f"{where}: {error}") from None
 
 

@@ -146,9 +146,32 @@ class Study:
             raise RecipeError(f"{where}: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes")
         return model
 
+    def build_teacher(self) -> nn.Module:
+        """The recipe's teacher architecture, or its TorchScript model."""
+        spec = self.recipe.teacher
+        if spec.torchscript is None:
+            return self.build("teacher", spec.model, spec.options)
+        from .models.user import load_torchscript
+
+        try:
+            model = load_torchscript(spec.torchscript)
+        except (FileNotFoundError, ValueError) as error:
+            raise RecipeError(f"teacher.torchscript: {error}") from None
+        train = self.splits[0]
+        try:
+            with torch.no_grad():
+                out = model(train.x[:2])
+        except RuntimeError as error:
+            raise RecipeError(f"teacher.torchscript: the model cannot take inputs shaped {train.input_shape} "
+                              f"({str(error).splitlines()[0]})") from None
+        if out.shape != (2, train.num_classes):
+            raise RecipeError(f"teacher.torchscript: model output {tuple(out.shape[1:])} does not match "
+                              f"{train.num_classes} classes")
+        return model
+
     def check(self) -> None:
         """Build every model once against the data: shape and class-count errors surface before training."""
-        self.build("teacher", self.recipe.teacher.model, self.recipe.teacher.options)
+        self.build_teacher()
         for i, student in enumerate(self.recipe.students):
             self.build(f"students[{i}]", student.model, student.options, student=True)
 
@@ -159,13 +182,18 @@ class Study:
         if self._teacher is not None:
             return self._teacher
         spec = self.recipe.teacher
-        model = self.build("teacher", spec.model, spec.options)
+        model = self.build_teacher()
         path = self.run_dir / "teacher" / "teacher.safetensors"
         if self.done("teacher") and path.exists():
             self._teacher = load_weights(model, path).eval()
             return self._teacher
         started = time.perf_counter()
         self.in_progress = "teacher"
+        if spec.torchscript:
+            self.log(f"teacher: TorchScript model {spec.torchscript}")
+            self.finish("teacher", started)
+            self._teacher = model
+            return model
         if spec.weights:
             try:
                 load_weights(model, spec.weights)

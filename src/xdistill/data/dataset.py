@@ -125,6 +125,7 @@ def encode_labels(raw: np.ndarray, classes: list[str] | None = None) -> tuple[np
             classes = sorted(uniques, key=float)
         except ValueError:
             classes = sorted(uniques)
+    classes = [str(c) for c in classes]
     lookup = {c: i for i, c in enumerate(classes)}
     unknown = set(np.unique(raw)) - set(lookup)
     if unknown:

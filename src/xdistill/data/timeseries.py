@@ -47,10 +47,20 @@ def load_ucr(name: str = "GunPoint", normalize: str = "auto", root: str | Path |
     """
     if znorm is not None:
         normalize = "series" if znorm else "none"
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
+    check_normalize(normalize)
+    x_train, y_train, x_test, y_test = read_ucr(name, root)
+    return series_splits(list(x_train), y_train, list(x_test), y_test, f"ucr:{name}", normalize, length)
+
+
+def read_ucr(name: str, root: str | Path | None = None) -> tuple:
+    """Raw (x_train, y_train, x_test, y_test) of a UCR/UEA set: aeon's shipped copy, then tslearn's cached
+    copy (offline), then aeon's download into ``root``."""
     from aeon.datasets import load_classification
 
+    if name not in aeon_shipped():
+        cached = _tslearn_cached(name)
+        if cached is not None:
+            return cached
     extract = None if name in aeon_shipped() else str(Path(root or cache_dir() / "ucr"))
     kwargs = {"extract_path": extract} if extract else {}
     try:
@@ -59,6 +69,30 @@ def load_ucr(name: str = "GunPoint", normalize: str = "auto", root: str | Path |
     except (ValueError, OSError, ConnectionError) as error:
         shipped = ", ".join(aeon_shipped())
         raise ValueError(f"could not load UCR/UEA set {name!r} ({error}); sets available offline: {shipped}") from error
+    return x_train, y_train, x_test, y_test
+
+
+def _tslearn_cached(name: str) -> tuple | None:
+    """A set that tslearn ships inside its package (e.g. Trace), as (N, C, T) arrays; None if unavailable."""
+    try:
+        from tslearn.datasets import CachedDatasets
+    except ImportError:
+        return None
+    if name not in CachedDatasets().list_datasets():
+        return None
+    x_train, y_train, x_test, y_test = CachedDatasets().load_dataset(name)
+    return x_train.transpose(0, 2, 1), y_train, x_test.transpose(0, 2, 1), y_test  # tslearn is (N, T, C)
+
+
+def check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
+
+
+def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], y_test, name: str,
+                  normalize: str = "auto", length: int | None = None) -> Splits:
+    """(C, T_i) series and raw labels -> padded, normalised (see ``load_ucr``), optionally resampled splits."""
+    check_normalize(normalize)
     padded = max(max(s.shape[-1] for s in x_train), max(s.shape[-1] for s in x_test))
     x_train, len_train = pad_series(list(x_train), padded)
     x_test, len_test = pad_series(list(x_test), padded)
@@ -75,8 +109,8 @@ def load_ucr(name: str = "GunPoint", normalize: str = "auto", root: str | Path |
     y_te, _ = encode_labels(y_test, classes)
     info = {"normalize": normalize}
     return Splits(
-        ArrayDataset(x_train, y_tr, classes, f"ucr:{name}", info={"lengths": len_train.tolist(), **info}),
-        ArrayDataset(x_test, y_te, classes, f"ucr:{name}", info={"lengths": len_test.tolist(), **info}),
+        ArrayDataset(x_train, y_tr, classes, name, info={"lengths": len_train.tolist(), **info}),
+        ArrayDataset(x_test, y_te, classes, name, info={"lengths": len_test.tolist(), **info}),
     )
 
 

@@ -29,7 +29,12 @@ def scaled(channels: int, width: float) -> int:
 
 
 def build_model(name: str, in_channels: int, num_classes: int, **options) -> nn.Module:
-    """Build the architecture registered as ``name``; ``options`` are its size knobs."""
+    """Build the architecture registered as ``name`` (or the user's ``package.module:Class``); ``options`` are
+    its size knobs."""
     if in_channels < 1 or num_classes < 2:
         raise ValueError(f"in_channels must be >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+    from .user import build_user_model, is_import_path
+
+    if is_import_path(name):  # the user's own model: package.module:Class (runs their code)
+        return build_user_model(name, in_channels, num_classes, **options)
     return MODELS.get(name)(in_channels=in_channels, num_classes=num_classes, **options)

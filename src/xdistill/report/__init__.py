@@ -16,9 +16,16 @@ from . import figures
 COLUMNS = [
     ("student", "student"), ("student_accuracy", "accuracy"), ("agreement", "agreement"),
     ("logit_spearman", "logit Spearman"), ("saliency_spearman", "saliency Spearman"), ("topk_focus", "top-k focus"),
+    ("student_auc_pr", "AUC-PR"), ("flip_auc_student_teacher_order", "deletion AUC (teacher's order)"),
     ("student_params", "params"), ("compression", "compression"), ("speedup_b1", "speed-up b1"),
     ("speedup_b64", "speed-up b64"),
 ]
+
+
+SPLITS = ("Every figure is measured on the test split, which no model saw in training or model selection; "
+          "each model's best epoch was chosen on a validation part held out from the training data. "
+          "Deletion AUC: the student's explained logit while the teacher's most relevant parts are removed "
+          "(lower = it relies on what the teacher relies on).")
 
 
 def _cell(key: str, value: Any) -> str:
@@ -70,9 +77,10 @@ def build_report(run_dir: str | Path) -> Path:
     teacher_accuracy = results[0]["teacher_accuracy"]
     summary = {
         "recipe": recipe.name, "dataset": recipe.dataset.name, "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "teacher": {"model": recipe.teacher.model, "accuracy": teacher_accuracy,
+        "teacher": {"model": recipe.teacher.label, "accuracy": teacher_accuracy,
                     "params": results[0].get("teacher_params")},
         "evaluation": json.loads(recipe.evaluation.model_dump_json()),
+        "splits": SPLITS,
         "students": results,
         "sweeps": {base: {"option": option, "points": [{"value": v, **r} for v, r in points]}
                    for base, (option, points) in sweeps.items()},
@@ -97,7 +105,9 @@ def _sweeps(recipe, results: list[dict[str, Any]]) -> dict[str, tuple[str, list]
 
 def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = [label for _, label in COLUMNS]
+    first = summary["students"][0] if summary["students"] else {}
     rows = [["teacher", f"{summary['teacher']['accuracy']:.3f}", "", "", "", "",
+             _cell("a", first.get("teacher_auc_pr", "")), _cell("a", first.get("flip_auc_teacher", "")),
              f"{int(summary['teacher']['params'] or 0):,}", "1.0x", "1.0x", "1.0x"]]
     for r in summary["students"]:
         rows.append([_cell(k, r.get(k, "")) for k, _ in COLUMNS])
@@ -110,7 +120,7 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# {summary['recipe']} — {summary['dataset']}", "",
         f"Generated {summary['generated']}. Alignment: {ev['explainer']} attributions reduced to {ev['parts']} parts, "
-        f"k={ev['k']}, explained class = {ev['target']}; per held-out sample, mean ± std.", "",
+        f"k={ev['k']}, explained class = {ev['target']}; per held-out sample, mean ± std. {SPLITS}", "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -153,7 +163,8 @@ img {{ max-width: 100%; }}
 <h1>{esc(summary['recipe'])} — {esc(summary['dataset'])}</h1>
 <p class="meta">Generated {esc(summary['generated'])}. Teacher {esc(summary['teacher']['model'])}, accuracy
 {summary['teacher']['accuracy']:.3f}. Alignment uses {esc(ev['explainer'])} attributions reduced to {esc(ev['parts'])}
-parts (k={ev['k']}), explaining the {esc(ev['target'])} class; every figure is a mean ± std over held-out samples.</p>
+parts (k={ev['k']}), explaining the {esc(ev['target'])} class; every figure is a mean ± std over held-out samples.
+{esc(SPLITS)}</p>
 {''.join(sections)}
 </body></html>
 """
