@@ -44,9 +44,16 @@ class BestEpoch(Callback):
         self.weights: dict[str, torch.Tensor] = {}
 
     def on_validation_end(self, trainer, module) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if self.monitor == "train/loss" or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
-        score = self.sign * float(trainer.callback_metrics[self.monitor])
+        self._update(trainer, module, float(trainer.callback_metrics[self.monitor]))
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if self.monitor == "train/loss" and module.epoch_loss() is not None:
+            self._update(trainer, module, module.epoch_loss())
+
+    def _update(self, trainer, module, value: float) -> None:
+        score = self.sign * value
         if score < self.best - 1e-9:
             self.best, self.best_epoch, self.wait = score, trainer.current_epoch, 0
             self.weights = {k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()}

@@ -212,6 +212,12 @@ class DistillationModule(L.LightningModule):
         self._term_count += len(y)
         return loss
 
+    def epoch_loss(self) -> float | None:
+        """The mean training loss of the epoch so far (train mode, as logged), or None before any step."""
+        if not self._term_count:
+            return None
+        return float(self._term_sums["loss"] / self._term_count)
+
     def on_train_epoch_end(self) -> None:
         for name, total in self._term_sums.items():
             self.log(f"train/{name}", total / self._term_count, prog_bar=(name == "loss"), sync_dist=True)
@@ -332,7 +338,7 @@ def distill(
     callbacks: list[Callback] = [timer]
     best = None
     has_val = val is not None and len(val) > 0
-    if has_val:
+    if has_val or config.monitor == "train_loss":
         best = BestEpoch(config.monitor.replace("_", "/"), config.patience, config.restore_best)
         callbacks.append(best)
     checkpoints = work_dir / "checkpoints"

@@ -206,8 +206,8 @@ class Study:
             self.log(f"teacher: loaded {spec.weights}")
         else:
             config = self.train_config("teacher", spec.train)
-            self.log(f"teacher: training {spec.model} ({self._budget(config)}, selection on {config.val_fraction:.0%} "
-                     "of the training data; the test split is only used by evaluation)")
+            self.log(f"teacher: training {spec.model} ({self._budget(config)}, {self._selection(config)}; "
+                     "the test split is only used by evaluation)")
             result = distill(None, model, self.splits[0], spec.methods, config=config, work_dir=self.run_dir / "teacher",
                              **self._runtime())
             save_weights(model, path)
@@ -228,6 +228,12 @@ class Study:
         train = (self.student_splits if role == "student" else self.splits)[0]
         family = data_family(tuple(train.x.shape), integer=not train.x.is_floating_point())
         return resolve(TrainConfig.model_validate(given), family, role)
+
+    @staticmethod
+    def _selection(config: TrainConfig) -> str:
+        if config.monitor == "train_loss":
+            return "best epoch by training loss on the whole training split"
+        return f"best epoch by {config.monitor} on {config.val_fraction:.0%} of the training data held out"
 
     @staticmethod
     def _budget(config: TrainConfig) -> str:

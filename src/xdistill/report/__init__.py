@@ -23,7 +23,8 @@ COLUMNS = [
 
 
 SPLITS = ("Every figure is measured on the test split, which no model saw in training or model selection; "
-          "each model's best epoch was chosen on a validation part held out from the training data. "
+          "each model's best epoch was chosen on the training data alone (a validation part held out from it, or "
+          "the training loss). "
           "Deletion AUC: the student's explained logit while the teacher's most relevant parts are removed "
           "(lower = it relies on what the teacher relies on).")
 
