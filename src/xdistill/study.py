@@ -301,6 +301,11 @@ class Study:
         self.log(f"evaluate {student.name} on {len(x)} held-out samples")
         config = self.alignment_config()
         result = to_jsonable(evaluate_pair(teacher, model, x, y, config))
+        if hasattr(model, "last_mask"):  # a select-predict rationale model: its kept parts, against the truth
+            from .metrics.rationale import rationale_metrics
+
+            truth = test.rationale[:limit] if test.rationale is not None else None
+            result.update(rationale_metrics(teacher, model, x, truth))
         result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
         n = self.recipe.evaluation.examples
         if n:

@@ -50,12 +50,12 @@ def select(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, target.repeat(repeats).unsqueeze(1)).squeeze(1)
 
 
-def check_input(x: torch.Tensor) -> None:
+def check_input(x: torch.Tensor, allow_integer: bool = False) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2:
         raise ValueError(f"x must be batched (batch, ...), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
+    if not x.is_floating_point() and not allow_integer:
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
 
 

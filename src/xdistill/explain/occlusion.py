@@ -69,17 +69,20 @@ def occlusion(
     ``window``/``stride``: an int covers every channel and slides over the remaining dims
     (timesteps of a (B, C, T) series, pixels of a (B, C, H, W) image); a tuple gives one
     entry per non-batch dim, as in Captum. ``chunk_size`` bounds rows per forward pass.
+    Integer inputs (token ids) are occluded by replacing them with ``baseline`` (e.g. the
+    padding id 0); their attributions are float32.
     """
-    check_input(x)
+    check_input(x, allow_integer=True)
     feature_shape = tuple(x.shape[1:])
     window_t = _as_shape(window, feature_shape, "window", feature_shape[0])
     stride_t = _as_shape(stride, feature_shape, "stride", 1)
-    masks = window_masks(feature_shape, window_t, stride_t).to(device=x.device, dtype=x.dtype)
+    out_dtype = x.dtype if x.is_floating_point() else torch.float32
+    masks = window_masks(feature_shape, window_t, stride_t).to(device=x.device, dtype=out_dtype)
     counts = masks.sum(0)
     baseline = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
     batch = x.shape[0]
     per_chunk = max(1, chunk_size // batch)
-    total = torch.zeros_like(x)
+    total = torch.zeros(x.shape, dtype=out_dtype, device=x.device)
     with eval_mode(model):
         target = resolve_target(model, x, target)
         with torch.enable_grad() if differentiable else torch.no_grad():
@@ -87,7 +90,7 @@ def occlusion(
             for start in range(0, masks.shape[0], per_chunk):
                 m = masks[start : start + per_chunk].unsqueeze(1)
                 k = m.shape[0]
-                occluded = x.unsqueeze(0) * (1 - m) + baseline.unsqueeze(0) * m
+                occluded = torch.where(m > 0, baseline.unsqueeze(0), x.unsqueeze(0))
                 out = select(model(occluded.reshape((k * batch,) + feature_shape)), target)
                 drop = reference.unsqueeze(0) - out.reshape(k, batch)
                 total = total + (drop.T @ m.reshape(k, -1)).reshape(x.shape)
