@@ -71,8 +71,8 @@ def main() -> None:
                                                  args.epochs, args.batch_size, 1e-3),
         "engine_kd_no_cache": engine(["kd"], cache=False),
         "engine_kd_cache": engine(["kd"], cache=True),
-        "engine_tsd": engine([{"name": "tsd", "window": 8}]),
-        "engine_tsd_quarter_batch": engine([{"name": "tsd", "window": 8, "batch_fraction": 0.25}]),
+        "engine_tsd": engine([{"name": "tsd", "saliency": "occlusion", "window": 8}]),
+        "engine_tsd_quarter_batch": engine([{"name": "tsd", "saliency": "occlusion", "window": 8, "batch_fraction": 0.25}]),
         "engine_tsd_gradient": engine([{"name": "tsd", "window": 8, "saliency": "gradient"}]),
         "engine_ce_alone": engine(["ce"]),
     }
