@@ -96,9 +96,13 @@ def load(name: str) -> dict[str, Any]:
     return yaml.safe_load((RECIPES / name).read_text())
 
 
-def tsd_studies():
+TSD_SETS = {"ItalyPowerDemand": {}, "GunPoint": {"length": 100}, "Trace": {"length": 100}}
+
+
+def tsd_studies(sets: list[str]):
     base = load("tsd_paper.yaml")
-    for dataset, options in (("ItalyPowerDemand", {}), ("GunPoint", {"length": 100}), ("Trace", {"length": 100})):
+    for dataset in sets:
+        options = TSD_SETS[dataset]
         data = copy.deepcopy(base)
         data["name"] = f"tsd-paper-{dataset}"
         data["dataset"] = {"name": f"ucr:{dataset}", "options": options}
@@ -108,9 +112,9 @@ def tsd_studies():
                "no_kd", None)
 
 
-def studies(only: set[str]):
+def studies(only: set[str], tsd_sets: list[str]):
     if "tsd" in only:
-        yield from tsd_studies()
+        yield from tsd_studies(tsd_sets)
     if "subdistill" in only:
         for classes in ([0, 2, 6], [5, 7, 9]):
             data = load("subdistill_fashion_mnist.yaml")
@@ -132,13 +136,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=["tsd", "subdistill", "rekd"])
+    parser.add_argument("--tsd-sets", nargs="+", default=list(TSD_SETS), choices=list(TSD_SETS))
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
     root = Path(args.root)
     results = Path(args.results or root / "RESULTS.md")
     root.mkdir(parents=True, exist_ok=True)
-    for title, name, data, note, baseline, classes in studies(set(args.only)):
+    for title, name, data, note, baseline, classes in studies(set(args.only), args.tsd_sets):
         started = time.perf_counter()
         summary = run_seeds(name, data, args.seeds, root)
         text = table(title, summary, args.seeds, note, baseline, classes)

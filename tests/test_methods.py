@@ -54,6 +54,20 @@ def test_overlay_formula():
     assert torch.allclose(out[0, 0], 0.1 + 0.5 * powered / 9.0)
 
 
+def test_overlay_sums_channels_and_blends_in_raw_image_space():
+    torch.manual_seed(0)
+    raw = torch.rand(2, 3, 4, 4)
+    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    maps = torch.randn(2, 3, 4, 4)
+    exponent = torch.tensor([1.0, 1.5])
+    out = overlay((raw - mean) / std, maps, exponent, mean, std)
+    summed = maps.abs().sum(1, keepdim=True) ** exponent.view(2, 1, 1, 1)  # one H x W map per image
+    low = summed.flatten(1).min(1).values.view(2, 1, 1, 1)
+    high = summed.flatten(1).max(1).values.view(2, 1, 1, 1)
+    expected_raw = 0.5 * raw + 0.5 * (summed - low) / (high - low)  # broadcast to every channel
+    assert torch.allclose(out * std + mean, expected_raw, atol=1e-6)
+
+
 def test_occlusion_saliency_matches_the_explainer_and_one_forward():
     torch.manual_seed(0)
     model = build_model("fcn1d", 2, 3, width=0.1, activation="tanh").eval()

@@ -144,7 +144,8 @@ class DistillationModule(L.LightningModule):
         context = PrepareContext(self.teacher, self.student, train.x, train.y, train.fingerprint, self.work_dir, device,
                                  self.progress and trainer.is_global_zero, rank=trainer.global_rank,
                                  world_size=trainer.world_size,
-                                 barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None)
+                                 barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
+                                 data_info=dict(train.info))
         for method in self.methods:
             method.prepare(context)
         self.student.cpu()

@@ -61,6 +61,7 @@ class PrepareContext:
     rank: int = 0  # this process's rank in a distributed run
     world_size: int = 1
     barrier: Callable[[], None] | None = None  # waits for every rank (None in a single process)
+    data_info: dict = field(default_factory=dict)  # the dataset's info (e.g. pixel_mean / pixel_std)
 
 
 class Method(nn.Module):

@@ -2,8 +2,10 @@
 
 The teacher's Integrated-Gradients maps for the whole training set are computed once into an
 attribution store. During training, each sample is, with probability ``p``, replaced by
-``0.5·x + 0.5·norm(|IG|^s)`` with ``s ~ logUniform(1, 2)`` and ``norm`` a per-sample min-max
-scaling to [0, 1]; the loss is KD with the paper's defaults T=2.5, a=0.01.
+``0.5·x + 0.5·norm(m^s)`` with ``m = Σ_channels |IG|``, ``s ~ logUniform(1, 2)`` and ``norm`` a
+per-sample min-max scaling to [0, 1], blended in the raw [0, 1] image space (standardised data is
+mapped back and forth with its training statistics); the loss is KD with the paper's defaults
+T=2.5, a=0.01.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ from .base import METHODS, Batch, PrepareContext
 from .kd import KnowledgeDistillation
 
 
-def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
-    """``0.5·x + 0.5·minmax(|maps|^s)`` per sample; ``exponent`` is (B,)."""
+def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor, mean: torch.Tensor | None = None,
+            std: torch.Tensor | None = None) -> torch.Tensor:
+    """``0.5·x + 0.5·minmax(m^s)`` per sample, as the official code builds it: ``m = Σ_channels |IG|`` (one map per
+    sample, broadcast to every channel), ``exponent`` (B,). With the data's channel ``mean``/``std`` the blend happens
+    in the raw [0, 1] image space and the result is standardised again."""
     shape = (-1,) + (1,) * (x.ndim - 1)
-    powered = maps.abs().pow(exponent.view(shape))
+    summed = maps.abs().sum(1, keepdim=True)
+    powered = summed.pow(exponent.view(shape))
     flat = powered.flatten(1)
     low, high = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
-    return 0.5 * x + 0.5 * (powered - low) / (high - low).clamp_min(1e-12)
+    scaled = (powered - low) / (high - low).clamp_min(1e-12)
+    if mean is None:
+        return 0.5 * x + 0.5 * scaled
+    raw = x * std + mean
+    return (0.5 * raw + 0.5 * scaled - mean) / std
 
 
 @METHODS.register("ig_overlay")
@@ -65,6 +75,11 @@ class IGOverlay(KnowledgeDistillation):
 
         self.store.compute(explain_chunk, progress=context.progress, rank=context.rank,
                            world_size=context.world_size, barrier=context.barrier)
+        stats = context.data_info
+        if "pixel_mean" in stats:  # standardised images: blend in the raw image space, as the paper does
+            shape = (1, -1) + (1,) * (context.train_x.ndim - 2)
+            self.register_buffer("pixel_mean", torch.tensor(stats["pixel_mean"]).view(shape), persistent=False)
+            self.register_buffer("pixel_std", torch.tensor(stats["pixel_std"]).view(shape), persistent=False)
 
     def transform(self, batch: Batch) -> Batch:
         if self.store is None:
@@ -78,5 +93,7 @@ class IGOverlay(KnowledgeDistillation):
         maps = self.store[index].to(batch.x)
         exponent = torch.exp(torch.empty(len(index), device=batch.x.device).uniform_(0.0, math.log(2.0)))
         x = batch.x.clone()
-        x[chosen] = overlay(batch.x[chosen], maps, exponent)
+        mean, std = getattr(self, "pixel_mean", None), getattr(self, "pixel_std", None)
+        x[chosen] = overlay(batch.x[chosen], maps, exponent, None if mean is None else mean.to(x),
+                            None if std is None else std.to(x))
         return Batch(x, batch.y, batch.index)
