@@ -212,6 +212,11 @@ class Study:
                              **self._runtime())
             save_weights(model, path)
             self._log_fit("teacher", result)
+            chance = 1.0 / self.splits[0].num_classes
+            if result.metrics["train_acc"] < chance + 0.1:
+                self.log(f"WARNING: the teacher is near chance on its own training data (accuracy "
+                         f"{result.metrics['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
+                         "distilled from it means anything. Check the data and the teacher's training settings.")
             info = self._fit_info(result)
         self.finish("teacher", started, **(info if not spec.weights else {}))
         self._teacher = model.eval()
