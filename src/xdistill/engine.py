@@ -1,10 +1,11 @@
 """The Lightning engine: a frozen teacher, a trainable student, composable methods.
 
 Trainer features come from Lightning: progress bar, resuming, CSV/TensorBoard loggers, DDP,
-bf16. Checkpoints go through a safetensors CheckpointIO (nothing is ever pickled), every
-epoch, atomically. The teacher is held outside the module tree, so it is never saved into a
-student checkpoint nor wrapped by DDP. Model selection uses a validation split carved from
-the training data (never the test split).
+bf16. Checkpoints go through a safetensors CheckpointIO (nothing is ever pickled), after every
+epoch (throttled to ``checkpoint_seconds``), atomically. The teacher is held outside the module
+tree, so it is never saved into a student checkpoint nor wrapped by DDP. Model selection uses
+the training data only (a validation split carved from it, or the training loss), never the
+test split.
 """
 
 from __future__ import annotations
