@@ -251,8 +251,8 @@ class Study:
     def _log_fit(self, who: str, result) -> None:
         m = result.metrics
         self.log(f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
-                 f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}, "
-                 f"validation {m.get('val_acc', float('nan')):.3f}")
+                 f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
+                 + (f", validation {m['val_acc']:.3f}" if "val_acc" in m else " (no validation split)"))
 
     @staticmethod
     def _fit_info(result) -> dict[str, Any]:
