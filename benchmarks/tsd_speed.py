@@ -21,17 +21,20 @@ from xdistill.methods.tsd import normalize_saliency, sample_perturbations
 from xdistill.models import build_model
 
 
+def python_copies(x_i, train_x, donors_i, starts_i, window) -> list[torch.Tensor]:
+    """Sample i's perturbed copies, one Python assignment per window (as the official code builds them)."""
+    copies = []
+    for donor, start in zip(donors_i.tolist(), starts_i.tolist()):
+        copy = x_i.clone()
+        copy[:, start : start + window] = train_x[donor, :, start : start + window]
+        copies.append(copy)
+    return copies
+
+
 def loop_loss(student, teacher, x, y, train_x, train_y, K, window, tau):
     """The loss written the way the official code builds it: a Python loop over samples and windows."""
     donors, starts = sample_perturbations(y, train_y, K, window, x.shape[-1])
-    copies = []
-    for i in range(x.shape[0]):
-        for k in range(donors.shape[1]):
-            copy = x[i].clone()
-            s = int(starts[i, k])
-            copy[:, s : s + window] = train_x[donors[i, k], :, s : s + window]
-            copies.append(copy)
-    copies = torch.stack(copies)
+    copies = torch.stack([c for i in range(x.shape[0]) for c in python_copies(x[i], train_x, donors[i], starts[i], window)])
     with torch.no_grad():
         t_clean = teacher(x).repeat_interleave(donors.shape[1], 0)
         t_pert = teacher(copies)
@@ -48,13 +51,7 @@ def per_sample_loss(student, teacher, x, y, train_x, train_y, K, window, tau):
     donors, starts = sample_perturbations(y, train_y, K, window, x.shape[-1])
     student_s, teacher_s = [], []
     for i in range(x.shape[0]):
-        copies = [x[i]]
-        for k in range(donors.shape[1]):
-            copy = x[i].clone()
-            s = int(starts[i, k])
-            copy[:, s : s + window] = train_x[donors[i, k], :, s : s + window]
-            copies.append(copy)
-        batch = torch.stack(copies)
+        batch = torch.stack([x[i]] + python_copies(x[i], train_x, donors[i], starts[i], window))
         with torch.no_grad():
             t = F.log_softmax(teacher(batch) / tau, -1)
         s_ = F.log_softmax(student(batch) / tau, -1)
