@@ -3,7 +3,7 @@
 Every study is an ordinary recipe run once per seed (resumable: rerunning skips finished
 stages). After each study, its table is written to ``--results`` (default RESULTS.md in the
 run root), so partial results survive an interruption. Run:
-    .venv/bin/python benchmarks/reproduce.py --seeds 0 1 2 3 4 [--only tsd subdistill rekd]
+    .venv/bin/python benchmarks/reproduce.py --seeds 0 1 2 3 4 [--only tsd subdistill rekd rekd_images]
 """
 
 from __future__ import annotations
@@ -34,12 +34,19 @@ def _value(v: Any) -> float:
     return float(v["mean"]) if isinstance(v, dict) else float(v)
 
 
-def run_seeds(name: str, data: dict[str, Any], seeds: list[int], root: Path) -> dict[str, Any]:
-    """Run ``data`` (a recipe dict) once per seed; return per-student lists of per-seed means."""
+def run_seeds(name: str, data: dict[str, Any], seeds: list[int], root: Path,
+              teacher_from: str | None = None) -> dict[str, Any]:
+    """Run ``data`` (a recipe dict) once per seed; return per-student lists of per-seed means.
+
+    ``teacher_from`` names an earlier study whose teacher (same data, same seed) is reused."""
     per_student: dict[str, dict[str, list[float]]] = {}
     teacher_acc, extra = [], {}
     for seed in seeds:
-        recipe = parse_recipe(dict(copy.deepcopy(data), seed=seed))
+        seeded = dict(copy.deepcopy(data), seed=seed)
+        shared = root / str(teacher_from) / f"seed{seed}" / "teacher" / "teacher.safetensors"
+        if teacher_from and shared.exists():
+            seeded["teacher"]["weights"] = str(shared)
+        recipe = parse_recipe(seeded)
         study = Study(recipe, root / name / f"seed{seed}", progress=False)
         study.run()
         for student in recipe.expanded_students():
@@ -97,25 +104,47 @@ def load(name: str) -> dict[str, Any]:
 
 
 TSD_SETS = {"ItalyPowerDemand": {}, "GunPoint": {"length": 100}, "Trace": {"length": 100}}
+#: The paper's LSTM 3x100 teacher does not learn GunPoint or Trace under its own protocol here (training
+#: accuracy 0.66 and 0.48, RESULTS.md), so those sets use the FCN pair of the same official code:
+#: FCNBaseline (128-256-128) as teacher and FCNBaselineSmall (8-16-8) as student, trained with the
+#: library's series defaults (training-loss selection on the whole training split).
+FCN_SETS = {"GunPoint", "Trace"}
 
 
-def tsd_studies(sets: list[str]):
+def with_fcn_pair(data: dict[str, Any]) -> dict[str, Any]:
+    data["teacher"] = {"model": "fcn1d", "options": {"width": 1.0}}
+    data.pop("training", None)
+    for student in data["students"]:
+        student["model"], student["options"] = "fcn1d", {"width": 0.0625}
+    return data
+
+
+def tsd_studies(sets: list[str], lams: list[float] | None):
     base = load("tsd_paper.yaml")
+    if lams:
+        base["students"][-1]["sweep"]["values"] = lams
     for dataset in sets:
         options = TSD_SETS[dataset]
         data = copy.deepcopy(base)
         data["name"] = f"tsd-paper-{dataset}"
         data["dataset"] = {"name": f"ucr:{dataset}", "options": options}
+        models = ("LSTM 3x100 teacher, LSTM 1x32 students, Adam 0.005, batch 32, early stopping (patience 50) on a "
+                  "20% validation split")
+        if dataset in FCN_SETS:
+            data = with_fcn_pair(data)
+            models = ("FCN 128-256-128 teacher, FCN 8-16-8 students (the official code's FCN pair; its LSTM does not "
+                      "learn this set here), series defaults: 2,000 / 3,000 Adam steps, batch 16")
         yield (f"TSD as published on {dataset}", data["name"], data,
-               "tsd_paper recipe: LSTM 3x100 teacher, LSTM 1x32 students, Adam 0.005, batch 32, early stopping "
-               "(patience 50) on a 20% validation split; K=50, w=10, tau=8; alignment = occlusion over 10-step windows.",
-               "no_kd", None)
+               f"tsd_paper recipe: {models}; K=50, w=10, tau=8; alignment = occlusion over 10-step windows.",
+               "no_kd", None, None)
 
 
-def studies(only: set[str], tsd_sets: list[str]):
+def studies(only: set[str], tsd_sets: list[str], tsd_lams: list[float] | None):
+    """(title, name, recipe dict, note, baseline student, classes, study whose teacher is reused) per study."""
     if "tsd" in only:
-        yield from tsd_studies(tsd_sets)
+        yield from tsd_studies(tsd_sets, tsd_lams)
     if "subdistill" in only:
+        first = None
         for classes in ([0, 2, 6], [5, 7, 9]):
             data = load("subdistill_fashion_mnist.yaml")
             data["dataset"]["subtask"] = classes
@@ -123,29 +152,40 @@ def studies(only: set[str], tsd_sets: list[str]):
             yield (f"SubDistill vs KD / FitNets / AT on Fashion-MNIST classes {classes}", data["name"], data,
                    "subdistill_fashion_mnist recipe: teacher CNN w=1 on all 10 classes; students CNN w=0.25 on the "
                    "subtask; alignment = IG on a 7x7 patch grid; deletion AUC flips the teacher's top patches.",
-                   "kd", None)
+                   "kd", None, first)
+            first = first or data["name"]  # the teacher knows all 10 classes: one per seed serves both subtasks
     if "rekd" in only:
         yield ("REKD vs rationale extraction alone on generated series", "rekd-series", load("rekd_series.yaml"),
                "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
-               "rationale_alone", 4)
+               "rationale_alone", 4, None)
         yield ("REKD vs rationale extraction alone on generated text", "rekd-text", load("rekd_text.yaml"),
-               "Token masks over a key phrase at a random place; TextCNN predictors.", "rationale_alone", 3)
+               "Token masks over a key phrase at a random place; TextCNN predictors.", "rationale_alone", 3, None)
+    if "rekd_images" in only:
+        yield ("REKD vs rationale extraction alone on Fashion-MNIST patches", "rekd-fashion-mnist",
+               load("rekd_fashion_mnist.yaml"),
+               "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.3; teacher predictor CNN "
+               "w=0.5, students w=0.125; no ground-truth rationale, so precision/recall are blank.",
+               "rationale_alone", 10, None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", default=["tsd", "subdistill", "rekd"])
+    parser.add_argument("--only", nargs="+", default=["tsd", "subdistill", "rekd", "rekd_images"],
+                        choices=["tsd", "subdistill", "rekd", "rekd_images"])
     parser.add_argument("--tsd-sets", nargs="+", default=list(TSD_SETS), choices=list(TSD_SETS))
+    parser.add_argument("--tsd-lams", nargs="+", type=float, default=None,
+                        help="a subset of the paper's lambda sweep (default: all five)")
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
     root = Path(args.root)
     results = Path(args.results or root / "RESULTS.md")
     root.mkdir(parents=True, exist_ok=True)
-    for title, name, data, note, baseline, classes in studies(set(args.only), args.tsd_sets):
+    for title, name, data, note, baseline, classes, teacher_from in studies(set(args.only), args.tsd_sets,
+                                                                             args.tsd_lams):
         started = time.perf_counter()
-        summary = run_seeds(name, data, args.seeds, root)
+        summary = run_seeds(name, data, args.seeds, root, teacher_from)
         text = table(title, summary, args.seeds, note, baseline, classes)
         text += f"\n({time.perf_counter() - started:.0f} s for {len(args.seeds)} seeds)\n\n"
         with open(results, "a") as handle:

@@ -31,6 +31,8 @@ def test_topk_focus_and_iou_by_hand():
     teacher = torch.tensor([[0.9, 0.1, 0.5, 0.0]])  # top-2: parts 0 and 2
     student = torch.tensor([[1.0, 3.0, -1.0, 5.0]])  # mass 10; inside teacher top-2: 1 + 1 = 2
     assert M.topk_focus(student, teacher, k=2).item() == pytest.approx(0.2)
+    assert M.topk_focus_ratio(student, teacher, k=2).item() == pytest.approx(2 / 8)  # inside 2, outside 3 + 5
+    assert M.topk_focus_ratio(torch.tensor([[1.0, 0.0, 2.0, 0.0]]), teacher, k=2).isnan()  # nothing outside
     # student top-2: parts 3 and 1 -> no overlap with {0, 2}
     assert M.topk_iou(teacher, student, k=2).item() == 0.0
     assert M.topk_iou(teacher, teacher.flip(1) * 0 + torch.tensor([[1.0, 0.0, 2.0, 0.5]]), k=2).item() == 1.0

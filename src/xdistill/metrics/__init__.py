@@ -1,6 +1,6 @@
 """Metrics: accuracy, teacher fidelity, explanation alignment, efficiency."""
 
-from .alignment import cosine, kl_divergence, pearson, spearman, top1_agreement, topk_focus, topk_iou
+from .alignment import cosine, kl_divergence, pearson, spearman, top1_agreement, topk_focus, topk_focus_ratio, topk_iou
 from .classification import accuracy, average_precision, macro_auc_pr, macro_f1
 from .compare import (
     AlignmentConfig,
@@ -18,5 +18,5 @@ __all__ = [
     "AlignmentConfig", "Summary", "accuracy", "average_precision", "macro_auc_pr", "alignment_metrics", "compression_ratio", "cosine",
     "cost_metrics", "evaluate_pair", "flops", "kl_divergence", "latency", "macro_f1",
     "parameter_count", "part_importances", "pearson", "predict", "spearman", "to_jsonable",
-    "top1_agreement", "topk_focus", "topk_iou",
+    "top1_agreement", "topk_focus", "topk_focus_ratio", "topk_iou",
 ]

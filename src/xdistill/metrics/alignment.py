@@ -57,6 +57,16 @@ def topk_focus(student: torch.Tensor, teacher: torch.Tensor, k: int) -> torch.Te
     return torch.where(total > 0, inside / total, torch.full_like(total, float("nan")))
 
 
+def topk_focus_ratio(student: torch.Tensor, teacher: torch.Tensor, k: int) -> torch.Tensor:
+    """Student attribution mass inside the teacher's top-k parts divided by the mass outside them
+    ("where models look": > 1 means the student concentrates on the teacher's evidence)."""
+    student, teacher = _pair(student, teacher)
+    mass = student.abs()
+    inside = mass.gather(1, _topk_index(teacher, k)).sum(1)
+    outside = mass.sum(1) - inside
+    return torch.where(outside > 0, inside / outside, torch.full_like(outside, float("nan")))
+
+
 def topk_iou(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     """Intersection over union of the two top-k part sets."""
     a, b = _pair(a, b)

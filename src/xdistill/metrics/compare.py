@@ -95,6 +95,7 @@ def alignment_metrics(
         out.update(
             saliency_spearman=Summary.of(alignment.spearman(teacher_parts, student_parts)),
             topk_focus=Summary.of(alignment.topk_focus(student_parts, teacher_parts, k)),
+            topk_focus_ratio=Summary.of(alignment.topk_focus_ratio(student_parts, teacher_parts, k)),
             topk_iou=Summary.of(alignment.topk_iou(teacher_parts, student_parts, k)),
             cosine=Summary.of(alignment.cosine(teacher_parts, student_parts)),
         )
