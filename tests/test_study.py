@@ -87,15 +87,26 @@ def test_report_command_rebuilds_from_a_run_dir(finished_run):
     assert cli("report", str(out / "nope")).returncode == 2
 
 
-def test_explain_precomputes_the_ig_overlay_store(tmp_path):
-    data = dict(SMALL, students=[{"name": "ig", "model": "fcn1d", "options": {"width": 0.125},
-                                  "methods": [{"name": "ig_overlay", "n_steps": 4}]}])
+def test_explain_precomputes_one_ig_store_that_students_share_and_training_reuses(tmp_path):
+    ig = {"model": "fcn1d", "options": {"width": 0.125}}
+    data = dict(SMALL, students=[dict(ig, name="ig", methods=[{"name": "ig_overlay", "n_steps": 4}]),
+                                 dict(ig, name="ig_more", methods=[{"name": "ig_overlay", "n_steps": 4, "p": 0.5}]),
+                                 dict(ig, name="ig_finer", methods=[{"name": "ig_overlay", "n_steps": 8}])],
+                training={"steps": 6, "val_fraction": 0.2, "monitor": "val_loss"})
     path = tmp_path / "ig.yaml"
     path.write_text(yaml.safe_dump(data))
     result = cli("explain", str(path), "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 0, result.stderr
-    manifest = json.loads((tmp_path / "run" / "students" / "ig" / "ig_store" / "manifest.json").read_text())
-    assert manifest["n_samples"] == 50 and manifest["done"] == [0]
+    stores = sorted((tmp_path / "run" / "attributions").glob("ig_store-*"))
+    assert len(stores) == 2  # p differs (same store); n_steps differs (its own store)
+    for store in stores:
+        manifest = json.loads((store / "manifest.json").read_text())
+        assert manifest["n_samples"] == 40 and manifest["done"] == [0]  # the 80% distill() trains on
+    written = {store: (store / "maps.npy").stat().st_mtime_ns for store in stores}
+    result = cli("distill", str(path), "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert sorted((tmp_path / "run" / "attributions").glob("ig_store-*")) == stores
+    assert {store: (store / "maps.npy").stat().st_mtime_ns for store in stores} == written  # nothing recomputed
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -108,7 +108,7 @@ class DistillationModule(L.LightningModule):
     def __init__(self, student: nn.Module, teacher: nn.Module | None, methods: Sequence[Method], *,
                  config: TrainConfig | None = None, train: ArrayDataset | None = None, work_dir: Path | None = None,
                  progress: bool = True, cache_teacher_logits: bool = False,
-                 teacher_logits: torch.Tensor | None = None) -> None:
+                 teacher_logits: torch.Tensor | None = None, cache_dir: Path | None = None) -> None:
         super().__init__()
         self.student = student
         self.methods = nn.ModuleList(methods)
@@ -120,6 +120,7 @@ class DistillationModule(L.LightningModule):
         self.config = config or TrainConfig()
         self.teacher_logits = teacher_logits  # cache indexed by sample, or None
         self.train_data, self.work_dir, self.progress = train, work_dir, progress
+        self.cache_dir = cache_dir
         self.cache_teacher_logits = cache_teacher_logits
         self._prepared = train is None
         student_layers = sorted({p for m in methods for p in m.student_layers})
@@ -149,7 +150,7 @@ class DistillationModule(L.LightningModule):
                                  self.progress and trainer.is_global_zero, rank=trainer.global_rank,
                                  world_size=trainer.world_size,
                                  barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-                                 data_info=dict(train.info))
+                                 data_info=dict(train.info), cache_dir=self.cache_dir)
         for method in self.methods:
             method.prepare(context)
         self.student.cpu()
@@ -312,7 +313,7 @@ def distill(
     work_dir: str | Path = "runs/distill", resume: bool = True, teacher_logit_cache: bool = True,
     accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
     precision: str | None = None, loggers: Sequence[str] = ("csv",), progress: bool = True, num_workers: int = 0,
-    checkpoint: bool = True, **overrides: Any,
+    checkpoint: bool = True, cache_dir: str | Path | None = None, **overrides: Any,
 ) -> DistillResult:
     """Train ``student`` with ``methods`` against a frozen ``teacher``; returns the trained student.
 
@@ -322,7 +323,9 @@ def distill(
     and stop early; the test split is never seen here. A checkpoint is written atomically
     every ``checkpoint_every`` epochs to ``work_dir/checkpoints``; with ``resume=True`` a run
     killed at any point continues from the last finished epoch. The final student weights go
-    to ``work_dir/student.safetensors``.
+    to ``work_dir/student.safetensors``. ``cache_dir``: a folder shared by several runs for
+    precomputed teacher attributions, kept under a hash of (teacher, data, explainer) so runs with
+    the same teacher and settings compute them once (default: inside ``work_dir``).
     """
     config = train_config(config, overrides)
     work_dir = Path(work_dir)
@@ -338,7 +341,8 @@ def distill(
                  and not any(m.needs_teacher_forward for m in methods))
     teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
     module = DistillationModule(student, teacher, methods, config=config, train=train, work_dir=work_dir,
-                                progress=progress, cache_teacher_logits=use_cache)
+                                progress=progress, cache_teacher_logits=use_cache,
+                                cache_dir=Path(cache_dir) if cache_dir is not None else None)
     timer = EpochTimer()
     callbacks: list[Callback] = [timer]
     best = None

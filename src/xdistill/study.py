@@ -260,6 +260,11 @@ class Study:
         return {"epoch_seconds": result.epoch_seconds, **{k: result.metrics[k] for k in keys if k in result.metrics},
                 "config": result.config.model_dump() if result.config else None}
 
+    @property
+    def attribution_dir(self) -> Path:
+        """Teacher attribution stores shared by the run's students (keyed by teacher, data and explainer)."""
+        return self.run_dir / "attributions"
+
     def student_dir(self, student: StudentSpec) -> Path:
         return self.run_dir / "students" / safe_name(student.name)
 
@@ -278,7 +283,7 @@ class Study:
         self.log(f"student {student.name}: {student.model} with {student.methods}, {self._budget(config)}")
         started = time.perf_counter()
         result = distill(teacher, model, self.student_splits[0], student.methods, config=config, work_dir=work,
-                         resume=True, **self._runtime())
+                         resume=True, cache_dir=self.attribution_dir, **self._runtime())
         self._log_fit(f"student {student.name}", result)
         self.finish(stage, started, **self._fit_info(result))
         return result.student
@@ -336,17 +341,23 @@ class Study:
         from .methods import PrepareContext
         from .engine import as_methods
 
+        from .data.dataset import validation_split
+
         stores = []
         for student in self.recipe.expanded_students():
             for method in as_methods(student.methods):
                 if not hasattr(method, "store"):
                     continue
-                train = self.student_splits[0]
+                config = self.train_config("student", self.recipe.training, student.train)
+                train = self.student_splits[0]  # the part distill() trains on, so training finds the store ready
+                if config.val_fraction > 0:
+                    train = validation_split(train, config.val_fraction, config.seed)[0]
                 device = torch.device("cuda" if self.recipe.device != "cpu" and torch.cuda.is_available() else "cpu")
                 self.log(f"attribution store for {student.name}")
                 context = PrepareContext(self.student_teacher(),
                                          self.build("student", student.model, student.options, student=True),
-                                         train.x, train.y, train.fingerprint, self.student_dir(student), device, self.progress)
+                                         train.x, train.y, train.fingerprint, self.student_dir(student), device, self.progress,
+                                         data_info=dict(train.info), cache_dir=self.attribution_dir)
                 method.prepare(context)
                 stores.append(method.store.root)
         return stores

@@ -62,6 +62,7 @@ class PrepareContext:
     world_size: int = 1
     barrier: Callable[[], None] | None = None  # waits for every rank (None in a single process)
     data_info: dict = field(default_factory=dict)  # the dataset's info (e.g. pixel_mean / pixel_std)
+    cache_dir: Any = None  # pathlib.Path shared by several runs for teacher attributions, or None
 
 
 class Method(nn.Module):

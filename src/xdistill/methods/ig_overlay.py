@@ -10,6 +10,8 @@ T=2.5, a=0.01.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -61,8 +63,8 @@ class IGOverlay(KnowledgeDistillation):
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
             raise ValueError("ig_overlay needs a teacher")
-        root = Path(self.store_dir) if self.store_dir else Path(context.work_dir or ".") / "ig_store"
         identity = {"teacher": fingerprint(context.teacher), "dataset": context.dataset_fingerprint, "explainer": self.explainer}
+        root = self.store_root(context, identity)
         self.store = AttributionStore.create(root, identity, context.train_x.shape[0], tuple(context.train_x.shape[1:]),
                                              self.store_chunk, overwrite=self.overwrite)
         teacher, device = context.teacher.to(context.device), context.device
@@ -80,6 +82,16 @@ class IGOverlay(KnowledgeDistillation):
             shape = (1, -1) + (1,) * (context.train_x.ndim - 2)
             self.register_buffer("pixel_mean", torch.tensor(stats["pixel_mean"]).view(shape), persistent=False)
             self.register_buffer("pixel_std", torch.tensor(stats["pixel_std"]).view(shape), persistent=False)
+
+    def store_root(self, context: PrepareContext, identity: dict[str, Any]) -> Path:
+        """``store_dir`` if given; else a folder named by the identity's hash inside the shared
+        ``cache_dir`` (runs with the same teacher, data and explainer reuse it); else ``work_dir/ig_store``."""
+        if self.store_dir:
+            return Path(self.store_dir)
+        if context.cache_dir is not None:
+            digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+            return Path(context.cache_dir) / f"ig_store-{digest}"
+        return Path(context.work_dir or ".") / "ig_store"
 
     def transform(self, batch: Batch) -> Batch:
         if self.store is None:
