@@ -4,13 +4,16 @@ the test split), several seeds, next to the published accuracy of the same archi
 
     .venv/bin/python benchmarks/baselines.py --seeds 0 1 2 [--only GunPoint fashion_mnist] [--out runs/baselines]
 
-Resumable: finished (dataset, role, seed) entries in ``OUT/results.json`` are skipped. Prints the
-Markdown table (also written to ``OUT/baselines.md``) and flags every teacher under its reference.
+Resumable: finished (dataset, role, seed) entries in ``OUT/results.json`` are skipped; several
+processes (e.g. one per seed) may share one OUT, each result is merged into the file under a lock.
+Prints the Markdown table (also written to ``OUT/baselines.md``) and flags every teacher under its
+reference; a row measured on fewer seeds than asked says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import statistics
 import time
@@ -58,20 +61,33 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
+def save_result(out: Path, key: str, value: dict) -> dict:
+    """Merge one result into ``out/results.json`` under a lock (other processes may be writing too)."""
+    path = out / "results.json"
+    with open(out / ".results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other writer
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results[key] = value
+        write_json(path, results)
+    return results
+
+
 def table(results: dict, seeds: list[int]) -> str:
-    lines = ["| dataset | teacher (params) | teacher test acc | published | gap | student (params) | student test acc | "
-             "student − teacher | train acc (eval mode) t / s | s per run t / s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | seeds | teacher (params) | teacher test acc | published | gap | student (params) | "
+             "student test acc | student − teacher | train acc (eval mode) t / s | s per run t / s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for dataset, (_, _, published, source) in SETS.items():
-        runs = {role: [results.get(f"{dataset}|{role}|{s}") for s in seeds] for role in ("teacher", "student")}
-        if not all(runs["teacher"]) or not all(runs["student"]):
+        done = [s for s in seeds if f"{dataset}|teacher|{s}" in results and f"{dataset}|student|{s}" in results]
+        if not done:
             continue
+        runs = {role: [results[f"{dataset}|{role}|{s}"] for s in done] for role in ("teacher", "student")}
         t = [r["test_acc"] for r in runs["teacher"]]
         s = [r["test_acc"] for r in runs["student"]]
         gap = statistics.fmean(t) - published
         flag = "" if gap >= -0.02 else " **under reference**"
         lines.append(
-            f"| {dataset} | {runs['teacher'][0]['params']:,} | {fmt(t)} | {published:.3f} ({source}) | {gap:+.3f}{flag} | "
+            f"| {dataset} | {len(done)}{'' if len(done) == len(seeds) else f' of {len(seeds)}'} | "
+            f"{runs['teacher'][0]['params']:,} | {fmt(t)} | {published:.3f} ({source}) | {gap:+.3f}{flag} | "
             f"{runs['student'][0]['params']:,} | {fmt(s)} | {statistics.fmean(s) - statistics.fmean(t):+.3f} | "
             f"{statistics.fmean(r['train_acc'] for r in runs['teacher']):.3f} / "
             f"{statistics.fmean(r['train_acc'] for r in runs['student']):.3f} | "
@@ -96,10 +112,10 @@ def main() -> None:
                 key = f"{dataset}|{role}|{seed}"
                 if key in results:
                     continue
-                results[key] = run_one(dataset, role, seed, args.out)
-                print(f"{key}: test {results[key]['test_acc']:.3f}, train {results[key]['train_acc']:.3f}, "
-                      f"{results[key]['seconds']:.0f} s", flush=True)
-                write_json(path, results)
+                result = run_one(dataset, role, seed, args.out)
+                results = save_result(args.out, key, result)
+                print(f"{key}: test {result['test_acc']:.3f}, train {result['train_acc']:.3f}, "
+                      f"{result['seconds']:.0f} s", flush=True)
     markdown = table(results, args.seeds)
     (args.out / "baselines.md").write_text(markdown)
     print(markdown)

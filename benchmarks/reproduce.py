@@ -24,6 +24,7 @@ from xdistill.study import Study
 RECIPES = default_recipe_path().parent
 COLUMNS = [("student_accuracy", "accuracy"), ("student_auc_pr", "AUC-PR"), ("agreement", "agreement"),
            ("logit_spearman", "logit Spearman"), ("saliency_spearman", "saliency Spearman"), ("topk_focus", "top-k focus"),
+           ("topk_focus_ratio", "top-k in/out ratio"),
            ("flip_auc_student_teacher_order", "deletion AUC (teacher order)"),
            ("rationale_precision", "rationale precision"), ("rationale_recall", "rationale recall"),
            ("rationale_iou_teacher", "rationale IoU with teacher")]
@@ -160,6 +161,17 @@ def studies(only: set[str], tsd_sets: list[str], tsd_lams: list[float] | None):
                "rationale_alone", 4, None)
         yield ("REKD vs rationale extraction alone on generated text", "rekd-text", load("rekd_text.yaml"),
                "Token masks over a key phrase at a random place; TextCNN predictors.", "rationale_alone", 3, None)
+    if "ig_overlay" in only:
+        yield ("IG-overlay KD on Fashion-MNIST (Table 1 shape, p sweep)", "ig-overlay-fashion-mnist",
+               load("ig_overlay_fashion_mnist.yaml"),
+               "ig_overlay_fashion_mnist recipe: teacher CNN w=1 (the SubDistill study's teacher, same data and seed), "
+               "students CNN w=0.25, 15 epochs AdamW; KD = the paper's T=2.5, a=0.01 (p = 0); IG store 16 steps; "
+               "alignment = IG on a 7x7 patch grid.", "baseline", 10, "subdistill-0-2-6")
+    if "where" in only:
+        yield ("KD changes where models look (alpha grid, three student sizes) on MNIST-1D", "where-models-look",
+               load("where_models_look.yaml"),
+               "where_models_look recipe: ResNet1D w=0.5 teacher, FCN students w=1/16, 1/8, 1/4; 3,000 Adam steps; "
+               "kd alpha = 1 - the poster's alpha; alignment = IG per timestep, k=5.", None, 10, None)
     if "rekd_images" in only:
         yield ("REKD vs rationale extraction alone on Fashion-MNIST patches", "rekd-fashion-mnist",
                load("rekd_fashion_mnist.yaml"),
@@ -168,11 +180,44 @@ def studies(only: set[str], tsd_sets: list[str], tsd_lams: list[float] | None):
                "rationale_alone", 10, None)
 
 
+STUDIES = ["tsd", "subdistill", "rekd", "rekd_images", "ig_overlay", "where"]
+POSTER_ALPHA = {0.0: "1.0 (no KD)", 0.5: "0.5", 0.9: "0.1"}  # kd alpha -> the poster's CE weight
+
+
+def where_tables(summary: dict[str, Any]) -> str:
+    """The poster's layout: rows = student sizes, columns = its alpha (CE weight); p = paired t-test
+    over seeds against the same size without KD."""
+    students = summary["students"]
+    sizes = list(dict.fromkeys(name.split("[")[0] for name in students))
+    out = []
+    for key, label in (("logit_spearman", "Logit Spearman"), ("saliency_spearman", "Part-importance Spearman"),
+                       ("topk_focus_ratio", "Top-5 focus (mass inside / outside the teacher's top-5)"),
+                       ("student_accuracy", "Accuracy")):
+        out += [f"**{label}** (poster alpha = CE weight; p against no KD)", "",
+                "| student | " + " | ".join(f"alpha {a}" for a in POSTER_ALPHA.values()) + " |",
+                "|---|" + "---|" * len(POSTER_ALPHA)]
+        for size in sizes:
+            base = students.get(f"{size}[alpha=0.0]")
+            cells = []
+            for kd_alpha in POSTER_ALPHA:
+                row = students.get(f"{size}[alpha={kd_alpha}]")
+                if row is None:
+                    cells.append("–")
+                    continue
+                p = "" if kd_alpha == 0.0 or base is None else f" (p={paired_p(row[key], base[key]):.3f})"
+                cells.append(fmt(row[key]) + p)
+            out.append(f"| {size} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+EXTRA_TABLES = {"where-models-look": where_tables}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", default=["tsd", "subdistill", "rekd", "rekd_images"],
-                        choices=["tsd", "subdistill", "rekd", "rekd_images"])
+    parser.add_argument("--only", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--tsd-sets", nargs="+", default=list(TSD_SETS), choices=list(TSD_SETS))
     parser.add_argument("--tsd-lams", nargs="+", type=float, default=None,
                         help="a subset of the paper's lambda sweep (default: all five)")
@@ -187,6 +232,8 @@ def main() -> None:
         started = time.perf_counter()
         summary = run_seeds(name, data, args.seeds, root, teacher_from)
         text = table(title, summary, args.seeds, note, baseline, classes)
+        if name in EXTRA_TABLES:
+            text += "\n" + EXTRA_TABLES[name](summary)
         text += f"\n({time.perf_counter() - started:.0f} s for {len(args.seeds)} seeds)\n\n"
         with open(results, "a") as handle:
             handle.write(text)
