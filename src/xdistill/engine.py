@@ -42,6 +42,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Training without a validation split is a supported choice (selection on the training loss), not a mistake.
     warnings.filterwarnings("ignore", message=".*defined a `validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
 
 
 class SafetensorsCheckpointIO(CheckpointIO):
