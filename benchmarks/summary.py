@@ -82,7 +82,7 @@ def stage_costs(run: Path) -> dict[str, dict[str, list[float]]]:
 
 
 def cost_table(root: Path, names: list[str]) -> str:
-    lines = ["| study | seeds | wall time, all stages (min) | student | training s per run | epoch time / reference's |",
+    lines = ["| study | seeds | wall time, all seeds and stages (min) | student | training s per run | epoch time / reference's |",
              "|---|---|---|---|---|---|"]
     for name in names:
         run = root / name
