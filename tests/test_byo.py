@@ -128,6 +128,68 @@ def small_recipe(teacher: dict, student_model: str, student_options: dict) -> di
                            "max_samples": 20, "examples": 0}}
 
 
+def _write_images(root, split, counts, size=(6, 5), mode="L", seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, count in counts.items():
+        folder = root / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            shape = (size[0], size[1]) + ((3,) if mode == "RGB" else ())
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i}.png")
+
+
+def test_image_folders_per_class_and_clear_errors(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "pets"
+    _write_images(root, "train", {"cat": 3, "dog": 2})
+    _write_images(root, "test", {"dog": 2})  # the test split may lack a class
+    raw, raw_test = load_dataset(f"images:{root}", normalize=False)
+    assert raw.class_names == ["cat", "dog"] and raw.y.tolist() == [0, 0, 0, 1, 1] and raw_test.y.tolist() == [1, 1]
+    assert raw.input_shape == (1, 6, 5)
+    first = np.asarray(Image.open(root / "train" / "cat" / "0.png"), dtype=np.float32) / 255
+    assert np.allclose(raw.x[0, 0].numpy(), first)  # pixels as written, scaled to [0, 1]
+    train, _ = load_dataset(f"images:{root}")
+    assert abs(float(train.x.mean())) < 1e-5 and "pixel_mean" in train.info
+
+    _write_images(root, "train", {"bird": 1}, mode="RGB", seed=1)  # one colour image: every image becomes RGB
+    train, _ = load_dataset(f"images:{root}", normalize=False)
+    assert train.input_shape == (3, 6, 5) and train.class_names == ["bird", "cat", "dog"]
+    _write_images(root, "train", {"bird": 1}, size=(9, 9), mode="RGB", seed=2)  # overwrites bird/0.png, larger
+    with pytest.raises(ValueError, match=r"cat/0.png is 5x6 pixels but .*bird/0.png is 9x9; pass size=\[H, W\]"):
+        load_dataset(f"images:{root}")
+    resized, _ = load_dataset(f"images:{root}", size=[4, 4])
+    assert resized.input_shape == (3, 4, 4)
+
+    (root / "train" / "cat" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError, match=r"cat/1.png could not be read as an image"):
+        load_dataset(f"images:{root}", size=[4, 4])
+    _write_images(root, "test", {"cow": 1})
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['cow'\] that the training folder lacks"):
+        load_dataset(f"images:{root}", size=[4, 4])
+    with pytest.raises(FileNotFoundError, match="needs train/<class>/ and test/<class>/"):
+        load_dataset(f"images:{tmp_path / 'nowhere'}")
+    bad = cli("demo", "--dataset", f"images:{tmp_path / 'nowhere'}")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, bad.stderr
+
+    clean = tmp_path / "clean"
+    _write_images(clean, "train", {"a": 4, "b": 4}, size=(8, 8))
+    _write_images(clean, "test", {"a": 2, "b": 2}, size=(8, 8), seed=3)
+    torch.manual_seed(0)
+    from xdistill.checkpoint import save_weights
+
+    save_weights(build_model("cnn", 1, 2, width=0.25), tmp_path / "cnn.safetensors")
+    done = cli("audit", "--teacher", "cnn", "--teacher-options", '{"width": 0.25}', "--teacher-weights",
+               str(tmp_path / "cnn.safetensors"), "--student", "cnn", "--student-options", '{"width": 0.25}',
+               "--student-weights", str(tmp_path / "cnn.safetensors"), "--data", f"images:{clean}",
+               "--explainer", "saliency", "--parts", "pixel", "--out", str(tmp_path / "audit"))
+    assert done.returncode == 0, done.stderr
+    audit = json.loads((tmp_path / "audit" / "evaluation" / "student.json").read_text())
+    assert audit["agreement"]["mean"] == 1.0 and audit["saliency_spearman"]["mean"] == pytest.approx(1.0, abs=1e-6)
+
+
 def test_a_user_module_next_to_the_recipe_is_used_by_import_path(tmp_path):
     (tmp_path / "mynets.py").write_text(USER_MODULE)
     recipe = small_recipe({"model": "mynets:TinyNet", "options": {"hidden": 16}, "train": {"steps": 30}},

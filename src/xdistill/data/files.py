@@ -7,9 +7,12 @@
 * ``csv:PATH_TRAIN.csv`` — one series per row, the label in column ``label_column``; the test
   file as above. Every other column is a time step.
 
+* ``images:FOLDER`` — one sub-folder per class under ``FOLDER/train`` and ``FOLDER/test`` (the
+  ImageFolder layout; ``test=PATH`` for another test folder), decoded by Pillow (present with
+  matplotlib; decoding an image runs no code of the file's).
+
 Series are normalised as UCR sets are (``normalize``: auto/series/channel/none), images with
-the training set's channel mean/std. Image folders are not read: that needs Pillow, which
-xdistill does not depend on — convert them to an .npz file.
+the training set's channel mean/std.
 """
 
 from __future__ import annotations
@@ -147,3 +150,101 @@ def load_csv(path: str, test: str | None = None, label_column: str = "label", no
     x_train, y_train = _read_csv(_exists(Path(path), "training"), label_column)
     x_test, y_test = _read_csv(_exists(_test_path(Path(path), test), "test"), label_column)
     return series_splits(x_train, y_train, x_test, y_test, f"csv:{Path(path).stem}", normalize, length)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def _image_files(root: Path, classes: list[str] | None) -> tuple[list[Path], list[str]]:
+    """(files, class name of each) of a folder with one sub-folder per class."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image> files)")
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise ValueError(f"{root} has no class sub-folders; put each class's images in {root}/<class name>/")
+    if classes is not None and set(found) - set(classes):
+        raise ValueError(f"{root} has class folder(s) {sorted(set(found) - set(classes))} that the training folder "
+                         f"lacks (training classes: {classes})")
+    files, labels = [], []
+    for name in found:
+        images = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if classes is None and not images:
+            raise ValueError(f"class folder {root / name} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        files += images
+        labels += [name] * len(images)
+    return files, labels
+
+
+def _decode(files: list[Path], mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """(N, C, H, W) float32 in [0, 1]; every image converted to ``mode`` and, with ``size``, resized."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("reading image folders needs Pillow (pip install pillow), or save the arrays "
+                          "to an .npz file") from None
+    arrays = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image = image.convert(mode)
+                if size is not None:
+                    image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                array = np.asarray(image, dtype=np.float32) / 255.0
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise ValueError(f"{file} could not be read as an image ({error})") from None
+        if arrays and array.shape != arrays[0].shape:
+            raise ValueError(f"{file} is {array.shape[1]}x{array.shape[0]} pixels but {files[0]} is "
+                             f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size=[H, W] to resize them all")
+        arrays.append(array)
+    stacked = np.stack(arrays)
+    return stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
+
+
+def _image_mode(files: list[Path]) -> str:
+    """``L`` when every image is greyscale, else ``RGB``."""
+    from PIL import Image
+
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                if image.mode not in ("1", "L", "I", "I;16", "F", "LA"):
+                    return "RGB"
+        except OSError as error:
+            raise ValueError(f"{file} could not be read as an image ({error})") from None
+    return "L"
+
+
+@DATASETS.register("images")
+def load_image_folder(path: str, test: str | None = None, size: list[int] | tuple[int, int] | None = None,
+                      mode: str = "auto", normalize: bool = True) -> Splits:
+    """Images in ``path/train/<class>/`` and ``path/test/<class>/`` (or ``test=PATH``) as (N, C, H, W).
+
+    ``mode``: ``auto`` (greyscale if every image is, else RGB), ``L`` or ``RGB``; ``size=[H, W]``
+    resizes (bilinear), otherwise every image must share one size. Classes are the sorted training
+    folder names; the test folder may lack some of them but not add new ones.
+    """
+    if mode not in ("auto", "L", "RGB"):
+        raise ValueError(f"mode must be 'auto', 'L' or 'RGB', got {mode!r}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be [height, width] with positive values, got {size}")
+    root = Path(path)
+    train_dir, test_dir = (root / "train", Path(test) if test else root / "test")
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir} does not exist: an image folder needs train/<class>/ and test/<class>/ "
+                                "sub-folders (or pass test=PATH and point path at a folder with train/)")
+    train_files, train_labels = _image_files(train_dir, None)
+    classes = sorted(set(train_labels))
+    test_files, test_labels = _image_files(test_dir, classes)
+    if not test_files:
+        raise ValueError(f"{test_dir} holds no images")
+    mode = _image_mode(train_files + test_files) if mode == "auto" else mode
+    size = tuple(size) if size is not None else None
+    x_train, x_test = _decode(train_files, mode, size), _decode(test_files, mode, size)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"test images are {x_test.shape[2]}x{x_test.shape[3]} but training images "
+                         f"{x_train.shape[2]}x{x_train.shape[3]}; pass size=[H, W] to resize them all")
+    index = {name: i for i, name in enumerate(classes)}
+    name = f"images:{root.name}"
+    splits = Splits(ArrayDataset(x_train, [index[c] for c in train_labels], classes, name),
+                    ArrayDataset(x_test, [index[c] for c in test_labels], classes, name))
+    return standardize_images(splits) if normalize else splits
