@@ -32,20 +32,27 @@ def teacher_file(tmp_path_factory) -> Path:
     return path
 
 
-def run(method: str, devices: int, out: Path, teacher: Path) -> dict:
-    done = subprocess.run([sys.executable, str(SCRIPT), method, str(devices), str(out), str(teacher)], cwd=out.parent,
+def run(method: str, devices: int, out: Path, teacher: Path, epochs: int = 3) -> dict:
+    done = subprocess.run([sys.executable, str(SCRIPT), method, str(devices), str(out), str(teacher), str(epochs)],
+                          cwd=out.parent,
                           capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
     assert done.returncode == 0 and lines, done.stderr[-2000:]
     return json.loads(lines[0].removeprefix("RESULT"))
 
 
+def assert_same_student(tmp_path: Path, atol: float = 1e-5) -> None:
+    one, two = load_file(str(tmp_path / "one" / "student.safetensors")), load_file(str(tmp_path / "two" / "student.safetensors"))
+    start = build_model("lstm", 1, 2, hidden=8, layers=1).state_dict()
+    for name in one:
+        assert not torch.allclose(one[name], start[name]) or "bias" in name  # it trained
+        assert torch.allclose(one[name], two[name], atol=atol), name
+
+
 def test_kd_on_two_processes_equals_one_process_with_the_same_global_batch(tmp_path, teacher_file):
     run("kd", 1, tmp_path / "one", teacher_file)
     run("kd", 2, tmp_path / "two", teacher_file)
-    one, two = load_file(str(tmp_path / "one" / "student.safetensors")), load_file(str(tmp_path / "two" / "student.safetensors"))
-    for name in one:
-        assert torch.allclose(one[name], two[name], atol=1e-5), name
+    assert_same_student(tmp_path)
 
 
 def test_ig_overlay_store_is_computed_once_across_ranks_and_equals_the_single_process_store(tmp_path, teacher_file):
@@ -59,9 +66,16 @@ def test_ig_overlay_store_is_computed_once_across_ranks_and_equals_the_single_pr
     shared = np.load(tmp_path / "two" / "ig_store" / "maps.npy")
     assert np.allclose(single, shared, atol=1e-6) and np.abs(single).sum() > 0
     assert not list((tmp_path / "two" / "ig_store").glob("done.rank*.json"))
+    assert_same_student(tmp_path)  # overlay draws are keyed by (seed, step, sample), not by the process
 
 
-def test_tsd_trains_on_two_processes(tmp_path, teacher_file):
-    assert run("tsd", 2, tmp_path / "two", teacher_file)["epochs"] == 3
-    weights = load_file(str(tmp_path / "two" / "student.safetensors"))
-    assert all(torch.isfinite(v).all() for v in weights.values())
+def test_tsd_on_two_processes_equals_one_process(tmp_path, teacher_file):
+    """Perturbations keyed by (seed, step, sample) and the saliency normaliser summed over both processes.
+
+    One epoch (5 steps): measured, the students differ by 1e-5 (float summation order, amplified by
+    Adam's normalised steps; 4e-4 after 15 steps); with each process normalising its own half-batch
+    they differ by 2e-2.
+    """
+    assert run("tsd", 1, tmp_path / "one", teacher_file, epochs=1)["epochs"] == 1
+    assert run("tsd", 2, tmp_path / "two", teacher_file, epochs=1)["epochs"] == 1
+    assert_same_student(tmp_path, atol=1e-4)

@@ -9,6 +9,7 @@ from xdistill.data import ArrayDataset
 from xdistill.engine import distill
 from xdistill.methods import build_method
 from xdistill.methods.base import Batch, Step
+from xdistill.methods.keyed_random import SampleStreams
 from xdistill.methods.tsd import (PerturbationTSD, WindowSaliencyTSD, normalize_saliency, perturbation_saliency,
                                   sample_perturbations, saliency_loss)
 from xdistill.metrics import average_precision, macro_auc_pr
@@ -89,11 +90,11 @@ def test_method_loss_is_ce_plus_lambda_times_the_published_term_and_reaches_the_
     from xdistill.methods.base import PrepareContext
     method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp"))
     x, y, index = train_x[:6], train_y[:6], torch.arange(6)
-    torch.manual_seed(5)
+    method.on_step(7, 100)
     s_logits, t_logits = student(x), teacher(x).detach()
     terms = method.loss(Step(Batch(x, y, index), student, teacher, s_logits, t_logits))
-    torch.manual_seed(5)
-    donors, starts = sample_perturbations(y, train_y, 5, 3, 16)
+    # the draws come from per-sample streams keyed by (seed, step, dataset index)
+    donors, starts = sample_perturbations(y, train_y, 5, 3, 16, uniform=SampleStreams(index, method.stream_seed, 7))
     with torch.no_grad():
         t_s = loop_saliency(teacher, x, train_x[donors], starts, 3, 8.0)
     s_s = perturbation_saliency(student, x, train_x[donors], starts, 3, 8.0)
@@ -104,6 +105,25 @@ def test_method_loss_is_ce_plus_lambda_times_the_published_term_and_reaches_the_
     grads = torch.autograd.grad(terms["saliency"], list(student.parameters()), allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_draws_depend_on_the_sample_and_step_not_on_how_the_batch_is_split():
+    train_y = torch.arange(40) % 4
+    y, index = train_y[:8], torch.arange(8)
+    whole = sample_perturbations(y, train_y, 6, 3, 20, uniform=SampleStreams(index, 3, 11))
+    halves = [sample_perturbations(y[i:i + 4], train_y, 6, 3, 20, uniform=SampleStreams(index[i:i + 4], 3, 11))
+              for i in (0, 4)]
+    for part, full in zip(zip(*halves), whole):  # (donors, starts) of the halves, stacked, equal the whole batch's
+        assert torch.equal(torch.cat(part), full)
+    later = sample_perturbations(y, train_y, 6, 3, 20, uniform=SampleStreams(index, 3, 12))
+    assert not torch.equal(later[1], whole[1])  # another step draws other windows
+
+
+def test_the_normaliser_is_a_global_batch_statistic_with_the_published_gradient():
+    s = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
+    ours = torch.autograd.grad(normalize_saliency(s).pow(2).sum(), s)[0]
+    reference = torch.autograd.grad((s / (s[s > 0].mean() + 1e-8)).pow(2).sum(), s)[0]
+    assert torch.allclose(ours, reference)
 
 
 def test_teacher_bank_draws_from_precomputed_saliency():

@@ -151,7 +151,7 @@ class DistillationModule(L.LightningModule):
                                  self.progress and trainer.is_global_zero, rank=trainer.global_rank,
                                  world_size=trainer.world_size,
                                  barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-                                 data_info=dict(train.info), cache_dir=self.cache_dir)
+                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed)
         for method in self.methods:
             method.prepare(context)
         self.student.cpu()

@@ -7,6 +7,7 @@ from xdistill.models import build_model
 from xdistill.checkpoint import load_weights
 
 method, devices, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+epochs = int(sys.argv[5]) if len(sys.argv) > 5 else 3
 rng = np.random.default_rng(0)
 y = np.arange(80) % 2
 x = rng.normal(size=(80, 1, 20)) + y[:, None, None] * np.sin(np.linspace(0, 3, 20))
@@ -18,7 +19,7 @@ torch.manual_seed(1)
 student = build_model("lstm", 1, 2, hidden=8, layers=1)
 spec = {"kd": "kd", "ig_overlay": {"name": "ig_overlay", "p": 0.5, "n_steps": 8, "store_chunk": 8},
         "tsd": {"name": "tsd", "perturbations": 5, "window": 4}}[method]
-result = distill(teacher, student, data, [spec], epochs=3, batch_size=16, lr=1e-2, val_fraction=0, work_dir=out,
+result = distill(teacher, student, data, [spec], epochs=epochs, batch_size=16, lr=1e-2, val_fraction=0, work_dir=out,
                  accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                  progress=False, loggers=(), checkpoint_seconds=0)
 if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:

@@ -63,6 +63,7 @@ class PrepareContext:
     barrier: Callable[[], None] | None = None  # waits for every rank (None in a single process)
     data_info: dict = field(default_factory=dict)  # the dataset's info (e.g. pixel_mean / pixel_std)
     cache_dir: Any = None  # pathlib.Path shared by several runs for teacher attributions, or None
+    seed: int = 0  # the run's training seed (for keyed per-sample randomness)
 
 
 class Method(nn.Module):

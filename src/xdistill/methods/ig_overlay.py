@@ -23,6 +23,7 @@ from ..explain import integrated_gradients
 from ..store import AttributionStore
 from .base import METHODS, Batch, PrepareContext
 from .kd import KnowledgeDistillation
+from .keyed_random import SampleStreams
 
 
 def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor, mean: torch.Tensor | None = None,
@@ -59,10 +60,15 @@ class IGOverlay(KnowledgeDistillation):
                                           "baseline": baseline, "target": target}
         self.store_dir, self.store_chunk, self.overwrite = store_dir, store_chunk, overwrite
         self.store: AttributionStore | None = None
+        self.step_number, self.stream_seed = 0, 0
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        self.step_number = step
 
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
             raise ValueError("ig_overlay needs a teacher")
+        self.stream_seed = context.seed
         identity = {"teacher": fingerprint(context.teacher), "dataset": context.dataset_fingerprint, "explainer": self.explainer}
         root = self.store_root(context, identity)
         self.store = AttributionStore.create(root, identity, context.train_x.shape[0], tuple(context.train_x.shape[1:]),
@@ -98,12 +104,13 @@ class IGOverlay(KnowledgeDistillation):
             raise RuntimeError("ig_overlay.prepare() must run before training (the engine does this)")
         if not self.training or self.p == 0:
             return batch
-        chosen = torch.rand(batch.x.shape[0], device=batch.x.device) < self.p
+        draws = SampleStreams(batch.index, self.stream_seed, self.step_number)(2).to(batch.x.device)
+        chosen = draws[:, 0] < self.p  # per-sample streams: the same however the batch is split across processes
         if not chosen.any():
             return batch
         index = batch.index[chosen]
         maps = self.store[index].to(batch.x)
-        exponent = torch.exp(torch.empty(len(index), device=batch.x.device).uniform_(0.0, math.log(2.0)))
+        exponent = torch.exp(draws[chosen, 1] * math.log(2.0))  # exp of U(0, log 2)
         x = batch.x.clone()
         mean, std = getattr(self, "pixel_mean", None), getattr(self, "pixel_std", None)
         x[chosen] = overlay(batch.x[chosen], maps, exponent, None if mean is None else mean.to(x),

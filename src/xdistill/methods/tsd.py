@@ -34,31 +34,38 @@ from ..parts import window_importance
 from ..registry import Registry
 from .base import METHODS, Method, PrepareContext, Step
 from .kd import KnowledgeDistillation
+from .keyed_random import SampleStreams, global_sum
 
 
 # -- the published perturbation saliency -------------------------------------------------------------
 def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window: int, length: int,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         generator: torch.Generator | None = None,
+                         uniform: Callable[[int], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Donor indices into the training set and window starts, both (B, K') with K' = min(K, length − window).
 
     Donors of sample i are training series of another class: K' distinct ones when at least K'
     exist, otherwise drawn with replacement. Starts are distinct, uniform in [0, length − window).
+    ``uniform(n)`` -> (B, n) uniforms is the source of randomness (default: ``torch.rand`` with
+    ``generator``; the method passes per-sample streams, see ``keyed_random``).
     """
     if not 1 <= window < length:
         raise ValueError(f"window must be in [1, series length {length}), got {window}")
     batch, device = y.shape[0], train_y.device
+    if uniform is None:
+        def uniform(n: int) -> torch.Tensor:
+            return torch.rand(batch, n, generator=generator)
     k = min(K, length - window)
-    starts = torch.rand(batch, length - window, generator=generator).argsort(1)[:, :k]
+    starts = uniform(length - window).cpu().argsort(1)[:, :k]
     other = train_y.cpu()[None, :] != y.cpu()[:, None]  # (B, N)
     counts = other.sum(1)
     if (counts == 0).any():
         raise ValueError("tsd needs training series of at least two classes (a donor must be of another class)")
-    scores = torch.rand(other.shape, generator=generator).masked_fill(~other, 2.0)  # candidates first, shuffled
+    scores = uniform(other.shape[1]).cpu().masked_fill(~other, 2.0)  # candidates first, shuffled
     order = scores.argsort(1)
     ranks = torch.arange(k).expand(batch, k)
     few = counts < k
     if few.any():  # with replacement: a uniform rank among the candidates
-        draws = (torch.rand(batch, k, generator=generator) * counts[:, None]).long()
+        draws = (uniform(k).cpu() * counts[:, None]).long()
         ranks = torch.where(few[:, None], draws, ranks)
     return order.gather(1, ranks).to(device), starts.to(device)
 
@@ -95,9 +102,13 @@ def perturbation_saliency(model: nn.Module, x: torch.Tensor, donors_x: torch.Ten
 
 
 def normalize_saliency(s: torch.Tensor) -> torch.Tensor:
-    """Divide the whole tensor by the mean of its positive entries (+1e-8), as published."""
-    positive = s[s > 0]
-    scale = positive.mean() if positive.numel() else s.new_zeros(())
+    """Divide the whole tensor by the mean of its positive entries (+1e-8), as published.
+
+    Under DDP the mean is over the global batch (every process's share), as one process would see it.
+    """
+    positive = s > 0
+    total = global_sum(torch.stack([(s * positive).sum(), positive.sum().to(s.dtype)]))
+    scale = total[0] / total[1].clamp(min=1.0)
     return s / (scale + 1e-8)
 
 
@@ -130,6 +141,7 @@ class PerturbationTSD(KnowledgeDistillation):
             raise ValueError(f"bank ({bank}) must hold at least `perturbations` ({perturbations}) entries per sample")
         self.K, self.window, self.tau, self.lam, self.reduce = perturbations, window, tau, lam, reduce
         self.bank_size, self.chunk, self.seed = bank, chunk, seed
+        self.step_number, self.stream_seed = 0, seed
         for name in ("train_x", "train_y", "bank_donors", "bank_starts", "bank_saliency"):
             self.register_buffer(name, torch.empty(0), persistent=False)
 
@@ -142,6 +154,7 @@ class PerturbationTSD(KnowledgeDistillation):
         if self.window >= length:
             raise ValueError(f"tsd window {self.window} must be shorter than the series ({length} steps)")
         self.train_x, self.train_y = context.train_x, context.train_y.long()
+        self.stream_seed = hash((self.seed, context.seed))
         if self.bank_size:
             self._build_bank(context)
 
@@ -168,16 +181,22 @@ class PerturbationTSD(KnowledgeDistillation):
                                                     self.window, self.tau, self.reduce, chunk=self.chunk).cpu())
         self.bank_saliency = torch.cat(chunks)
 
+    def on_step(self, step: int, total_steps: int) -> None:
+        self.step_number = step
+
     def _draw(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(donor indices, starts, teacher saliency or None) for this batch."""
+        """(donor indices, starts, teacher saliency or None) for this batch, drawn from per-sample
+        streams keyed by (seed, step, index): the same however the batch is split across processes."""
         batch = step.batch
+        streams = SampleStreams(batch.index, self.stream_seed, self.step_number)
         if self.bank_saliency.numel():
             index = batch.index.to(self.bank_donors.device)
             k = min(self.K, self.bank_donors.shape[1])
-            pick = torch.rand(index.shape[0], self.bank_donors.shape[1], device=index.device).argsort(1)[:, :k]
+            pick = streams(self.bank_donors.shape[1]).to(index.device).argsort(1)[:, :k]
             rows = index[:, None]
             return self.bank_donors[rows, pick], self.bank_starts[rows, pick], self.bank_saliency[rows, pick]
-        donors, starts = sample_perturbations(batch.y, self.train_y, self.K, self.window, batch.x.shape[-1])
+        donors, starts = sample_perturbations(batch.y, self.train_y, self.K, self.window, batch.x.shape[-1],
+                                              uniform=streams)
         return donors, starts, None
 
     def loss(self, step: Step) -> dict[str, torch.Tensor]:
