@@ -19,6 +19,7 @@ import yaml
 from xdistill.checkpoint import CheckpointError, load_tree, load_weights
 from xdistill.data import ArrayDataset
 from xdistill.engine import distill
+from xdistill.files import LockedError
 from xdistill.methods import Method
 from xdistill.models import build_model
 from xdistill.recipe import default_recipe_path
@@ -150,6 +151,27 @@ def test_precompute_killed_mid_store_keeps_finished_chunks(tmp_path):
     assert again.returncode == 0, again.stderr
     assert int(again.stdout.strip()) == 10 - done  # only the missing chunks were computed
     store = AttributionStore(root, {"teacher": "t"}, 40, (3,), chunk_size=4)
+    assert np.array_equal(store.maps(), np.arange(40, dtype=np.float32)[:, None].repeat(3, 1) * 0.5)
+
+
+def test_a_store_being_filled_by_another_process_is_refused(tmp_path):
+    script = tmp_path / "store.py"
+    script.write_text(STORE_SCRIPT)
+    root = tmp_path / "store"
+    process = subprocess.Popen([PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (root / "manifest.json").exists() and "1" in (root / "manifest.json").read_text(), process=process)
+    try:
+        store = AttributionStore.create(root, {"teacher": "t"}, 40, (3,), chunk_size=4)
+        with pytest.raises(LockedError, match=rf"attribution store .* in use by another xdistill process \(pid {process.pid}\)"):
+            store.compute(lambda s, e: torch.zeros(e - s, 3), progress=False)
+        with pytest.raises(LockedError, match="in use by another xdistill process"):
+            AttributionStore.create(root, {"teacher": "t"}, 40, (3,), chunk_size=4, overwrite=True)
+        assert (root / "maps.npy").exists()  # nothing deleted under the running process
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    store = AttributionStore.create(root, {"teacher": "t"}, 40, (3,), chunk_size=4)  # the dead holder's lock is stale
+    store.compute(lambda s, e: torch.arange(s, e, dtype=torch.float32)[:, None].repeat(1, 3) * 0.5, progress=False)
     assert np.array_equal(store.maps(), np.arange(40, dtype=np.float32)[:, None].repeat(3, 1) * 0.5)
 
 

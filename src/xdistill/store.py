@@ -121,8 +121,9 @@ class AttributionStore:
                chunk_size: int = 256, overwrite: bool = False) -> "AttributionStore":
         root = Path(root)
         if overwrite:
-            for name in ("manifest.json", "maps.npy"):
-                (root / name).unlink(missing_ok=True)
+            with DirectoryLock(root, "attribution store"):  # never delete what another process is filling
+                for name in ("manifest.json", "maps.npy"):
+                    (root / name).unlink(missing_ok=True)
         return cls(root, identity, n_samples, sample_shape, chunk_size)
 
     @property
