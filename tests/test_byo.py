@@ -1,6 +1,7 @@
 """Bring your own data and models: file loaders (incl. corrupt files), import-path models, TorchScript teachers, audit."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
@@ -203,6 +204,25 @@ def test_a_user_module_next_to_the_recipe_is_used_by_import_path(tmp_path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     bad = cli("run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run2"), cwd="/")
     assert bad.returncode == 2 and "students[0].model: module 'mynets' has no attribute 'Nope'" in bad.stderr
+
+
+def test_relative_files_in_a_recipe_are_found_next_to_it(tmp_path, monkeypatch):
+    from xdistill.recipe import load_recipe
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "data.npz").write_bytes(b"")
+    (folder / "t.safetensors").write_bytes(b"")
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "src/xdistill/recipes/default.yaml").read_text())
+    recipe["dataset"] = {"name": "npz:data.npz"}
+    recipe["teacher"]["weights"] = "t.safetensors"
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the files are found next to the recipe
+    loaded = load_recipe(folder / "recipe.yaml")
+    assert loaded.dataset.name == f"npz:{folder / 'data.npz'}" and loaded.teacher.weights == str(folder / "t.safetensors")
+    recipe["dataset"] = {"name": "npz:elsewhere.npz"}  # not next to the recipe: left as given (working directory)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert load_recipe(folder / "recipe.yaml").dataset.name == "npz:elsewhere.npz"
 
 
 @pytest.fixture(scope="module")

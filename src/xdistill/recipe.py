@@ -163,9 +163,30 @@ def load_recipe(path: str | Path) -> Recipe:
     if folder not in sys.path:  # a model named package.module:Class may live next to the recipe
         sys.path.insert(0, folder)
     recipe = parse_recipe(data, str(path))
-    if recipe.teacher.torchscript and not Path(recipe.teacher.torchscript).is_absolute():
-        recipe.teacher.torchscript = str(Path(folder) / recipe.teacher.torchscript)
+    resolve_files(recipe, Path(folder))
     return recipe
+
+
+FILE_DATASETS = ("npz", "ts", "arff", "csv", "images")
+
+
+def _beside(recipe_dir: Path, file: str) -> str:
+    """A relative path in a recipe: next to the recipe if it is there, else as given (the working directory)."""
+    candidate = recipe_dir / file
+    return str(candidate) if not Path(file).is_absolute() and candidate.exists() else file
+
+
+def resolve_files(recipe: Recipe, recipe_dir: Path) -> None:
+    """Relative data, weights and TorchScript paths are looked up next to the recipe first."""
+    family, _, member = recipe.dataset.name.partition(":")
+    if family in FILE_DATASETS and member:
+        recipe.dataset.name = f"{family}:{_beside(recipe_dir, member)}"
+        if isinstance(recipe.dataset.options.get("test"), str):
+            recipe.dataset.options["test"] = _beside(recipe_dir, recipe.dataset.options["test"])
+    if recipe.teacher.weights:
+        recipe.teacher.weights = _beside(recipe_dir, recipe.teacher.weights)
+    if recipe.teacher.torchscript and not Path(recipe.teacher.torchscript).is_absolute():
+        recipe.teacher.torchscript = str(recipe_dir / recipe.teacher.torchscript)
 
 
 def default_recipe_path() -> Path:
