@@ -9,10 +9,13 @@ from typing import Any
 
 
 def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
-    """Write JSON atomically (a ``.part`` file renamed into place), creating the folder."""
+    """Write JSON atomically (a ``.part`` file renamed into place), creating the folder.
+
+    The partial file is named by the writing process, so several processes (DDP ranks creating the
+    same store) writing one file never rename each other's half-written copy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
     partial.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))
     os.replace(partial, path)
 
