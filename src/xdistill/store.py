@@ -82,9 +82,11 @@ class AttributionStore:
             self.root.mkdir(parents=True, exist_ok=True)
             self.done = set()
         if not self.maps_path.exists():
-            np.lib.format.open_memmap(self.maps_path, mode="w+", dtype=np.float32,
-                                      shape=(self.n_samples, *self.sample_shape)).flush()
-            self._save_manifest()
+            with DirectoryLock(self.root, "attribution store"):  # DDP ranks open one store at once
+                if not self.maps_path.exists():  # another process may have created it meanwhile
+                    np.lib.format.open_memmap(self.maps_path, mode="w+", dtype=np.float32,
+                                              shape=(self.n_samples, *self.sample_shape)).flush()
+                    self._save_manifest()
 
     def _save_manifest(self) -> None:
         extra = {"computed_by": self.computed_by} if getattr(self, "computed_by", None) else {}
