@@ -119,3 +119,37 @@ def test_ig_overlay_blends_about_p_of_the_samples(tmp_path):
     assert 0.4 < changed / (20 * 64) < 0.6
     method.eval()
     assert method.transform(batch) is batch  # no augmentation outside training
+
+
+def test_a_new_store_opened_while_another_process_creates_it_waits_instead_of_failing(tmp_path):
+    """DDP ranks open one new store at once: the one that finds the creation lock taken waits for it."""
+    import multiprocessing
+    import threading
+    import time
+
+    from xdistill.files import DirectoryLock, LockedError
+
+    root = tmp_path / "store"
+    holder_ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.get_context("fork").Process(target=_hold_lock, args=(root, holder_ready, release))
+    holder.start()
+    try:
+        assert holder_ready.wait(30)
+        with pytest.raises(LockedError, match=str(holder.pid)):  # a plain lock is refused at once
+            DirectoryLock(root, "attribution store").acquire()
+        threading.Timer(0.5, release.set).start()
+        started = time.monotonic()
+        store = AttributionStore(root, {"teacher": "t"}, n_samples=10, sample_shape=(3,), chunk_size=4)
+        assert time.monotonic() - started >= 0.4  # it waited for the other process, then created the store
+        assert store.maps_path.exists() and store.done == set()
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def _hold_lock(root, ready, release) -> None:
+    from xdistill.files import DirectoryLock
+
+    with DirectoryLock(root, "attribution store"):
+        ready.set()
+        release.wait(30)

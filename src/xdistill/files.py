@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,13 @@ class DirectoryLock:
 
     The kernel releases the lock when its process dies, so a lock file left by a killed run is
     stale and is taken over silently; a live holder is named (pid) in the refusal. Re-entrant
-    for the object that holds it.
+    for the object that holds it. ``wait_seconds`` > 0 retries that long before refusing: for
+    short critical sections that several processes (DDP ranks) enter at once.
     """
 
-    def __init__(self, directory: str | Path, what: str) -> None:
+    def __init__(self, directory: str | Path, what: str, wait_seconds: float = 0.0) -> None:
         self.path, self.what = Path(directory) / ".lock", what
+        self.wait_seconds = wait_seconds
         self._handle = None
         self._depth = 0
 
@@ -45,14 +48,20 @@ class DirectoryLock:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise LockedError(f"{self.what} {self.path.parent} is in use by another xdistill process (pid {holder}); "
-                              "wait for it to finish or stop it, or choose another directory") from None
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise LockedError(f"{self.what} {self.path.parent} is in use by another xdistill process (pid {holder}); "
+                                  "wait for it to finish or stop it, or choose another directory") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

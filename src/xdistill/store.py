@@ -82,7 +82,8 @@ class AttributionStore:
             self.root.mkdir(parents=True, exist_ok=True)
             self.done = set()
         if not self.maps_path.exists():
-            with DirectoryLock(self.root, "attribution store"):  # DDP ranks open one store at once
+            # DDP ranks open one new store at once: the first creates it, the others wait a moment
+            with DirectoryLock(self.root, "attribution store", wait_seconds=60):
                 if not self.maps_path.exists():  # another process may have created it meanwhile
                     np.lib.format.open_memmap(self.maps_path, mode="w+", dtype=np.float32,
                                               shape=(self.n_samples, *self.sample_shape)).flush()
