@@ -221,8 +221,10 @@ def test_study_killed_mid_student_resumes_it_and_refuses_a_concurrent_run(tmp_pa
 
 def test_ctrl_c_says_where_it_stopped_and_exits_130(tmp_path):
     recipe, out = small_recipe(tmp_path, student_steps=3000), tmp_path / "run"
+    # as from a terminal: a suite started in the background (`pytest &`) passes SIGINT on as ignored
     process = subprocess.Popen([PYTHON, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = out / "students" / "slow" / "checkpoints" / "last.safetensors"
     wait_for(lambda: checkpointed_epochs(last) >= 1, process=process)
     process.send_signal(signal.SIGINT)
