@@ -22,13 +22,15 @@ from xdistill.recipe import default_recipe_path, parse_recipe
 from xdistill.study import Study
 
 RECIPES = default_recipe_path().parent
-COLUMNS = [("student_accuracy", "accuracy"), ("student_auc_pr", "AUC-PR"), ("agreement", "agreement"),
+COLUMNS = [("student_accuracy", "accuracy"), ("student_accuracy_all", "accuracy, whole test split"),
+           ("student_auc_pr", "AUC-PR"), ("agreement", "agreement"),
            ("logit_spearman", "logit Spearman"), ("saliency_spearman", "saliency Spearman"), ("topk_focus", "top-k focus"),
            ("topk_focus_ratio", "top-k in/out ratio"),
            ("flip_auc_student_teacher_order", "deletion AUC (teacher order)"),
            ("rationale_precision", "rationale precision"), ("rationale_recall", "rationale recall"),
            ("rationale_iou_teacher", "rationale IoU with teacher")]
-TESTED = ("student_accuracy", "saliency_spearman")  # paired over seeds against the study's baseline student
+#: paired over seeds against the study's baseline student (where the study has the column)
+TESTED = ("student_accuracy", "student_accuracy_all", "saliency_spearman")
 
 
 def _value(v: Any) -> float:
@@ -41,7 +43,7 @@ def run_seeds(name: str, data: dict[str, Any], seeds: list[int], root: Path,
 
     ``teacher_from`` names an earlier study whose teacher (same data, same seed) is reused."""
     per_student: dict[str, dict[str, list[float]]] = {}
-    teacher_acc, extra = [], {}
+    teacher_acc, teacher_acc_all, extra = [], [], {}
     for seed in seeds:
         seeded = dict(copy.deepcopy(data), seed=seed)
         shared = root / str(teacher_from) / f"seed{seed}" / "teacher" / "teacher.safetensors"
@@ -56,8 +58,9 @@ def run_seeds(name: str, data: dict[str, Any], seeds: list[int], root: Path,
             for key, _ in COLUMNS + [("compression", ""), ("speedup_b1", ""), ("speedup_b64", "")]:
                 row.setdefault(key, []).append(_value(result[key]) if key in result else float("nan"))
             teacher_acc.append(result["teacher_accuracy"])
+            teacher_acc_all.append(result.get("teacher_accuracy_all", float("nan")))
             extra["teacher_params"] = result["teacher_params"]
-    return {"students": per_student, "teacher_accuracy": teacher_acc, **extra}
+    return {"students": per_student, "teacher_accuracy": teacher_acc, "teacher_accuracy_all": teacher_acc_all, **extra}
 
 
 def fmt(values: list[float]) -> str:
@@ -81,20 +84,26 @@ def paired_p(a: list[float], b: list[float]) -> float:
 def table(title: str, summary: dict[str, Any], seeds: list[int], note: str = "", baseline: str | None = None,
           classes: int | None = None) -> str:
     teacher = summary["teacher_accuracy"]
+    teacher_all = [v for v in summary.get("teacher_accuracy_all", []) if v == v]
+    whole = f" (whole test split {fmt(teacher_all)})" if teacher_all else ""
     lines = [f"### {title}", "", note, "",
-             f"Teacher accuracy {fmt(teacher)}; mean ± std over seeds {seeds} of per-seed means"
+             f"Teacher accuracy {fmt(teacher)}{whole}; mean ± std over seeds {seeds} of per-seed means"
              + (f"; p = paired t-test over seeds against `{baseline}`" if baseline else "") + ".", ""]
     if classes and statistics.fmean(teacher) < 1.0 / classes + 0.1:
         lines += [f"**Collapsed teacher: accuracy {statistics.fmean(teacher):.3f} is near chance (1/{classes}); "
                   "the distillation rows below measure nothing.**", ""]
-    tests = [f"p ({label})" for key, label in COLUMNS if key in TESTED] if baseline else []
-    lines += ["| student | " + " | ".join(label for _, label in COLUMNS) + " | " + "".join(f"{t} | " for t in tests)
-              + "compression |", "|---|" + "---|" * (len(COLUMNS) + len(tests) + 1)]
+    rows = summary["students"].values()
+    columns = [(k, label) for k, label in COLUMNS  # a column no student has is left out
+               if k != "student_accuracy_all" or any(v == v for row in rows for v in row.get(k, []))]
+    tested = [k for k, _ in columns if k in TESTED] if baseline else []
+    tests = [f"p ({label})" for key, label in columns if key in tested]
+    lines += ["| student | " + " | ".join(label for _, label in columns) + " | " + "".join(f"{t} | " for t in tests)
+              + "compression |", "|---|" + "---|" * (len(columns) + len(tests) + 1)]
     for name, row in summary["students"].items():
-        cells = [fmt(row[k]) for k, _ in COLUMNS]
+        cells = [fmt(row.get(k, [])) for k, _ in columns]
         if baseline:
             base = summary["students"][baseline]
-            cells += ["" if name == baseline else f"{paired_p(row[k], base[k]):.3f}" for k in TESTED]
+            cells += ["" if name == baseline else f"{paired_p(row[k], base[k]):.3f}" for k in tested]
         cells += [f"{statistics.fmean(row['compression']):.1f}x"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

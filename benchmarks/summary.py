@@ -22,6 +22,7 @@ STUDIES = {
     "subdistill-0-2-6": ("saliency_spearman", "saliency Spearman", "kd"),
     "subdistill-5-7-9": ("saliency_spearman", "saliency Spearman", "kd"),
     "ig-overlay-fashion-mnist-full-teacher": ("saliency_spearman", "saliency Spearman", "kd"),
+    "ig-overlay-fashion-mnist-60k": ("saliency_spearman", "saliency Spearman", "kd"),
     "where-models-look": ("saliency_spearman", "saliency Spearman", "large[alpha=0.5]"),
     "rekd-series": ("rationale_iou_teacher", "rationale IoU with teacher", "rationale_alone"),
     "rekd-text": ("rationale_iou_teacher", "rationale IoU with teacher", "rationale_alone"),

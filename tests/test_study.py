@@ -129,3 +129,34 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path):
 
     dark = int((np.asarray(image) < 200).sum())
     assert dark / (image.width * image.height) > 0.02
+
+
+def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limits_the_rest(finished_run, tmp_path):
+    from xdistill.metrics import accuracy, predict
+    from xdistill.recipe import parse_recipe
+    from xdistill.study import Study
+
+    recipe, out, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lock"))
+    study = Study(parse_recipe(yaml.safe_load(recipe.read_text())), copy, progress=False)
+    try:
+        spec = next(s for s in study.recipe.expanded_students() if s.name == "kd")
+        _, test = study.student_splits
+        assert len(test) > SMALL["evaluation"]["max_samples"]
+        expected = accuracy(predict(study.student(spec), test.x), test.y)
+        path = copy / "evaluation" / "kd.json"
+        written = json.loads(path.read_text())
+        assert written["test_samples_all"] == len(test)
+        assert written["student_accuracy_all"] == pytest.approx(expected, abs=1e-12)
+        assert written["teacher_accuracy_all"] == pytest.approx(
+            accuracy(predict(study.student_teacher(), test.x), test.y), abs=1e-12)
+        # an evaluation written before the key existed gets it on the next read, without re-running the rest
+        del written["student_accuracy_all"], written["teacher_accuracy_all"]
+        path.write_text(json.dumps(written))
+        again = study.evaluate(spec)
+        assert again["student_accuracy_all"] == pytest.approx(expected, abs=1e-12)
+        assert json.loads(path.read_text())["student_accuracy_all"] == again["student_accuracy_all"]
+        assert again["saliency_spearman"] == written["saliency_spearman"]
+    finally:
+        study.lock.release()

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from .explain import eval_mode
 from .files import DirectoryLock, write_json
 from .config import TrainConfig
 from .recipe import Recipe, RecipeError, StudentSpec, student_index
+
+if TYPE_CHECKING:
+    from .data import ArrayDataset
 
 
 def safe_name(name: str) -> str:
@@ -296,16 +299,28 @@ class Study:
         return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target,
                                spec.flip_steps)
 
+    def _whole_test_accuracy(self, student: StudentSpec, test: ArrayDataset) -> dict[str, float]:
+        """Teacher and student accuracy on the whole test split (``evaluation.max_samples`` limits the rest)."""
+        from .metrics import accuracy, predict
+
+        return {"teacher_accuracy_all": accuracy(predict(self.student_teacher(), test.x), test.y),
+                "student_accuracy_all": accuracy(predict(self.student(student), test.x), test.y),
+                "test_samples_all": len(test)}
+
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
         from .metrics import evaluate_pair, predict, to_jsonable
 
         path = self.run_dir / "evaluation" / f"{safe_name(student.name)}.json"
         stage = f"evaluate:{student.name}"
-        if self.done(stage) and path.exists():
-            return json.loads(path.read_text())
-        model, teacher = self.student(student), self.student_teacher()
         _, test = self.student_splits
         limit = self.recipe.evaluation.max_samples or len(test)
+        if self.done(stage) and path.exists():
+            result = json.loads(path.read_text())
+            if limit < len(test) and "student_accuracy_all" not in result:  # written before that key existed
+                result.update(self._whole_test_accuracy(student, test))
+                write_json(path, result)
+            return result
+        model, teacher = self.student(student), self.student_teacher()
         x, y = test.x[:limit], test.y[:limit]
         started = time.perf_counter()
         self.log(f"evaluate {student.name} on {len(x)} held-out samples")
@@ -317,6 +332,8 @@ class Study:
             truth = test.rationale[:limit] if test.rationale is not None else None
             result.update(rationale_metrics(teacher, model, x, truth))
         result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
+        if limit < len(test):  # the explanation metrics use the first max_samples; accuracy is cheap on all
+            result.update(self._whole_test_accuracy(student, test))
         n = self.recipe.evaluation.examples
         if n:
             target = predict(teacher, x[:n]).argmax(1) if config.target == "teacher" else y[:n]
