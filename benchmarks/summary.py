@@ -49,12 +49,15 @@ def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     for ax, (name, summary) in zip(axes.flat, summaries.items()):
         key, label, _ = STUDIES[name]
         for student, row in summary["students"].items():
-            (x, dx), (y, dy) = mean_std(row[key]), mean_std(row["student_accuracy"])
+            whole = mean_std(row.get("student_accuracy_all", []))  # the whole test split where measured
+            (x, dx), (y, dy) = mean_std(row[key]), whole if whole[0] == whole[0] else mean_std(row["student_accuracy"])
             if x != x or y != y:
                 continue
             ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", capsize=3)
             ax.annotate(student, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        teacher, _ = mean_std(summary["teacher_accuracy"])
+        teacher = mean_std(summary.get("teacher_accuracy_all", []))[0]
+        if teacher != teacher:
+            teacher = mean_std(summary["teacher_accuracy"])[0]
         ax.axhline(teacher, color="grey", linestyle="--", linewidth=0.8, label=f"teacher {teacher:.3f}")
         seeds = len(summary["teacher_accuracy"]) // max(1, len(summary["students"]))
         ax.set(title=f"{name} ({seeds} seeds)", xlabel=label, ylabel="test accuracy")
