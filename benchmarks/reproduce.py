@@ -93,8 +93,9 @@ def table(title: str, summary: dict[str, Any], seeds: list[int], note: str = "",
         lines += [f"**Collapsed teacher: accuracy {statistics.fmean(teacher):.3f} is near chance (1/{classes}); "
                   "the distillation rows below measure nothing.**", ""]
     rows = summary["students"].values()
-    columns = [(k, label) for k, label in COLUMNS  # a column no student has is left out
-               if k != "student_accuracy_all" or any(v == v for row in rows for v in row.get(k, []))]
+    whole_differs = any(a != s for row in rows  # the whole-split column only where it is not the sample's
+                        for a, s in zip(row.get("student_accuracy_all", []), row["student_accuracy"]) if a == a)
+    columns = [(k, label) for k, label in COLUMNS if k != "student_accuracy_all" or whole_differs]
     tested = [k for k, _ in columns if k in TESTED] if baseline else []
     tests = [f"p ({label})" for key, label in columns if key in tested]
     lines += ["| student | " + " | ".join(label for _, label in columns) + " | " + "".join(f"{t} | " for t in tests)

@@ -299,10 +299,14 @@ class Study:
         return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target,
                                spec.flip_steps)
 
-    def _whole_test_accuracy(self, student: StudentSpec, test: ArrayDataset) -> dict[str, float]:
+    def _whole_test_accuracy(self, student: StudentSpec, test: ArrayDataset, limit: int,
+                             result: dict[str, Any]) -> dict[str, float]:
         """Teacher and student accuracy on the whole test split (``evaluation.max_samples`` limits the rest)."""
         from .metrics import accuracy, predict
 
+        if limit >= len(test):  # the evaluation sample is the whole split
+            return {"teacher_accuracy_all": result["teacher_accuracy"],
+                    "student_accuracy_all": result["student_accuracy"], "test_samples_all": len(test)}
         return {"teacher_accuracy_all": accuracy(predict(self.student_teacher(), test.x), test.y),
                 "student_accuracy_all": accuracy(predict(self.student(student), test.x), test.y),
                 "test_samples_all": len(test)}
@@ -316,8 +320,8 @@ class Study:
         limit = self.recipe.evaluation.max_samples or len(test)
         if self.done(stage) and path.exists():
             result = json.loads(path.read_text())
-            if limit < len(test) and "student_accuracy_all" not in result:  # written before that key existed
-                result.update(self._whole_test_accuracy(student, test))
+            if "student_accuracy_all" not in result:  # written before that key existed
+                result.update(self._whole_test_accuracy(student, test, limit, result))
                 write_json(path, result)
             return result
         model, teacher = self.student(student), self.student_teacher()
@@ -332,8 +336,7 @@ class Study:
             truth = test.rationale[:limit] if test.rationale is not None else None
             result.update(rationale_metrics(teacher, model, x, truth))
         result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
-        if limit < len(test):  # the explanation metrics use the first max_samples; accuracy is cheap on all
-            result.update(self._whole_test_accuracy(student, test))
+        result.update(self._whole_test_accuracy(student, test, limit, result))
         n = self.recipe.evaluation.examples
         if n:
             target = predict(teacher, x[:n]).argmax(1) if config.target == "teacher" else y[:n]
