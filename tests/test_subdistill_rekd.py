@@ -199,6 +199,50 @@ def test_rekd_loss_terms_by_hand():
     assert set(RationaleExtraction().loss(step)) == {"ce", "selection"}
 
 
+def test_rekd_gumbel_masks_are_keyed_by_sample_and_step_not_by_batch():
+    """The noise behind the student's mask and the teacher's noised selection comes from per-sample
+    streams keyed by (seed, step, index): a batch cut in two (as DDP cuts it) draws the same masks."""
+    from types import SimpleNamespace
+
+    from xdistill.methods import PrepareContext
+    from xdistill.methods.keyed_random import SampleStreams
+
+    torch.manual_seed(0)
+    student = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.125}).train()
+    teacher = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.25}).eval()
+    x, y, index = torch.randn(8, 1, 20), torch.arange(8) % 2, torch.arange(10, 18)
+    method = RationaleKD(ratio=0.25)
+    method.prepare(PrepareContext(None, student, x, y, "test", seed=3))
+    method.on_fit_start(SimpleNamespace(lightning_module=SimpleNamespace(student=student)))
+
+    def draw(step_number, parts):
+        method.on_step(step_number, 100)
+        masks, log_probs, teacher_kl = [], [], []
+        for part in parts:
+            batch = method.transform(Batch(x[part], y[part], index[part]))
+            logits = student(batch.x)
+            assert student.next_uniform is None  # the keyed source serves one forward only
+            with torch.no_grad():
+                t_logits = teacher(batch.x)
+            terms = method.loss(Step(batch, student, teacher, logits, t_logits))
+            masks.append(student.last_mask)
+            log_probs.append(student.last_log_probs)
+            teacher_kl.append(terms["kd_rationale"])
+        return torch.cat(masks), torch.cat(log_probs), teacher_kl
+
+    whole_mask, whole_log_probs, whole_kl = draw(5, [slice(0, 8)])
+    half_mask, half_log_probs, half_kl = draw(5, [slice(0, 4), slice(4, 8)])
+    assert torch.equal(whole_mask, half_mask) and torch.allclose(whole_log_probs, half_log_probs, atol=1e-6)
+    assert whole_kl[0].item() == pytest.approx((half_kl[0].item() + half_kl[1].item()) / 2, rel=1e-5)
+    next_mask, next_log_probs, _ = draw(6, [slice(0, 8)])  # a new step draws new noise
+    assert not torch.allclose(whole_log_probs, next_log_probs)
+    # the student's noise is the stream's first draw (B, parts·2), the teacher's the next one
+    streams = SampleStreams(index, method.stream_seed, 5)
+    u = streams(10).reshape(8, 5, 2)
+    noised = (student.selector(x) + -torch.log(-torch.log(u + 1e-20) + 1e-20)) / float(student.gumbel_temperature)
+    assert torch.allclose(torch.log_softmax(noised, -1), whole_log_probs, atol=1e-5)
+
+
 def _eval_mask(model, x):
     model.eval()
     with torch.no_grad():
@@ -235,15 +279,22 @@ def test_rekd_student_beats_a_rationale_student_without_teacher(tmp_path):
         torch.manual_seed(0)
         return build_rationale_model(1, 4, "window", 8, "fcn1d", {"width": 0.125}, selector_width=0.5)
 
-    alone = distill(teacher, student(), train, [{"name": "rationale", "ratio": 0.2}], epochs=20,
-                    work_dir=tmp_path / "re", **FAST).student
-    rekd = distill(teacher, student(), train, [{"name": "rekd", "ratio": 0.2}], epochs=20,
-                   work_dir=tmp_path / "rekd", **FAST).student
+    # one seed is a coin toss at this budget (measured: the REKD gain ranges from +0.3 to +9.7 points
+    # over seeds), so the claim is checked on the mean of four training seeds
+    accuracy_gain, disagreement_rekd, disagreement_alone = [], [], []
+    for seed in range(4):
+        alone = distill(teacher, student(), train, [{"name": "rationale", "ratio": 0.2}], epochs=20, seed=seed,
+                        work_dir=tmp_path / f"re{seed}", **FAST).student
+        rekd = distill(teacher, student(), train, [{"name": "rekd", "ratio": 0.2}], epochs=20, seed=seed,
+                       work_dir=tmp_path / f"rekd{seed}", **FAST).student
+        accuracy_gain.append(accuracy(predict(rekd, test.x), test.y) - accuracy(predict(alone, test.x), test.y))
+        disagreement_rekd.append(1 - _mask_iou(rekd, teacher, test))
+        disagreement_alone.append(1 - _mask_iou(alone, teacher, test))
     # REKD makes the student select what the teacher selects (the ground truth is a different question:
     # a student alone may find it as well, see RESULTS.md), and learns faster on the same budget
-    disagreement_rekd, disagreement_alone = 1 - _mask_iou(rekd, teacher, test), 1 - _mask_iou(alone, teacher, test)
-    assert disagreement_rekd < 0.75 * disagreement_alone  # measured: 0.11 vs 0.19
-    assert accuracy(predict(rekd, test.x), test.y) > accuracy(predict(alone, test.x), test.y) + 0.03
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    assert mean(disagreement_rekd) < 0.75 * mean(disagreement_alone)  # measured: 0.13 vs 0.26
+    assert mean(accuracy_gain) > 0.03  # measured: +0.047
 
 
 def test_text_rationale_model_finds_the_key_phrase(tmp_path):

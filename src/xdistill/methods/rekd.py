@@ -12,6 +12,10 @@ official code JiayiDai/REKD, ``run/learn.py`` ``run_epoch`` and ``utils/learn_se
 
 The official evaluation draws Gumbel noise even for the evaluation mask; here evaluation is
 deterministic (keep probability ≥ 0.5), as the paper describes it.
+
+Under DDP the loss is the one a single process computes on the global batch: the Gumbel noise
+comes from per-sample streams keyed by (seed, step, index) (``keyed_random``), and the selection
+cost's batch mean is summed over every process.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ..models.rationale import RationaleModel, gumbel_noise
-from .base import METHODS, Method, Step
+from .base import METHODS, Batch, Method, PrepareContext, Step
+from .keyed_random import SampleStreams, global_sum
+
+_STREAM_SALT = 0x4E4B44  # keeps these draws apart from other methods' streams at the same seed
 
 
 def _rationale_model(model: Any, role: str) -> RationaleModel:
@@ -44,8 +51,10 @@ def gumbel_temperature(step: int, total_steps: int, tau_init: float = 5.0, tau_f
 
 
 def selection_cost(mask: torch.Tensor, ratio: float) -> torch.Tensor:
-    """``(mean over the batch of the number of kept parts − ratio · n_parts)²``."""
-    return (mask.sum(1).mean() - ratio * mask.shape[1]) ** 2
+    """``(mean over the batch of the number of kept parts − ratio · n_parts)²``; under DDP the mean is
+    over the global batch (every process's share), as one process would see it."""
+    total = global_sum(torch.stack([mask.sum(), torch.tensor(float(mask.shape[0]), device=mask.device, dtype=mask.dtype)]))
+    return (total[0] / total[1] - ratio * mask.shape[1]) ** 2
 
 
 def kl_batchmean(log_input: torch.Tensor, log_target: torch.Tensor) -> torch.Tensor:
@@ -70,14 +79,27 @@ class RationaleExtraction(Method):
         self.tau_init, self.tau_final, self.update_every = tau_init, tau_final, update_every
         self.register_buffer("tau", torch.tensor(float(tau_init)))  # saved with the checkpoint
         self._student: RationaleModel | None = None
+        self.step_number, self.stream_seed = 0, hash((0, _STREAM_SALT))
+        self.streams: SampleStreams | None = None  # this step's per-sample noise
+
+    def prepare(self, context: PrepareContext) -> None:
+        self.stream_seed = hash((context.seed, _STREAM_SALT))
 
     def on_fit_start(self, trainer: Any) -> None:
         self._student = trainer.lightning_module.student
 
     def on_step(self, step: int, total_steps: int) -> None:
+        self.step_number = step
         self.tau.fill_(gumbel_temperature(step, total_steps, self.tau_init, self.tau_final, self.update_every))
         if isinstance(self._student, RationaleModel):
             self._student.gumbel_temperature.fill_(float(self.tau))
+
+    def transform(self, batch: Batch) -> Batch:
+        """Key this step's Gumbel noise by (seed, step, sample): the student's mask draws from it next."""
+        self.streams = SampleStreams(batch.index, self.stream_seed, self.step_number)
+        if isinstance(self._student, RationaleModel):
+            self._student.next_uniform = self.streams
+        return batch
 
     def rationale_terms(self, step: Step, weight: float = 1.0) -> dict[str, torch.Tensor]:
         student = _rationale_model(step.student, "student")
@@ -116,10 +138,11 @@ class RationaleKD(RationaleExtraction):
         if self.distil in ("both", "rationale"):
             log_q_s = student.last_log_probs
             if log_q_s is None:  # the student ran in evaluation mode: noise its selection like the teacher's
-                log_q_s = F.log_softmax((student.last_logits + gumbel_noise(student.last_logits.shape, student.last_logits)) / tau, -1)
+                noise = gumbel_noise(student.last_logits.shape, student.last_logits, uniform=self.streams)
+                log_q_s = F.log_softmax((student.last_logits + noise) / tau, -1)
             with torch.no_grad():
                 t_logits = teacher.last_logits
-                log_q_t = F.log_softmax((t_logits + gumbel_noise(t_logits.shape, t_logits)) / tau, -1)
+                log_q_t = F.log_softmax((t_logits + gumbel_noise(t_logits.shape, t_logits, uniform=self.streams)) / tau, -1)
             terms["kd_rationale"] = rest * self.kd_r_lambda * kl_batchmean(log_q_s, log_q_t)
         if self.distil in ("both", "prediction"):
             with torch.no_grad():

@@ -9,6 +9,8 @@ their embeddings zeroed).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,17 +105,26 @@ class Selector(nn.Module):
         return pool(scores, self.part_size, self.part_size, ceil_mode=True).flatten(2).transpose(1, 2)
 
 
-def gumbel_noise(shape: torch.Size, like: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:
-    u = torch.rand(shape, device=like.device, dtype=like.dtype)
+#: per-sample uniforms: ``uniform(n)`` -> (B, n) in [0, 1) (e.g. ``methods.keyed_random.SampleStreams``)
+Uniform = Callable[[int], torch.Tensor]
+
+
+def gumbel_noise(shape: torch.Size, like: torch.Tensor, eps: float = 1e-20, uniform: Uniform | None = None) -> torch.Tensor:
+    """Standard Gumbel noise shaped ``shape`` (batch first), from ``uniform`` or else the global RNG."""
+    if uniform is None:
+        u = torch.rand(shape, device=like.device, dtype=like.dtype)
+    else:
+        u = uniform(shape[1:].numel()).reshape(shape).to(device=like.device, dtype=like.dtype)
     return -torch.log(-torch.log(u + eps) + eps)
 
 
-def hard_gumbel_softmax(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def hard_gumbel_softmax(logits: torch.Tensor, temperature: float,
+                        uniform: Uniform | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(straight-through one-hot sample, log-probabilities of the noised softmax), both shaped like ``logits``.
 
     Forward: exactly one-hot on the last axis; backward: the gradient of the soft sample.
     """
-    noised = (logits + gumbel_noise(logits.shape, logits)) / temperature
+    noised = (logits + gumbel_noise(logits.shape, logits, uniform=uniform)) / temperature
     soft, log_soft = F.softmax(noised, dim=-1), F.log_softmax(noised, dim=-1)
     hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
     return (hard - soft).detach() + soft, log_soft
@@ -127,7 +138,9 @@ class RationaleModel(nn.Module):
     saved in checkpoints). Evaluation: ``z = 1[softmax(logits)_keep ≥ 0.5]``. ``forward`` returns the
     predictor's logits, so a rationale model is an ordinary classifier to the engine and the metrics;
     the latest ``last_logits`` (B, n, 2), ``last_log_probs`` (the noised selection log-probabilities,
-    training only) and ``last_mask`` (B, n) are kept for the losses.
+    training only) and ``last_mask`` (B, n) are kept for the losses. ``next_uniform``, when set, is
+    the noise source of the next training forward only (the ``rationale``/``rekd`` methods set it to
+    per-sample streams, so DDP and resumed runs draw what one uninterrupted process would).
     """
 
     def __init__(self, selector: Selector, predictor: nn.Module, gumbel_temperature: float = 5.0,
@@ -138,6 +151,7 @@ class RationaleModel(nn.Module):
         self.last_logits: torch.Tensor | None = None
         self.last_log_probs: torch.Tensor | None = None
         self.last_mask: torch.Tensor | None = None
+        self.next_uniform: Uniform | None = None
 
     @property
     def kind(self) -> str:
@@ -153,7 +167,8 @@ class RationaleModel(nn.Module):
         logits = self.selector(x)
         self.last_logits = logits
         if self.training:
-            sample, self.last_log_probs = hard_gumbel_softmax(logits, float(self.gumbel_temperature))
+            uniform, self.next_uniform = self.next_uniform, None  # used once
+            sample, self.last_log_probs = hard_gumbel_softmax(logits, float(self.gumbel_temperature), uniform)
             return sample[..., 1]
         self.last_log_probs = None
         return (F.softmax(logits, -1)[..., 1] >= 0.5).to(logits.dtype)
