@@ -57,9 +57,10 @@ def run_seeds(name: str, data: dict[str, Any], seeds: list[int], root: Path,
             row = per_student.setdefault(student.name, {})
             for key, _ in COLUMNS + [("compression", ""), ("speedup_b1", ""), ("speedup_b64", "")]:
                 row.setdefault(key, []).append(_value(result[key]) if key in result else float("nan"))
-            teacher_acc.append(result["teacher_accuracy"])
-            teacher_acc_all.append(result.get("teacher_accuracy_all", float("nan")))
-            extra["teacher_params"] = result["teacher_params"]
+        # the teacher once per seed (every student's evaluation reports the same teacher figures)
+        teacher_acc.append(result["teacher_accuracy"])
+        teacher_acc_all.append(result.get("teacher_accuracy_all", float("nan")))
+        extra["teacher_params"] = result["teacher_params"]
     return {"students": per_student, "teacher_accuracy": teacher_acc, "teacher_accuracy_all": teacher_acc_all, **extra}
 
 

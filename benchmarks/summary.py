@@ -59,7 +59,7 @@ def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
         if teacher != teacher:
             teacher = mean_std(summary["teacher_accuracy"])[0]
         ax.axhline(teacher, color="grey", linestyle="--", linewidth=0.8, label=f"teacher {teacher:.3f}")
-        seeds = len(summary["teacher_accuracy"]) // max(1, len(summary["students"]))
+        seeds = len(summary["teacher_accuracy"])  # one entry per seed
         ax.set(title=f"{name} ({seeds} seeds)", xlabel=label, ylabel="test accuracy")
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(summaries):]:
