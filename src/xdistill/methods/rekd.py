@@ -53,7 +53,7 @@ def gumbel_temperature(step: int, total_steps: int, tau_init: float = 5.0, tau_f
 def selection_cost(mask: torch.Tensor, ratio: float) -> torch.Tensor:
     """``(mean over the batch of the number of kept parts − ratio · n_parts)²``; under DDP the mean is
     over the global batch (every process's share), as one process would see it."""
-    total = global_sum(torch.stack([mask.sum(), torch.tensor(float(mask.shape[0]), device=mask.device, dtype=mask.dtype)]))
+    total = global_sum(torch.stack([mask.sum(), mask.new_tensor(float(len(mask)))]))
     return (total[0] / total[1] - ratio * mask.shape[1]) ** 2
 
 
