@@ -69,11 +69,12 @@ def main() -> None:
     configs = {
         "plain_loop_kd": lambda: plain_kd_epochs(teacher, build_model("fcn1d", 1, train.num_classes, width=0.25), train,
                                                  args.epochs, args.batch_size, 1e-3),
-        "engine_kd_no_cache": engine(["kd"], cache=False),
-        "engine_kd_cache": engine(["kd"], cache=True),
-        "engine_tsd": engine([{"name": "tsd", "saliency": "occlusion", "window": 8}]),
-        "engine_tsd_quarter_batch": engine([{"name": "tsd", "saliency": "occlusion", "window": 8, "batch_fraction": 0.25}]),
-        "engine_tsd_gradient": engine([{"name": "tsd", "window": 8, "saliency": "gradient"}]),
+        "engine_kd_no_cache": engine(["hinton"], cache=False),
+        "engine_kd_cache": engine(["hinton"], cache=True),
+        "engine_tsd": engine(["hinton", {"name": "tsd", "saliency": "occlusion", "window": 8}]),
+        "engine_tsd_quarter_batch": engine(["hinton", {"name": "tsd", "saliency": "occlusion", "window": 8,
+                                                        "batch_fraction": 0.25}]),
+        "engine_tsd_gradient": engine(["hinton", {"name": "tsd", "window": 8, "saliency": "gradient"}]),
         "engine_ce_alone": engine(["ce"]),
     }
     per_epoch: dict[str, list[float]] = {k: [] for k in configs}

@@ -75,10 +75,12 @@ def main() -> None:
     student = build_model(args.model, 1, 2, **options[1]).train()
     x, y, index = train.x[: args.batch], train.y[: args.batch], torch.arange(args.batch)
     K, window, tau = 50, 10, 8.0
-    methods = {"tsd": build_method("tsd", perturbations=K, window=window),
-               "tsd_bank": build_method("tsd", perturbations=K, window=window, bank=100), "kd": build_method("kd")}
-    for method in methods.values():
-        method.prepare(PrepareContext(teacher, student, train.x, train.y, "fp"))
+    methods = {"tsd": [build_method("ce"), build_method("tsd", perturbations=K, window=window)],
+               "tsd_bank": [build_method("ce"), build_method("tsd", perturbations=K, window=window, bank=100)],
+               "kd": [build_method("ce", weight=0.1), build_method("kd", weight=0.9)]}
+    for terms in methods.values():
+        for method in terms:
+            method.prepare(PrepareContext(teacher, student, train.x, train.y, "fp"))
 
     def step_of(name: str):
         def run() -> None:
@@ -93,8 +95,8 @@ def main() -> None:
                 logits = student(x)
                 with torch.no_grad():
                     t_logits = teacher(x)
-                terms = methods[name].loss(Step(Batch(x, y, index), student, teacher, logits, t_logits))
-                loss = torch.stack(list(terms.values())).sum()
+                step = Step(Batch(x, y, index), student, teacher, logits, t_logits)
+                loss = sum(term.weight * term.loss(step) for term in methods[name])
             loss.backward()
         return run
 

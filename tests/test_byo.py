@@ -124,7 +124,7 @@ USER_MODULE = textwrap.dedent('''
 def small_recipe(teacher: dict, student_model: str, student_options: dict) -> dict:
     return {"name": "byo", "dataset": {"name": "ucr:GunPoint"}, "teacher": teacher,
             "training": {"steps": 30, "checkpoint_seconds": 0},
-            "students": [{"name": "kd", "model": student_model, "options": student_options, "methods": ["kd"]}],
+            "students": [{"name": "kd", "model": student_model, "options": student_options, "methods": ["hinton"]}],
             "evaluation": {"explainer": "saliency", "parts": "window", "part_options": {"size": 10}, "k": 3,
                            "max_samples": 20, "examples": 0}}
 

@@ -36,7 +36,7 @@ def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, t
     train, test = gunpoint
     config = AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3)
     alone = distill(teacher, student(), train, ["ce"], steps=300, seed=0, work_dir=tmp_path / "ce", **FAST).student
-    tsd = distill(teacher, student(), train, [{"name": "tsd", "perturbations": 20, "window": 10}], steps=300, seed=0,
+    tsd = distill(teacher, student(), train, ["ce", {"name": "tsd", "perturbations": 20, "window": 10}], steps=300, seed=0,
                   work_dir=tmp_path / "tsd", **FAST).student
     r_alone = evaluate_pair(teacher, alone, test.x, test.y, config, cost=False)
     r_tsd = evaluate_pair(teacher, tsd, test.x, test.y, config, cost=False)
@@ -46,25 +46,29 @@ def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, t
 
 
 def test_losses_are_finite_and_decrease(gunpoint, teacher, tmp_path):
-    distill(teacher, student(), gunpoint.train, [{"name": "tsd", "window": 10}], epochs=12, seed=0,
+    distill(teacher, student(), gunpoint.train, ["ce", {"name": "tsd", "window": 10, "weight": 2.0}], epochs=12, seed=0,
                      work_dir=tmp_path, batch_size=16, lr=3e-3, progress=False, loggers=("csv",))
     rows = list(csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))))
     epochs = [r for r in rows if r.get("train/loss")]
-    for term in ("train/loss", "train/ce", "train/saliency"):
+    for row in epochs:  # each term logged raw and weighted; the loss is their weighted sum
+        assert float(row["train/tsd_weighted"]) == pytest.approx(2.0 * float(row["train/tsd"]), rel=1e-6)
+        assert float(row["train/loss"]) == pytest.approx(float(row["train/ce"]) + float(row["train/tsd_weighted"]),
+                                                         rel=1e-6)
+    for term in ("train/loss", "train/ce", "train/tsd"):
         values = [float(r[term]) for r in epochs]
         assert all(torch.isfinite(torch.tensor(values))), term
         assert sum(values[-3:]) < sum(values[:3]), term
 
 
 def test_checkpoint_is_safetensors_without_teacher_and_resume_continues(gunpoint, teacher, tmp_path):
-    first = distill(teacher, student(), gunpoint.train, ["kd"], epochs=2, seed=0, work_dir=tmp_path, **FAST)
+    first = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=2, seed=0, work_dir=tmp_path, **FAST)
     last = tmp_path / "checkpoints" / "last.safetensors"
     tree = load_tree(last)
     first_epoch = tree["epoch"]
     assert all(not k.startswith("teacher") for k in tree["state_dict"])
     assert any(k.startswith("student.") for k in tree["state_dict"])
     assert len(first.epoch_seconds) == 2
-    resumed = distill(teacher, student(), gunpoint.train, ["kd"], epochs=4, seed=0, work_dir=tmp_path, **FAST)
+    resumed = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=4, seed=0, work_dir=tmp_path, **FAST)
     assert len(resumed.epoch_seconds) == 2  # epochs 3 and 4 only
     assert load_tree(last)["epoch"] == first_epoch + 2
     reloaded = load_weights(build_model("fcn1d", 1, 2, width=0.125), tmp_path / "student.safetensors")
@@ -72,30 +76,47 @@ def test_checkpoint_is_safetensors_without_teacher_and_resume_continues(gunpoint
 
 
 def test_teacher_logit_cache_is_used_only_for_deterministic_transforms(gunpoint, teacher, tmp_path):
-    kd = distill(teacher, student(), gunpoint.train, ["kd"], epochs=1, work_dir=tmp_path / "a", checkpoint=False, **FAST)
+    kd = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "a", checkpoint=False, **FAST)
     assert kd.used_logit_cache
-    no_cache = distill(teacher, student(), gunpoint.train, ["kd"], epochs=1, work_dir=tmp_path / "b",
+    no_cache = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "b",
                        checkpoint=False, teacher_logit_cache=False, **FAST)
     assert not no_cache.used_logit_cache
     # cached and uncached runs train the same student (same seed, same teacher outputs)
     assert torch.allclose(predict(kd.student, gunpoint.test.x), predict(no_cache.student, gunpoint.test.x), atol=1e-4)
-    overlay = distill(teacher, student(), gunpoint.train, [{"name": "ig_overlay", "n_steps": 4}], epochs=1,
+    overlay = distill(teacher, student(), gunpoint.train, [{"name": "kd_ig", "n_steps": 4}], epochs=1,
                       work_dir=tmp_path / "c", checkpoint=False, **FAST)
     assert not overlay.used_logit_cache
+    augmented = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "d",
+                        checkpoint=False, augment=[{"name": "jitter", "sigma": 0.05}], **FAST)
+    assert not augmented.used_logit_cache  # the input changes every epoch
 
 
 def test_feature_methods_train(gunpoint, teacher, tmp_path):
     for method in ({"name": "fitnets", "layers": {"features.1": "features.1"}},
                    {"name": "attention_transfer", "layers": [["features.2", "features.2"]]}):
-        result = distill(teacher, student(), gunpoint.train, ["kd", method], epochs=2, work_dir=tmp_path / method["name"],
+        result = distill(teacher, student(), gunpoint.train, ["hinton", method], epochs=2, work_dir=tmp_path / method["name"],
                          checkpoint=False, **FAST)
         assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
         assert method["name"] in result.metrics.__repr__()
 
 
-def test_conflicting_methods_are_refused(gunpoint, teacher, tmp_path):
-    with pytest.raises(ValueError, match="both produce the loss term 'ce'"):
-        distill(teacher, student(), gunpoint.train, ["kd", "tsd"], epochs=1, work_dir=tmp_path, checkpoint=False, **FAST)
+def test_terms_compose_kd_and_tsd_with_weights(gunpoint, teacher, tmp_path):
+    result = distill(teacher, student(), gunpoint.train,
+                     ["ce", {"name": "kd", "weight": 0.5, "temperature": 4},
+                      {"name": "tsd", "weight": 1, "perturbations": 5, "window": 10}],
+                     epochs=2, work_dir=tmp_path, checkpoint=False, **FAST)
+    m = result.metrics
+    assert {"train/ce", "train/kd", "train/tsd"} <= set(m)
+    assert m["train/kd_weighted"] == pytest.approx(0.5 * m["train/kd"])
+    assert m["train/loss"] == pytest.approx(m["train/ce"] + 0.5 * m["train/kd"] + m["train/tsd"], rel=1e-6)
+
+
+def test_a_zero_weight_term_trains_exactly_as_without_it(gunpoint, teacher, tmp_path):
+    a = distill(teacher, student(), gunpoint.train, ["ce"], epochs=2, work_dir=tmp_path / "a", checkpoint=False, **FAST)
+    b = distill(teacher, student(), gunpoint.train, ["ce", {"name": "kd", "weight": 0}], epochs=2,
+                work_dir=tmp_path / "b", checkpoint=False, **FAST)
+    for (name, x), y in zip(a.student.state_dict().items(), b.student.state_dict().values()):
+        assert torch.equal(x, y), name
 
 
 def test_train_teacher_and_validation_metrics(gunpoint, tmp_path):
@@ -117,7 +138,7 @@ def test_a_student_handed_over_in_eval_mode_still_trains(gunpoint, tmp_path):
 
 def test_models_are_handed_back_without_hooks_and_with_grad_flags(gunpoint, teacher, tmp_path):
     s = student()
-    distill(teacher, s, gunpoint.train, ["kd", {"name": "fitnets", "layers": {"features.1": "features.1"}}], epochs=1,
+    distill(teacher, s, gunpoint.train, ["hinton", {"name": "fitnets", "layers": {"features.1": "features.1"}}], epochs=1,
             work_dir=tmp_path, checkpoint=False, **FAST)
     assert not any(m._forward_hooks for m in s.modules()) and not any(m._forward_hooks for m in teacher.modules())
     assert all(p.requires_grad for p in teacher.parameters())

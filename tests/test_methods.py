@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xdistill.hooks import FeatureHooks
-from xdistill.methods import (METHODS, AttentionTransfer, Batch, FitNets, KnowledgeDistillation, PrepareContext, Step,
-                              build_method, gradient_saliency, occlusion_saliency, overlay)
+from xdistill.methods import (PRESETS, TERMS, AttentionTransfer, Batch, FitNets, KnowledgeDistillation, PrepareContext,
+                              Step, build_method, build_terms, gradient_saliency, occlusion_saliency, overlay)
 from xdistill.methods.tsd import DISTANCES
 from xdistill.models import build_model
 from xdistill.registry import UnknownNameError
@@ -18,32 +18,55 @@ def make_step(student_logits, teacher_logits, y):
     return Step(batch, nn.Identity(), nn.Identity(), student_logits, teacher_logits)
 
 
-def test_registry_has_every_method():
-    assert {"ce", "kd", "ig_overlay", "tsd", "fitnets", "attention_transfer"} <= set(METHODS.names())
+def test_registry_has_every_term_and_preset():
+    assert {"ce", "kd", "ig_overlay", "tsd", "fitnets", "attention_transfer", "subdistill", "rationale_selection",
+            "rationale_kl", "rationale_prediction_kl"} <= set(TERMS.names())
+    assert {"hinton", "kd_ig", "tsd_published", "subdistill_published", "rationale", "rekd"} <= set(PRESETS.names())
     with pytest.raises(UnknownNameError, match="tsd"):
         build_method("tsdd")
 
 
-def test_kd_loss_by_hand():
+def test_kd_is_t2_kl_alone_and_ce_the_only_cross_entropy():
     s = torch.tensor([[1.0, 0.0]])
     t = torch.tensor([[0.0, 1.0]])
     y = torch.tensor([0])
-    terms = KnowledgeDistillation(temperature=2.0, alpha=0.25).loss(make_step(s, t, y))
+    step = make_step(s, t, y)
     ps = torch.softmax(s / 2, 1)[0]
     pt = torch.softmax(t / 2, 1)[0]
     kl = float((pt * (pt / ps).log()).sum())
-    assert terms["ce"].item() == pytest.approx(0.75 * math.log(1 + math.exp(-1.0)))
-    assert terms["kd"].item() == pytest.approx(0.25 * 4 * kl, rel=1e-6)
+    assert KnowledgeDistillation(temperature=2.0).loss(step).item() == pytest.approx(4 * kl, rel=1e-6)
+    assert build_method("ce").loss(step).item() == pytest.approx(math.log(1 + math.exp(-1.0)))
 
 
-def test_kd_presets_and_validation():
-    assert (KnowledgeDistillation().temperature, KnowledgeDistillation().alpha) == (4.0, 0.9)
-    preset = KnowledgeDistillation(preset="ig_overlay")
-    assert (preset.temperature, preset.alpha) == (2.5, 0.01)
+def test_hinton_preset_is_the_weighted_sum_of_ce_and_kd():
+    terms = build_terms([{"name": "hinton", "alpha": 0.25, "temperature": 2.0}])
+    assert [(t.name, t.weight) for t in terms] == [("ce", 0.75), ("kd", 0.25)] and terms[1].temperature == 2.0
+    assert [(t.name, t.weight) for t in build_terms(["hinton"])] == [("ce", pytest.approx(0.1)), ("kd", 0.9)]
     with pytest.raises(ValueError, match="alpha"):
-        KnowledgeDistillation(alpha=1.5)
-    with pytest.raises(ValueError, match="preset"):
-        KnowledgeDistillation(preset="nope")
+        build_terms([{"name": "hinton", "alpha": 1.5}])
+
+
+@pytest.mark.parametrize("spec, hint", [
+    ({"name": "kd", "alpha": 0.5}, "hinton"),
+    ({"name": "kd", "preset": "ig_overlay"}, "kd_ig"),
+    ({"name": "tsd", "lam": 1.0}, "weight"),
+    ({"name": "ig_overlay", "alpha": 0.0}, "kd_ig"),
+    ({"name": "attention_transfer", "layers": {"a": "b"}, "beta": 100}, "weight"),
+    ({"name": "subdistill", "layers": {"a": "b"}, "layer_weight": 100}, "weight"),
+])
+def test_old_spellings_are_refused_with_a_hint(spec, hint):
+    with pytest.raises(ValueError, match=f"is gone;.*{hint}"):
+        build_terms(["ce", spec])
+
+
+def test_a_list_without_a_term_that_fits_the_outputs_is_refused():
+    with pytest.raises(ValueError, match="add ce"):
+        build_terms([{"name": "tsd", "window": 4}])
+    with pytest.raises(ValueError, match="no loss term"):
+        build_terms(["ig_overlay"])
+    with pytest.raises(ValueError, match="takes no weight"):
+        build_terms(["ce", {"name": "ig_overlay", "weight": 2}])
+    assert [t.name for t in build_terms(["ce", {"name": "kd", "weight": 0}])] == ["ce"]  # weight 0: dropped
 
 
 def test_overlay_formula():
@@ -131,19 +154,19 @@ def test_fitnets_builds_regressors_and_reaches_zero_when_matching():
     with FeatureHooks(student, ["features.1"]) as sh, FeatureHooks(teacher, ["features.1"]) as th:
         student(x), teacher(x)
         step = Step(Batch(x, torch.zeros(8).long(), torch.arange(8)), student, teacher, None, None, sh.features, th.features)
-        loss = method.loss(step)["fitnets"]
+        loss = method.loss(step)
     manual = F.mse_loss(method.regressors[0](sh.features["features.1"]), th.features["features.1"])
     assert loss.item() == pytest.approx(manual.item())
 
 
 def test_attention_transfer_by_hand_and_spatial_mismatch():
-    method = AttentionTransfer({"s": "t"}, beta=2.0)
+    method = AttentionTransfer({"s": "t"})
     fs = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # attention (1, 0, 0, 0)
     ft = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])  # attention (0, 1, 0, 0)
     step = Step(Batch(fs, torch.zeros(1).long(), torch.arange(1)), nn.Identity(), nn.Identity(), None, None, {"s": fs}, {"t": ft})
-    # beta/2 * mean((e1 - e2)^2) = 1 * 2/4
-    assert method.loss(step)["attention_transfer"].item() == pytest.approx(0.5)
+    # 1/2 * mean((e1 - e2)^2) = 1/2 * 2/4
+    assert method.loss(step).item() == pytest.approx(0.25)
     big = torch.rand(2, 3, 8, 8)
     small = torch.rand(2, 5, 4, 4)
     step = Step(Batch(big, torch.zeros(2).long(), torch.arange(2)), nn.Identity(), nn.Identity(), None, None, {"s": big}, {"t": small})
-    assert torch.isfinite(method.loss(step)["attention_transfer"])
+    assert torch.isfinite(method.loss(step))

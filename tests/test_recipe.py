@@ -29,9 +29,9 @@ def test_every_shipped_recipe_validates(path):
     [
         (lambda d: d.update(studnets=[]), r"^studnets: unknown key"),
         (lambda d: d["teacher"].update(model="resnet99"), r"^teacher.model: unknown model 'resnet99'; known: .*fcn1d"),
-        (lambda d: d["students"][2]["methods"][0].update(name="tsdd"), r"^students\[2\].methods\[0\]: unknown method 'tsdd'"),
-        (lambda d: d["students"][2]["methods"][0].update(windw=3), r"^students\[2\].methods\[0\]: .*unexpected keyword argument 'windw'"),
-        (lambda d: d["students"][2]["methods"][0].update(window=0), r"^students\[2\].methods\[0\]: window must be >= 1"),
+        (lambda d: d["students"][2]["methods"][1].update(name="tsdd"), r"^students\[2\].methods\[1\]: unknown term 'tsdd'"),
+        (lambda d: d["students"][2]["methods"][1].update(windw=3), r"^students\[2\].methods\[1\]: .*unexpected keyword argument 'windw'"),
+        (lambda d: d["students"][2]["methods"][1].update(window=0), r"^students\[2\].methods\[1\]: window must be >= 1"),
         (lambda d: d["training"].update(epochs="many"), r"^training.epochs: Input should be a valid integer"),
         (lambda d: d["training"].update(epochs=0), r"^training.epochs: Input should be greater than or equal to 1"),
         (lambda d: d["dataset"].update(name="imagenet"), r"^dataset.name: unknown dataset 'imagenet'"),
@@ -50,7 +50,7 @@ def test_sweep_expands_into_one_student_per_value():
     names = [s.name for s in recipe.expanded_students()]
     assert "small[alpha=0.0]" in names and len(names) == 9
     first = recipe.expanded_students()[1]
-    assert first.methods[0] == {"name": "kd", "alpha": 0.5}
+    assert first.methods[0] == {"name": "hinton", "alpha": 0.5}
 
 
 def _cli(*args, cwd=None):

@@ -188,7 +188,7 @@ def small_recipe(tmp_path: Path, student_steps: int = 400) -> Path:
     data["teacher"]["train"] = {"steps": 30}
     data["training"] = {"steps": student_steps, "checkpoint_seconds": 0}
     data["students"] = [{"name": "slow", "model": "fcn1d", "options": {"width": 0.125},
-                         "methods": [{"name": "tsd", "perturbations": 30, "window": 10}]}]
+                         "methods": ["ce", {"name": "tsd", "perturbations": 30, "window": 10}]}]
     data["evaluation"]["max_samples"] = 20
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -239,8 +239,10 @@ def test_ctrl_c_says_where_it_stopped_and_exits_130(tmp_path):
 class Explode(Method):
     needs_teacher = False
 
+    name = "bad"
+
     def loss(self, step):
-        return {"bad": step.student_logits.sum() * float("inf")}
+        return step.student_logits.sum() * float("inf")
 
 
 def test_a_non_finite_loss_stops_with_the_term_and_epoch(tmp_path):

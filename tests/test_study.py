@@ -11,10 +11,10 @@ from xdistill.recipe import default_recipe_path
 SMALL = yaml.safe_load(default_recipe_path().read_text())
 SMALL["teacher"]["train"] = {"steps": 40}
 SMALL["training"] = {"steps": 12}
-SMALL["students"][2]["methods"][0].update(perturbations=8, bank=16)
+SMALL["students"][2]["methods"][1].update(perturbations=8, bank=16)
 SMALL["evaluation"]["max_samples"] = 40
 SMALL["evaluation"]["examples"] = 2
-SMALL["students"].append({"name": "sweep", "model": "fcn1d", "options": {"width": 0.125}, "methods": ["kd"],
+SMALL["students"].append({"name": "sweep", "model": "fcn1d", "options": {"width": 0.125}, "methods": ["hinton"],
                           "sweep": {"option": "alpha", "values": [0.0, 0.9]}})
 
 
@@ -89,9 +89,9 @@ def test_report_command_rebuilds_from_a_run_dir(finished_run):
 
 def test_explain_precomputes_one_ig_store_that_students_share_and_training_reuses(tmp_path):
     ig = {"model": "fcn1d", "options": {"width": 0.125}}
-    data = dict(SMALL, students=[dict(ig, name="ig", methods=[{"name": "ig_overlay", "n_steps": 4}]),
-                                 dict(ig, name="ig_more", methods=[{"name": "ig_overlay", "n_steps": 4, "p": 0.5}]),
-                                 dict(ig, name="ig_finer", methods=[{"name": "ig_overlay", "n_steps": 8}])],
+    data = dict(SMALL, students=[dict(ig, name="ig", methods=[{"name": "kd_ig", "n_steps": 4}]),
+                                 dict(ig, name="ig_more", methods=[{"name": "kd_ig", "n_steps": 4, "p": 0.5}]),
+                                 dict(ig, name="ig_finer", methods=[{"name": "kd_ig", "n_steps": 8}])],
                 training={"steps": 6, "val_fraction": 0.2, "monitor": "val_loss"})
     path = tmp_path / "ig.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -8,7 +8,7 @@ from torch import nn
 
 from xdistill.data import load_dataset
 from xdistill.engine import distill
-from xdistill.methods import build_method
+from xdistill.methods import build_method, build_terms
 from xdistill.methods.base import Batch, PrepareContext, Step
 from xdistill.methods.subdistill import (Centering, Rotation, SubDistillPCA, SubDistillPRCA, estimate_subspace,
                                          prca_basis, subspace_layer_loss)
@@ -48,15 +48,23 @@ def test_prca_puts_the_relevant_direction_first_where_pca_puts_the_large_varianc
     assert (((a @ basis) > 0).double().mean(0) > 0.5).all()  # sign-fixed
 
 
-def test_centering_subtracts_batch_then_running_mean():
-    centre = Centering(2, momentum=0.5)
-    x = torch.randn(4, 2, 5) + torch.tensor([3.0, -1.0])[None, :, None]
+@pytest.mark.parametrize("shape", [(4, 2, 5), (3, 2, 4, 4)])
+def test_centering_is_the_official_batch_norm_without_affine_in_both_modes(shape):
+    """p16i/subdistill ``Centering2D``: ``F.batch_norm(x, running_mean, ones, None, None, training, momentum, eps)``;
+    training divides by the batch standard deviation too (despite its comment), evaluation by √(1 + eps)."""
+    torch.manual_seed(0)
+    centre = Centering(2, momentum=0.5).double()
+    x = (torch.randn(*shape, dtype=torch.float64) * torch.tensor([2.0, 0.5], dtype=torch.float64).view(1, 2, *[1] * (len(shape) - 2))
+         + torch.tensor([3.0, -1.0], dtype=torch.float64).view(1, 2, *[1] * (len(shape) - 2)))
+    dims = (0,) + tuple(range(2, len(shape)))
+    view = (1, 2) + (1,) * (len(shape) - 2)
+    mean, var = x.mean(dims), x.var(dims, unbiased=False)
     out = centre.train()(x)
-    assert torch.allclose(out.mean((0, 2)), torch.zeros(2), atol=1e-6)
-    assert torch.allclose(centre.running_mean, 0.5 * x.mean((0, 2)))
-    assert torch.allclose(centre.eval()(x), x - centre.running_mean[None, :, None])
-    images = torch.randn(3, 2, 4, 4)
-    assert torch.allclose(Centering(2).train()(images).mean((0, 2, 3)), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(out, (x - mean.view(view)) / torch.sqrt(var.view(view) + 1e-5), atol=1e-12)
+    assert torch.allclose(centre.running_mean, 0.5 * mean, atol=1e-12)
+    assert torch.allclose(centre.eval()(x), (x - centre.running_mean.view(view)) / (1 + 1e-5) ** 0.5, atol=1e-12)
+    # the old mean-only centring differs by far more than rounding (the issue measured 84% on the layer term)
+    assert (out - (x - mean.view(view))).abs().max() > 0.1
 
 
 def test_rotation_stays_orthogonal_after_optimisation():
@@ -108,29 +116,32 @@ def test_layer_loss_is_zero_when_the_student_equals_the_rotated_target_and_match
     student_feats = {}
     for s, t in method.pairs:
         target = method.target(t_feats[t], t)
-        # s_raw = Rᵀ t: R · Centering(s_raw) = t with the running mean at zero
-        student_feats[s] = (rotations[t].matrix.T @ target.flatten(2)).reshape(target.shape).detach()
+        # s_raw = √(1+eps) Rᵀ t: R · Centering(s_raw) = t in evaluation mode with the running mean at zero
+        scaled = (1 + 1e-5) ** 0.5 * (rotations[t].matrix.T @ target.flatten(2))
+        student_feats[s] = scaled.reshape(target.shape).detach()
     step = Step(Batch(x, train.y[:6], torch.arange(6)), student, teacher, t_logits.clone(), t_logits, student_feats, t_feats)
-    terms = method.loss(step)
-    assert terms["subspace"].abs() < 1e-9 and terms["kd"].abs() < 1e-9 and "ce" not in terms
+    assert method.loss(step).abs() < 1e-9
     # a perturbed student: the published normalisation, by hand
     noisy = {s: f + 0.1 * torch.randn_like(f) for s, f in student_feats.items()}
-    terms = method.loss(Step(step.batch, student, teacher, t_logits, t_logits, noisy, t_feats))
+    term = method.loss(Step(step.batch, student, teacher, t_logits, t_logits, noisy, t_feats))
     expected = 0.0
     for s, t in method.pairs:
         basis, sigma = method.bases[t]
         k = noisy[s].shape[1]
-        diff = rotations[t](noisy[s]) - method.target(t_feats[t], t)
+        diff = rotations[t](noisy[s] / (1 + 1e-5) ** 0.5) - method.target(t_feats[t], t)
         h_w = diff[0, 0].numel()
         expected += ((diff**2).sum((1, 2, 3)) / h_w).mean() / sigma[:k].sum()
-    assert torch.allclose(terms["subspace"].double(), 100.0 * expected.double(), rtol=1e-5)
+    assert torch.allclose(term.double(), expected.double(), rtol=1e-5)
+    # the preset's objective: 1 · τ² KL (τ = 4) + 100 · the layer term, no CE
+    preset = build_terms([{"name": "subdistill_published", "layers": {"features.4": "features.4"}}])
+    assert [(t.name, t.weight) for t in preset] == [("kd", 1.0), ("subdistill", 100.0)] and preset[0].temperature == 4.0
 
 
 def test_subdistill_trains_series_and_images_with_several_layer_pairs(subtask, tmp_path):
     teacher, train, test = subtask
     torch.manual_seed(0)
     student = build_model("cnn", 1, 3, width=0.125)
-    method = {"name": "subdistill", "layers": {"features.1": "features.1", "features.4": "features.4"}, "kd_weight": 1.0}
+    method = {"name": "subdistill_published", "layers": {"features.1": "features.1", "features.4": "features.4"}}
     result = distill(teacher, student, train, [method], steps=400, batch_size=32, lr=3e-3, work_dir=tmp_path / "img",
                      progress=False, loggers=())
     assert accuracy(predict(result.student, test.x), test.y) > 0.85
@@ -141,7 +152,7 @@ def test_subdistill_trains_series_and_images_with_several_layer_pairs(subtask, t
     train_classifier(fcn_teacher, gp_train, epochs=20, lr=3e-3, batch_size=16)
     series_method = build_method("subdistill", layers={"features.2": "features.2"})
     torch.manual_seed(0)
-    distill(fcn_teacher, build_model("fcn1d", 1, 2, width=0.125), gp_train, [series_method], epochs=2, batch_size=16,
+    distill(fcn_teacher, build_model("fcn1d", 1, 2, width=0.125), gp_train, ["kd", series_method], epochs=2, batch_size=16,
             work_dir=tmp_path / "series", progress=False, loggers=())
     basis, sigma = series_method.bases["features.2"]
     assert basis.shape == (32, 32) and series_method.rotations[0].matrix.shape == (16, 16)

@@ -6,7 +6,10 @@ import torch.nn.functional as F
 
 from xdistill.data import load_dataset
 from xdistill.engine import distill
-from xdistill.methods import build_method, Batch, RationaleKD, Step, SubDistill, estimate_subspace
+import math
+
+from xdistill.methods import Batch, Step, StepState, SubDistill, build_terms, estimate_subspace
+from xdistill.methods.rekd import gumbel_temperature
 from xdistill.methods.subdistill import as_vectors, coordinates
 from xdistill.metrics import accuracy, predict
 from xdistill.models import build_model, build_rationale_model
@@ -93,14 +96,14 @@ def test_subdistill_trains_on_a_digits_subtask(tmp_path):
     torch.manual_seed(0)
     student = build_model("cnn", 1, 3, width=0.125)
     method = SubDistill({"features.4": "features.4"}, basis="pca", variance=0.9)
-    result = distill(ClassSubset(teacher, classes), student, sub_train, [method], epochs=6, work_dir=tmp_path,
+    result = distill(ClassSubset(teacher, classes), student, sub_train, ["hinton", method], epochs=6, work_dir=tmp_path,
                      **{**FAST, "loggers": ("csv",)})
     space = method.subspaces["features.4"]
     assert 1 <= space.k < 32 and method.regressors[0].weight.shape[:2] == (space.k, 8)
     import csv
 
-    rows = [r for r in csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))) if r.get("train/subspace")]
-    values = [float(r["train/subspace"]) for r in rows]
+    rows = [r for r in csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))) if r.get("train/subdistill")]
+    values = [float(r["train/subdistill"]) for r in rows]
     assert values[-1] < values[0]
     assert accuracy(predict(result.student, sub_test.x), sub_test.y) > 0.8
 
@@ -112,18 +115,20 @@ def test_rationale_model_masks_parts_and_keeps_gradients():
     torch.manual_seed(0)
     model = build_rationale_model(1, 3, "window", 4, "fcn1d", {"width": 0.1})
     x = torch.randn(5, 1, 18)
-    logits = model(x)
-    assert logits.shape == (5, 3) and model.last_mask.shape == (5, 5)  # ceil(18 / 4)
-    assert model.last_logits.shape == (5, 5, 2)  # (drop, keep) logits per part
-    assert set(model.last_mask.detach().unique().tolist()) <= {0.0, 1.0}  # exactly 0/1 forward
-    expanded = model.expand(model.last_mask, x)
-    assert expanded.shape == (5, 1, 18) and torch.equal(expanded[:, 0, 4:8], model.last_mask[:, 1:2].expand(5, 4))
+    out = model.forward_structured(x)
+    logits = out.logits
+    assert logits.shape == (5, 3) and out.mask.shape == (5, 5)  # ceil(18 / 4)
+    assert out.selector_logits.shape == (5, 5, 2)  # (drop, keep) logits per part
+    assert set(out.mask.detach().unique().tolist()) <= {0.0, 1.0}  # exactly 0/1 forward
+    expanded = model.expand(out.mask, x)
+    assert expanded.shape == (5, 1, 18) and torch.equal(expanded[:, 0, 4:8], out.mask[:, 1:2].expand(5, 4))
     logits.sum().backward()
     assert model.selector.body[0].weight.grad.abs().sum() > 0  # straight-through: gradients reach the selector
     model.eval()
     with torch.no_grad():
-        model(x)
-    assert torch.equal(model.last_mask, (torch.softmax(model.last_logits, -1)[..., 1] >= 0.5).float())
+        out = model.forward_structured(x)
+    assert torch.equal(out.mask, (torch.softmax(out.selector_logits, -1)[..., 1] >= 0.5).float())
+    assert out.log_probs is None and torch.equal(model(x), out.logits)  # evaluation: deterministic
 
 
 def test_straight_through_mask_is_hard_forward_and_soft_backward():
@@ -147,89 +152,104 @@ def test_straight_through_mask_is_hard_forward_and_soft_backward():
 def test_patch_and_token_rationale_models():
     image_model = build_rationale_model(1, 4, "patch", 4, "cnn", {"width": 0.25})
     x = torch.randn(2, 1, 16, 16)
-    image_model(x)
-    assert image_model.last_mask.shape == (2, 16)
+    assert image_model.forward_structured(x).mask.shape == (2, 16)
     text_model = build_rationale_model(1, 2, "token", 1, "textcnn", {"width": 0.25}, vocab_size=50)
     tokens = torch.randint(0, 50, (3, 12)).float()
-    assert text_model(tokens).shape == (3, 2) and text_model.last_mask.shape == (3, 12)
+    assert text_model(tokens).shape == (3, 2) and text_model.forward_structured(tokens).mask.shape == (3, 12)
 
 
-def test_gumbel_temperature_anneals_to_the_final_value_at_the_last_step():
-    from xdistill.methods.rekd import gumbel_temperature
-
+def test_gumbel_temperature_anneals_every_100_steps():
     assert gumbel_temperature(0, 1000) == 5.0
     assert gumbel_temperature(99, 1000) == 5.0 and gumbel_temperature(100, 1000) < 5.0  # updated every 100 steps
     assert gumbel_temperature(500, 1000) == pytest.approx(5.0 * (0.1 / 5.0) ** 0.5)
     assert gumbel_temperature(1000, 1000) == pytest.approx(0.1) and gumbel_temperature(1234, 1000) == pytest.approx(0.1)
-    assert gumbel_temperature(730, 730) == pytest.approx(0.1)  # the last step reaches 0.1 even off the 100 grid
 
 
-def test_rekd_loss_terms_by_hand():
-    from xdistill.methods.rekd import RationaleExtraction
+def official_tau(step: int, total: int, tau: float = 5.0, final: float = 0.1, every: int = 100) -> float:
+    """JiayiDai/REKD ``run/learn.py``: ``if step % 100 == 0: tau = max(init * exp(-rate * step), final)``."""
+    current = tau
+    for s in range(1, step + 1):
+        if s % every == 0:
+            current = max(tau * math.exp(-math.log(tau / final) / total * s), final)
+    return current
+
+
+@pytest.mark.parametrize("total", [730, 1050, 1000, 99])
+def test_gumbel_temperature_is_updated_only_on_multiples_of_100_as_the_official_code(total):
+    for step in sorted({1, 99, 100, 101, total // 2, total - 1, total}):
+        assert gumbel_temperature(step, total) == pytest.approx(official_tau(step, total), rel=1e-12), step
+    assert gumbel_temperature(1050, 1050) == pytest.approx(0.1205, abs=5e-5)  # not the final 0.1
+
+
+def rationale_step(student, teacher, terms, x, y, index, state):
+    """What the engine hands the losses: structured forwards with the terms' forward options."""
+    batch = Batch(x, y, index)
+    options = {}
+    for term in terms:
+        options.update(term.forward_options(state, batch))
+    out = student.forward_structured(x, **options)
+    with torch.no_grad():
+        t_out = teacher.forward_structured(x)
+    return Step(batch, student, teacher, out.logits, t_out.logits, state=state, student_output=out, teacher_output=t_out)
+
+
+def test_rekd_preset_terms_by_hand():
+    from xdistill.methods.rekd import _TEACHER_NOISE_SALT
 
     torch.manual_seed(0)
     student = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.1})
     teacher = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.2}).eval()
-    x, y = torch.randn(3, 1, 16), torch.tensor([0, 1, 0])
-    s_logits = student(x)
-    with torch.no_grad():
-        t_logits = teacher(x)
-    method = RationaleKD(ratio=0.25, select_lambda=0.3, alpha_re=0.4, kd_r_lambda=0.2)
-    method.tau.fill_(2.0)
-    step = Step(Batch(x, y, torch.arange(3)), student, teacher, s_logits, t_logits)
-    torch.manual_seed(7)
-    terms = method.loss(step)
-    assert set(terms) == {"ce", "selection", "kd_rationale", "kd"}
-    z = student.last_mask
-    assert terms["ce"].item() == pytest.approx(0.4 * F.cross_entropy(s_logits, y).item(), rel=1e-6)
-    assert terms["selection"].item() == pytest.approx(0.4 * 0.3 * (z.sum(1).mean().item() - 0.25 * 4) ** 2, rel=1e-6)
-    torch.manual_seed(7)  # the teacher's selection log-probabilities carry fresh Gumbel noise at the current tau
-    noise = -torch.log(-torch.log(torch.rand(3, 4, 2) + 1e-20) + 1e-20)
-    log_q_t = torch.log_softmax((teacher.last_logits + noise) / 2.0, -1)
-    log_q_s = student.last_log_probs
-    kl_r = (log_q_t.exp() * (log_q_t - log_q_s)).sum() / 3
-    assert terms["kd_rationale"].item() == pytest.approx(0.6 * 0.2 * kl_r.item(), rel=1e-5)
+    x, y, index = torch.randn(3, 1, 16), torch.tensor([0, 1, 0]), torch.arange(3)
+    terms = build_terms([{"name": "rekd", "ratio": 0.25, "select_lambda": 0.3, "alpha_re": 0.4, "kd_r_lambda": 0.2,
+                          "tau_init": 2.0, "tau_final": 2.0}])
+    assert [(t.name, round(t.weight, 12)) for t in terms] == [
+        ("ce", 0.4), ("rationale_selection", 0.12), ("gumbel_anneal", 1.0), ("rationale_kl", 0.12),
+        ("rationale_prediction_kl", 0.6)]
+    state = StepState(7, 100, 0)
+    step = rationale_step(student.train(), teacher, terms, x, y, index, state)
+    raw = {t.name: t.loss(step) for t in terms if t.has_loss}
+    z, s_logits = step.student_output.mask, step.student_logits
+    assert step.student_output.temperature == 2.0
+    assert raw["ce"].item() == pytest.approx(F.cross_entropy(s_logits, y).item(), rel=1e-6)
+    assert raw["rationale_selection"].item() == pytest.approx((z.sum(1).mean().item() - 0.25 * 4) ** 2, rel=1e-6)
+    u = state.streams(index, _TEACHER_NOISE_SALT)(8).reshape(3, 4, 2)  # the teacher's selection noise
+    log_q_t = torch.log_softmax((step.teacher_output.selector_logits - torch.log(-torch.log(u + 1e-20) + 1e-20)) / 2.0, -1)
+    kl_r = (log_q_t.exp() * (log_q_t - step.student_output.log_probs)).sum() / 3
+    assert raw["rationale_kl"].item() == pytest.approx(kl_r.item(), rel=1e-5)
     with torch.no_grad():  # the prediction term: the teacher's predictor on the *student's* mask
-        masked = x * z.repeat_interleave(4, 1)[:, None, :]
-        t_on_s = teacher.predictor(masked)
+        t_on_s = teacher.predictor(x * z.repeat_interleave(4, 1)[:, None, :])
     log_p_t = torch.log_softmax(t_on_s / 2.0, -1)
     kl_y = (log_p_t.exp() * (log_p_t - torch.log_softmax(s_logits / 2.0, -1))).sum() / 3
-    assert terms["kd"].item() == pytest.approx(0.6 * 4.0 * kl_y.item(), rel=1e-5)
-    assert not torch.allclose(t_on_s, t_logits)  # (it differs from the teacher on its own mask)
-    only = RationaleKD(distil="prediction").loss(step)
-    assert "kd_rationale" not in only and "kd" in only
-    assert set(RationaleExtraction().loss(step)) == {"ce", "selection"}
+    assert raw["rationale_prediction_kl"].item() == pytest.approx(4.0 * kl_y.item(), rel=1e-5)
+    assert not torch.allclose(t_on_s, step.teacher_logits)  # (it differs from the teacher on its own mask)
+    # the preset's objective is the published REKD total: α·RE + (1−α)·(λ_r·KL_r + τ²·KL_y)
+    total = sum(t.weight * raw[t.name] for t in terms if t.has_loss)
+    re = F.cross_entropy(s_logits, y) + 0.3 * (z.sum(1).mean() - 1.0) ** 2
+    assert total.item() == pytest.approx((0.4 * re + 0.6 * (0.2 * kl_r + 4.0 * kl_y)).item(), rel=1e-5)
+    only = [t.name for t in build_terms([{"name": "rekd", "distil": "prediction"}])]
+    assert "rationale_kl" not in only and "rationale_prediction_kl" in only
+    assert [t.name for t in build_terms(["rationale"])] == ["ce", "rationale_selection", "gumbel_anneal"]
 
 
 def test_rekd_gumbel_masks_are_keyed_by_sample_and_step_not_by_batch():
     """The noise behind the student's mask and the teacher's noised selection comes from per-sample
     streams keyed by (seed, step, index): a batch cut in two (as DDP cuts it) draws the same masks."""
-    from types import SimpleNamespace
-
-    from xdistill.methods import PrepareContext
-    from xdistill.methods.keyed_random import SampleStreams
+    from xdistill.methods.rekd import _NOISE_SALT
 
     torch.manual_seed(0)
     student = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.125}).train()
     teacher = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.25}).eval()
     x, y, index = torch.randn(8, 1, 20), torch.arange(8) % 2, torch.arange(10, 18)
-    method = RationaleKD(ratio=0.25)
-    method.prepare(PrepareContext(None, student, x, y, "test", seed=3))
-    method.on_fit_start(SimpleNamespace(lightning_module=SimpleNamespace(student=student)))
+    terms = build_terms([{"name": "rekd", "ratio": 0.25}])
+    kl_term = next(t for t in terms if t.name == "rationale_kl")
 
     def draw(step_number, parts):
-        method.on_step(step_number, 100)
         masks, log_probs, teacher_kl = [], [], []
         for part in parts:
-            batch = method.transform(Batch(x[part], y[part], index[part]))
-            logits = student(batch.x)
-            assert student.next_uniform is None  # the keyed source serves one forward only
-            with torch.no_grad():
-                t_logits = teacher(batch.x)
-            terms = method.loss(Step(batch, student, teacher, logits, t_logits))
-            masks.append(student.last_mask)
-            log_probs.append(student.last_log_probs)
-            teacher_kl.append(terms["kd_rationale"])
+            step = rationale_step(student, teacher, terms, x[part], y[part], index[part], StepState(step_number, 100, 3))
+            masks.append(step.student_output.mask)
+            log_probs.append(step.student_output.log_probs)
+            teacher_kl.append(kl_term.loss(step))
         return torch.cat(masks), torch.cat(log_probs), teacher_kl
 
     whole_mask, whole_log_probs, whole_kl = draw(5, [slice(0, 8)])
@@ -238,18 +258,16 @@ def test_rekd_gumbel_masks_are_keyed_by_sample_and_step_not_by_batch():
     assert whole_kl[0].item() == pytest.approx((half_kl[0].item() + half_kl[1].item()) / 2, rel=1e-5)
     next_mask, next_log_probs, _ = draw(6, [slice(0, 8)])  # a new step draws new noise
     assert not torch.allclose(whole_log_probs, next_log_probs)
-    # the student's noise is the stream's first draw (B, parts·2), the teacher's the next one
-    streams = SampleStreams(index, method.stream_seed, 5)
-    u = streams(10).reshape(8, 5, 2)
-    noised = (student.selector(x) + -torch.log(-torch.log(u + 1e-20) + 1e-20)) / float(student.gumbel_temperature)
+    # the student's noise is the stream's first draw (B, parts·2)
+    u = StepState(5, 100, 3).streams(index, _NOISE_SALT)(10).reshape(8, 5, 2)
+    noised = (student.selector(x) - torch.log(-torch.log(u + 1e-20) + 1e-20)) / 5.0
     assert torch.allclose(torch.log_softmax(noised, -1), whole_log_probs, atol=1e-5)
 
 
 def _eval_mask(model, x):
     model.eval()
     with torch.no_grad():
-        model(x)
-    return model.last_mask > 0.5
+        return model.forward_structured(x).mask > 0.5
 
 
 def _mask_iou(model, other, data):
@@ -258,12 +276,9 @@ def _mask_iou(model, other, data):
 
 
 def _gt_iou(model, data):
-    model.eval()
-    with torch.no_grad():
-        model(data.x)
+    sel = _eval_mask(model, data.x)
     size = model.selector.part_size
     gt = F.max_pool1d(data.rationale[:, None], size, size, ceil_mode=True)[:, 0] > 0.5
-    sel = model.last_mask > 0.5
     return ((sel & gt).sum(1).float() / (sel | gt).sum(1).clamp(min=1).float()).mean().item()
 
 
@@ -272,9 +287,7 @@ def test_rekd_student_beats_a_rationale_student_without_teacher(tmp_path):
     train, test = load_dataset("synthetic_series", n_train=600, n_test=300)
     torch.manual_seed(0)
     teacher = build_rationale_model(1, 4, "window", 8, "fcn1d", {"width": 0.25})
-    re_method = build_method("rationale", ratio=0.2)
-    distill(None, teacher, train, [re_method], epochs=30, work_dir=tmp_path / "t", **FAST)
-    assert float(re_method.tau) == pytest.approx(0.1)  # annealed to 0.1 at the last step
+    distill(None, teacher, train, [{"name": "rationale", "ratio": 0.2}], epochs=30, work_dir=tmp_path / "t", **FAST)
     assert accuracy(predict(teacher, test.x), test.y) > 0.6
 
     def student():
@@ -305,10 +318,7 @@ def test_text_rationale_model_finds_the_key_phrase(tmp_path):
     model = build_rationale_model(1, 3, "token", 1, "textcnn", {"width": 0.5}, vocab_size=200)
     distill(None, model, train, [{"name": "rationale", "ratio": 0.15}], epochs=15, work_dir=tmp_path, **FAST)
     assert accuracy(predict(model, test.x), test.y) > 0.9
-    model.eval()
-    with torch.no_grad():
-        model(test.x)
-    selected = model.last_mask > 0.5
+    selected = _eval_mask(model, test.x)
     gt = test.rationale > 0.5
     precision = (selected & gt).sum().item() / max(1, selected.sum().item())
     assert precision > 3 * gt.float().mean().item()  # the kept tokens are mostly the phrase, far above chance

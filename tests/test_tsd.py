@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from xdistill.data import ArrayDataset
 from xdistill.engine import distill
-from xdistill.methods import build_method
-from xdistill.methods.base import Batch, Step
+from xdistill.methods import build_method, build_terms
+from xdistill.methods.base import Batch, PrepareContext, Step, StepState
 from xdistill.methods.keyed_random import SampleStreams
 from xdistill.methods.tsd import (PerturbationTSD, WindowSaliencyTSD, normalize_saliency, perturbation_saliency,
                                   sample_perturbations, saliency_loss)
@@ -81,30 +81,56 @@ def test_normalisation_and_loss():
     assert torch.allclose(saliency_loss(t + 1, t), expected)
 
 
-def test_method_loss_is_ce_plus_lambda_times_the_published_term_and_reaches_the_student():
+def test_the_tsd_term_is_the_published_term_and_the_preset_adds_ce_with_lambda():
     teacher, student = small_lstm(0, layers=2), small_lstm(1)
     train_x = torch.randn(24, 2, 16, dtype=torch.float64)
     train_y = torch.arange(24) % 3
-    method = build_method("tsd", perturbations=5, window=3, lam=10.0).double()
-    assert isinstance(method, PerturbationTSD)
-    from xdistill.methods.base import PrepareContext
+    terms = build_terms([{"name": "tsd_published", "perturbations": 5, "window": 3, "lam": 10.0}])
+    assert [(t.name, t.weight) for t in terms] == [("ce", 1.0), ("tsd", 10.0)]
+    ce, method = terms[0], terms[1].double()
+    assert isinstance(method, PerturbationTSD) and method.tau == 8.0
     method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp"))
     x, y, index = train_x[:6], train_y[:6], torch.arange(6)
-    method.on_step(7, 100)
+    state = StepState(7, 100, 0)
     s_logits, t_logits = student(x), teacher(x).detach()
-    terms = method.loss(Step(Batch(x, y, index), student, teacher, s_logits, t_logits))
-    # the draws come from per-sample streams keyed by (seed, step, dataset index)
-    donors, starts = sample_perturbations(y, train_y, 5, 3, 16, uniform=SampleStreams(index, method.stream_seed, 7))
+    step = Step(Batch(x, y, index), student, teacher, s_logits, t_logits, state=state)
+    term = method.loss(step)
+    # the draws come from per-sample streams keyed by (seed, salt, step, dataset index)
+    donors, starts = sample_perturbations(y, train_y, 5, 3, 16, uniform=state.streams(index, method.salt))
     with torch.no_grad():
         t_s = loop_saliency(teacher, x, train_x[donors], starts, 3, 8.0)
     s_s = perturbation_saliency(student, x, train_x[donors], starts, 3, 8.0)
     expected = F.smooth_l1_loss(s_s / (s_s[s_s > 0].mean() + 1e-8), t_s / (t_s[t_s > 0].mean() + 1e-8))
-    assert set(terms) == {"ce", "saliency"}
-    assert torch.allclose(terms["ce"], F.cross_entropy(s_logits, y))
-    assert torch.allclose(terms["saliency"], 10.0 * expected, atol=1e-7)
-    grads = torch.autograd.grad(terms["saliency"], list(student.parameters()), allow_unused=True)
+    assert torch.allclose(term, expected, atol=1e-9)
+    # the preset's objective is the previous tsd method's total: CE + λ · L_TSD
+    total = ce.weight * ce.loss(step) + method.weight * term
+    assert torch.allclose(total, F.cross_entropy(s_logits, y) + 10.0 * expected, atol=1e-9)
+    grads = torch.autograd.grad(term, list(student.parameters()), allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def official_donor_rule(n_candidates: int, K: int) -> str:
+    """tsd-supplementary ``get_pertubed_timeseries``: ``randperm`` when ``K <= candidates``, else ``randint``."""
+    return "without" if K <= n_candidates else "with"
+
+
+@pytest.mark.parametrize("K, length, n_train", [(50, 24, 60), (10, 24, 60), (12, 40, 12), (5, 40, 40)])
+def test_donors_follow_the_official_replacement_rule_against_the_requested_K(K, length, n_train):
+    """ItalyPowerDemand-like: T=24, w=10 (14 windows), 30 donors of the other class, K=50 requested: the official
+    code draws donors *with* replacement (30 < 50), though only 14 copies are made."""
+    train_y = torch.arange(n_train) % 2
+    y = train_y[:12]
+    donors, starts = sample_perturbations(y, train_y, K, 10, length, generator=torch.Generator().manual_seed(0))
+    k = min(K, length - 10)
+    assert donors.shape == starts.shape == (12, k)
+    assert (train_y[donors] != y[:, None]).all()
+    candidates = int((train_y != 0).sum())
+    repeats = sum(len(set(row.tolist())) < k for row in donors)
+    if official_donor_rule(candidates, K) == "without":
+        assert repeats == 0
+    else:  # with replacement: some rows repeat a donor (30 candidates, 14 draws: P(no repeat) ~ 2%)
+        assert repeats > 0
 
 
 def test_draws_depend_on_the_sample_and_step_not_on_how_the_batch_is_split():
@@ -148,8 +174,10 @@ def test_variants_stay_available_and_options_are_checked():
     assert isinstance(build_method("tsd", saliency="occlusion", window=5), WindowSaliencyTSD)
     with pytest.raises(LookupError, match="unknown tsd saliency 'nope'"):
         build_method("tsd", saliency="nope")
-    with pytest.raises(TypeError):
-        build_method("tsd", beta=1.0)  # beta belongs to the occlusion variant
+    with pytest.raises(ValueError, match="weight"):
+        build_method("tsd", beta=1.0)  # the variants' old weight is now the term's weight
+    with pytest.raises(ValueError, match="unexpected keyword"):
+        build_method("tsd", distance="cosine")  # distance belongs to the occlusion variant
 
 
 def test_macro_auc_pr_matches_sklearn():
@@ -178,6 +206,6 @@ def test_tsd_trains_an_lstm_student_end_to_end(tmp_path):
     distill(None, teacher, data, ["ce"], steps=150, batch_size=16, lr=5e-3, work_dir=tmp_path / "t", progress=False, loggers=())
     torch.manual_seed(1)
     student = build_model("lstm", 1, 2, hidden=8, layers=1)
-    result = distill(teacher, student, data, [{"name": "tsd", "perturbations": 10, "window": 5}], steps=60,
+    result = distill(teacher, student, data, ["ce", {"name": "tsd", "perturbations": 10, "window": 5}], steps=60,
                      batch_size=16, lr=5e-3, work_dir=tmp_path / "s", progress=False, loggers=("csv",))
-    assert np.isfinite(result.metrics["train/saliency"]) and result.metrics["train/saliency"] > 0
+    assert np.isfinite(result.metrics["train/tsd"]) and result.metrics["train/tsd"] > 0

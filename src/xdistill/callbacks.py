@@ -26,10 +26,13 @@ class EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-class BestEpoch(Callback):
+class BestEpoch(Checkpoint):
     """Model selection on the validation split: keeps the best student weights, stops early.
 
-    ``monitor`` is ``val/loss`` (lower is better) or ``val/acc`` (higher is better). After
+    ``monitor`` is ``val/loss`` / ``train/loss`` (lower is better) or ``val/acc`` (higher is better),
+    read from the module's ``epoch_metrics``: exact values reduced over every process, so each
+    process picks the same epoch and stops at the same time. (A ``Checkpoint`` subclass so that
+    Lightning runs it after the module's ``on_train_epoch_end``, where those metrics are made.) After
     ``patience`` epochs without improvement training stops; at the end the best weights are
     put back when ``restore`` is set. Its state (best score, epoch, weights) is saved in every
     checkpoint, so a resumed run selects exactly as an uninterrupted one.
@@ -43,14 +46,10 @@ class BestEpoch(Callback):
         self.wait = 0
         self.weights: dict[str, torch.Tensor] = {}
 
-    def on_validation_end(self, trainer, module) -> None:
-        if self.monitor == "train/loss" or trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        self._update(trainer, module, float(trainer.callback_metrics[self.monitor]))
-
     def on_train_epoch_end(self, trainer, module) -> None:
-        if self.monitor == "train/loss" and module.epoch_loss() is not None:
-            self._update(trainer, module, module.epoch_loss())
+        value = module.epoch_metrics.get(self.monitor)
+        if value is not None:
+            self._update(trainer, module, value)
 
     def _update(self, trainer, module, value: float) -> None:
         score = self.sign * value
@@ -105,6 +104,8 @@ class EpochCheckpoint(Checkpoint):
         epoch = trainer.current_epoch + 1
         final = epoch == trainer.max_epochs or trainer.should_stop
         due = epoch % self.every == 0 and time.monotonic() - self._last_write >= self.min_seconds
+        if trainer.world_size > 1:  # one clock decides (rank 0's), so every process reaches the same barrier
+            due = bool(trainer.strategy.broadcast(due, src=0))
         if not (final or due):
             return
         self._last_write = time.monotonic()

@@ -19,6 +19,10 @@ def _study(args: argparse.Namespace):
 
     recipe_path = args.recipe or default_recipe_path()
     recipe = load_recipe(recipe_path)
+    hardware = {k: v for k, v in (("devices", getattr(args, "devices", None)),
+                                  ("num_nodes", getattr(args, "num_nodes", None))) if v is not None}
+    if hardware:
+        recipe.hardware = recipe.hardware.model_copy(update=hardware)
     out = Path(args.out) if args.out else Path("runs") / recipe.name
     args.study = Study(recipe, out, progress=not args.quiet, restart=getattr(args, "restart", False))
     return args.study
@@ -26,6 +30,8 @@ def _study(args: argparse.Namespace):
 
 def _run(args: argparse.Namespace) -> int:
     report = _study(args).run()
+    if report is None:  # a training process of a multi-process run: rank 0 evaluates and reports
+        return 0
     print(f"report: {report}")
     print(f"summary: {report.with_suffix('.md')}")
     return 0
@@ -72,6 +78,8 @@ def _distill(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     study = _study(args)
+    if study.rank != 0:  # evaluation runs in one process
+        return 0
     study.check()
     for student in _selected_students(study, args.student):
         r = study.evaluate(student)
@@ -168,6 +176,9 @@ def _recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> Non
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--restart", action="store_true", help="start over when the run directory holds another recipe")
+    parser.add_argument("--devices", type=_positive_int, metavar="N",
+                        help="training processes per node (overrides the recipe's hardware.devices)")
+    parser.add_argument("--num-nodes", type=_positive_int, metavar="N", help="nodes (overrides hardware.num_nodes)")
 
 
 def build_parser() -> argparse.ArgumentParser:

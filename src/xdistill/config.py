@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class TrainConfig(BaseModel):
@@ -24,10 +24,17 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD only")
-    schedule: Literal["cosine", "constant", "step", "plateau"] = "cosine"
+    schedule: Literal["cosine", "constant", "step", "plateau", "multistep"] = "cosine"
     warmup: float = Field(default=0.0, ge=0, lt=1, description="share of the steps with a linear learning-rate warm-up")
     step_size: int = Field(default=25, ge=1, description="epochs between decays (schedule 'step')")
-    gamma: float = Field(default=0.5, gt=0, le=1, description="decay factor (schedules 'step' and 'plateau')")
+    gamma: float = Field(default=0.5, gt=0, le=1, description="decay factor (schedules 'step', 'multistep', 'plateau')")
+    milestones: list[int] = Field(default=[], description="schedule 'multistep': where the lr is multiplied by gamma")
+    schedule_interval: Literal["epoch", "step"] = Field(
+        default="epoch", description="what milestones/step_size count for 'step' and 'multistep': epochs, or optimiser "
+        "steps (TSD's official code steps its MultiStepLR after every batch)")
+    augment: list[str | dict[str, Any]] = Field(
+        default=[], description="training-data augmentations applied per batch, e.g. [{name: random_crop, padding: 4}, "
+        "{name: hflip}] (images) or [{name: jitter, sigma: 0.03}] (series)")
     val_fraction: float = Field(default=0.2, ge=0, lt=1,
                                 description="stratified share of the training data held out for model selection; 0 = none")
     monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
@@ -39,6 +46,17 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(default=1, ge=1, description="epochs between resumable checkpoints")
     checkpoint_seconds: float = Field(default=10.0, ge=0, description="and at least this many seconds between them "
                                       "(a kill loses at most this much work, or one epoch if longer); 0 = every epoch")
+
+    @model_validator(mode="after")
+    def _augmentations_exist(self) -> "TrainConfig":
+        from .augment import build_augmentations
+
+        build_augmentations(self.augment)
+        if sorted(self.milestones) != self.milestones or any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be positive and increasing, got {self.milestones}")
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule 'multistep' needs milestones, e.g. [25, 30, 35]")
+        return self
 
     @model_validator(mode="after")
     def _selection_needs_validation(self) -> "TrainConfig":
@@ -57,6 +75,50 @@ class TrainConfig(BaseModel):
         """A validated config from a config, a dict or nothing, with keyword overrides on top."""
         data = base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
         data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)
+
+
+#: Lightning's precision names (``L.Trainer(precision=...)``)
+PRECISIONS = ("64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")
+
+
+class RunConfig(BaseModel):
+    """Where and how a training run executes (one home for each Lightning trainer setting)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    work_dir: str = Field(default="runs/distill", description="checkpoints, logs and the final weights go here")
+    accelerator: str = Field(default="auto", description="auto, cpu, gpu, mps (Lightning's names)")
+    devices: int | str = Field(default=1, description="processes per node (or 'auto', or a list spec as Lightning takes)")
+    num_nodes: int = Field(default=1, ge=1)
+    strategy: str = Field(default="auto", description="auto, ddp, ddp_spawn, ... (several devices: ddp)")
+    precision: str | None = Field(default=None, description="Lightning's precision, e.g. 32-true, bf16-mixed")
+    loggers: tuple[str, ...] = Field(default=("csv",), description="csv and/or tensorboard")
+    progress: bool = True
+    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes")
+    checkpoint: bool = Field(default=True, description="write resumable checkpoints")
+    resume: bool = Field(default=True, description="continue from the last checkpoint in work_dir")
+    teacher_logit_cache: bool = Field(default=True, description="compute the teacher's logits once per sample "
+                                      "when the input does not change between epochs")
+    cache_dir: str | None = Field(default=None, description="a folder shared by several runs for teacher attributions")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _known_precision(cls, value: Any) -> Any:
+        if value is not None and str(value) not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}")
+        return None if value is None else str(value)
+
+    @field_validator("work_dir", "cache_dir", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @classmethod
+    def build(cls, base: "RunConfig | dict[str, Any] | None" = None, **overrides: Any) -> "RunConfig":
+        data = base.model_dump(exclude_unset=True) if isinstance(base, RunConfig) else dict(base or {})
+        data.update(overrides)
         return cls.model_validate(data)
 
 

@@ -1,4 +1,4 @@
-"""The Lightning engine: a frozen teacher, a trainable student, composable methods.
+"""The Lightning engine: a frozen teacher, a trainable student, an objective of weighted terms.
 
 Trainer features come from Lightning: progress bar, resuming, CSV/TensorBoard loggers, DDP,
 bf16. Checkpoints go through a safetensors CheckpointIO (nothing is ever pickled), after every
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,25 +25,47 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import Callback
 from pydantic import ValidationError
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .augment import apply_augmentations, build_augmentations
 from .callbacks import BestEpoch, EpochCheckpoint, EpochTimer
 from .checkpoint import CheckpointError, load_tree, save_tree, save_weights
-from .config import TrainConfig
+from .config import RunConfig, TrainConfig
 from .data import ArrayDataset
 from .data.dataset import validation_split
+from .data.mapped import as_training_data
 from .hooks import FeatureHooks
-from .methods import Batch, Method, PrepareContext, Step, method_from_spec
+from .methods import Batch, PrepareContext, Step, StepState, Term, build_terms
+
+
+_CHATTY = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")
+
+
+@contextmanager
+def lightning_quiet() -> Iterator[None]:
+    """Lightning's info chatter (device summary, tips) dropped while training; the levels are restored after."""
+    loggers = [logging.getLogger(name) for name in _CHATTY]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _quiet_warnings() -> None:
+    """Inside ``warnings.catch_warnings()``: drop notices that are not the user's concern."""
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`training_step` returned.*")
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's info chatter (device summary, tips); warnings still show."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.seed"):
+    """Compatibility: process-wide version of :func:`lightning_quiet` (prefer the context manager)."""
+    for name in _CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
-    # Training without a validation split is a supported choice (selection on the training loss), not a mistake.
-    warnings.filterwarnings("ignore", message=".*defined a `validation_step` but have no `val_dataloader`.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
 
 
 class SafetensorsCheckpointIO(CheckpointIO):
@@ -58,18 +81,29 @@ class SafetensorsCheckpointIO(CheckpointIO):
         Path(path).unlink(missing_ok=True)
 
 
-class EpochShuffle(Sampler[int]):
-    """A shuffled order that depends only on (seed, epoch), so a resumed run sees the same batches.
+def share_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
+    """Contiguous near-equal slices [start, end) of ``n`` samples for ``world_size`` processes."""
+    bounds, start = [], 0
+    for rank in range(world_size):
+        size = n // world_size + (1 if rank < n % world_size else 0)
+        bounds.append((start, start + size))
+        start += size
+    return bounds
 
-    Distributed (``world_size > 1``): every global batch of ``global_batch`` samples of that order
-    is cut into ``world_size`` equal slices and rank ``r`` takes slice ``r`` (the last global batch
-    is filled up from the start of the order), so N processes with local batches of
-    ``global_batch / N`` see exactly the batches one process would.
+
+class EpochBatches(Sampler[list[int]]):
+    """Batches of a shuffled order that depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    Distributed (``world_size > 1``): every global batch of that order (the last one may be smaller)
+    is cut into ``world_size`` contiguous near-equal slices and rank ``r`` takes slice ``r``; no sample
+    is repeated. The engine weighs each process's loss by its share of the global batch, so N
+    processes take exactly the steps one process would. A rank whose slice would be empty (a last
+    batch smaller than the number of processes) gets the batch's first sample with weight 0.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, global_batch: int = 1) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-        self.rank, self.world_size, self.global_batch = rank, world_size, global_batch
+    def __init__(self, size: int, seed: int, global_batch: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.seed, self.epoch, self.global_batch = size, seed, 0, global_batch
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
         self.epoch = epoch
@@ -78,36 +112,27 @@ class EpochShuffle(Sampler[int]):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return torch.randperm(self.size, generator=generator).tolist()
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[list[int]]:
         order = self._order()
-        if self.world_size == 1:
-            return iter(order)
-        padded = order + order[: (-len(order)) % self.global_batch]
-        local = self.global_batch // self.world_size
-        mine = []
-        for start in range(0, len(padded), self.global_batch):
-            mine += padded[start + self.rank * local : start + (self.rank + 1) * local]
-        return iter(mine)
+        for start in range(0, self.size, self.global_batch):
+            batch = order[start : start + self.global_batch]
+            begin, end = share_bounds(len(batch), self.world_size)[self.rank]
+            yield batch[begin:end] or batch[:1]
 
     def __len__(self) -> int:
-        if self.world_size == 1:
-            return self.size
-        return -(-self.size // self.global_batch) * (self.global_batch // self.world_size)
+        return -(-self.size // self.global_batch)
 
 
-def as_methods(methods: Sequence[Method | str | dict[str, Any]]) -> list[Method]:
-    """Accept method objects, registry names, or ``{"name": ..., **options}`` dicts."""
-    built = [method_from_spec(spec) for spec in methods]
-    if not built:
-        raise ValueError("give at least one method (e.g. 'ce' for a student alone, 'kd' to distill)")
-    return built
+def as_methods(methods: Sequence[Term | str | dict[str, Any]]) -> list[Term]:
+    """Terms from specs (terms, presets, names, ``{"name": ..., "weight": ..., **options}`` dicts)."""
+    return build_terms(methods)
 
 
 class DistillationModule(L.LightningModule):
-    """Runs ``methods`` on a student against a frozen teacher; logs every loss term."""
+    """Minimises ``Σ weight · term`` for a student against a frozen teacher; logs every term raw and weighted."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, methods: Sequence[Method], *,
-                 config: TrainConfig | None = None, train: ArrayDataset | None = None, work_dir: Path | None = None,
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, methods: Sequence[Term], *,
+                 config: TrainConfig | None = None, train: Any = None, val: Any = None, work_dir: Path | None = None,
                  progress: bool = True, cache_teacher_logits: bool = False,
                  teacher_logits: torch.Tensor | None = None, cache_dir: Path | None = None) -> None:
         super().__init__()
@@ -119,8 +144,9 @@ class DistillationModule(L.LightningModule):
             for parameter in teacher.parameters():  # (ScriptModules have no requires_grad_)
                 parameter.requires_grad_(False)
         self.config = config or TrainConfig()
+        self.augmentations = build_augmentations(self.config.augment)
         self.teacher_logits = teacher_logits  # cache indexed by sample, or None
-        self.train_data, self.work_dir, self.progress = train, work_dir, progress
+        self.train_data, self.val_data, self.work_dir, self.progress = train, val, work_dir, progress
         self.cache_dir = cache_dir
         self.cache_teacher_logits = cache_teacher_logits
         self._prepared = train is None
@@ -128,11 +154,16 @@ class DistillationModule(L.LightningModule):
         teacher_layers = sorted({p for m in methods for p in m.teacher_layers})
         self.student_hooks = FeatureHooks(student, student_layers) if student_layers else None
         self.teacher_hooks = FeatureHooks(teacher, teacher_layers) if teacher_layers and teacher is not None else None
-        self.needs_teacher = teacher is not None and any(m.needs_teacher for m in methods)
+        losses = [m for m in methods if m.has_loss]
+        self.needs_teacher = teacher is not None and any(m.needs_teacher for m in losses)
         self.teacher_forward = any(m.needs_teacher_forward for m in methods)
-        self._term_sums: dict[str, torch.Tensor] = {}
-        self._term_count = 0
+        self.needs_clean_logits = teacher is not None and any(m.needs_clean_teacher_logits for m in methods)
+        self.structured = hasattr(student, "forward_structured")
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+        self.epoch_metrics: dict[str, float] = {}
 
+    # -- set-up ---------------------------------------------------------------------------------------------------
     def remove_hooks(self) -> None:
         """Detach the feature hooks from the user's models (after training)."""
         for hooks in (self.student_hooks, self.teacher_hooks):
@@ -140,26 +171,33 @@ class DistillationModule(L.LightningModule):
                 hooks.remove()
 
     def setup(self, stage: str) -> None:
-        """The methods' one-off work, on every rank once the process group exists (before DDP wrapping
-        and the optimiser, so parameters a method creates here train with the student)."""
+        """The terms' one-off work, on every rank once the process group exists (before DDP wrapping
+        and the optimiser, so parameters a term creates here train with the student)."""
         if self._prepared:
             return
         trainer, train = self.trainer, self.train_data
         device = trainer.strategy.root_device
         distributed = trainer.world_size > 1
-        context = PrepareContext(self.teacher, self.student, train.x, train.y, train.fingerprint, self.work_dir, device,
-                                 self.progress and trainer.is_global_zero, rank=trainer.global_rank,
-                                 world_size=trainer.world_size,
+        preparing = any(type(m).prepare is not Term.prepare for m in self.methods)
+        train_x = train.x if preparing or isinstance(train, ArrayDataset) else torch.empty(0)
+        context = PrepareContext(self.teacher, self.student, train_x, train.y, train.fingerprint,
+                                 self.work_dir, device, self.progress and trainer.is_global_zero,
+                                 rank=trainer.global_rank, world_size=trainer.world_size,
                                  barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed)
+                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed,
+                                 total_steps=self._total_steps(), batch_size=self.config.batch_size)
         for method in self.methods:
             method.prepare(context)
         self.student.cpu()
-        if self.cache_teacher_logits:
+        if self.cache_teacher_logits or self.needs_clean_logits:
             self.teacher_logits = teacher_logits_for(self.teacher, train.x, device).cpu()
         if self.teacher is not None:
             self.teacher.cpu()
         self._prepared = True
+
+    def _total_steps(self) -> int:
+        batches = -(-len(self.train_data) // self.config.batch_size)
+        return self.config.epoch_budget(batches) * batches
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
@@ -168,8 +206,6 @@ class DistillationModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.teacher is not None:
             self.teacher.to(self.device).eval()
-        for method in self.methods:
-            method.on_fit_start(self.trainer)
 
     def on_train_epoch_start(self) -> None:
         # Lightning (>= 2.2) keeps sub-modules that arrive in eval mode in eval mode; a student
@@ -177,69 +213,138 @@ class DistillationModule(L.LightningModule):
         self.student.train()
         self.methods.train()
 
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        for method in self.methods:
-            method.on_step(self.global_step + 1, int(self.trainer.estimated_stepping_batches))  # 1-based, as in REKD
+    # -- one step -------------------------------------------------------------------------------------------------
+    def step_state(self) -> StepState:
+        return StepState(self.global_step + 1, max(1, int(self.trainer.estimated_stepping_batches)), self.config.seed)
 
-    def _teacher_logits(self, batch: Batch, transformed: bool) -> torch.Tensor | None:
-        if not self.needs_teacher:
-            return None
-        if self.teacher_logits is not None and not transformed and self.teacher_hooks is None and not self.teacher_forward:
-            return self.teacher_logits[batch.index.cpu()].to(self.device)
+    def _share(self, batch_idx: int, local: int) -> tuple[float, int]:
+        """(this process's weight in the global batch's mean, the samples it counts for)."""
+        world = self.trainer.world_size
+        if world == 1:
+            return 1.0, local
+        n = min(self.config.batch_size, len(self.train_data) - batch_idx * self.config.batch_size)
+        begin, end = share_bounds(n, world)[self.trainer.global_rank]
+        return (end - begin) * world / n, end - begin
+
+    def _teacher_pass(self, batch: Batch, transformed: bool) -> tuple[torch.Tensor | None, Any]:
+        if not (self.needs_teacher or self.teacher_forward) or self.teacher is None:
+            return None, None
+        cached = (self.teacher_logits is not None and self.cache_teacher_logits and not transformed
+                  and self.teacher_hooks is None and not self.teacher_forward)
+        if cached:
+            return self.teacher_logits[batch.index.cpu()].to(self.device), None
         with torch.no_grad():
-            return self.teacher(batch.x)
+            if self.teacher_forward and hasattr(self.teacher, "forward_structured"):
+                output = self.teacher.forward_structured(batch.x)
+                return output.logits, output
+            return self.teacher(batch.x), None
 
     def training_step(self, raw, batch_idx: int) -> torch.Tensor:
         x, y, index = raw
+        state = self.step_state()
         batch = Batch(x, y, index)
+        if self.augmentations:
+            batch = Batch(apply_augmentations(self.augmentations, x, lambda salt: state.streams(index, salt)), y, index)
         for method in self.methods:
-            batch = method.transform(batch)
+            batch = method.transform(batch, state)
         transformed = batch.x is not x
-        student_logits = self.student(batch.x)
+        student_output = None
+        if self.structured:
+            options: dict[str, Any] = {}
+            for method in self.methods:
+                options.update(method.forward_options(state, batch))
+            student_output = self.student.forward_structured(batch.x, **options)
+            student_logits = student_output.logits
+        else:
+            student_logits = self.student(batch.x)
         student_features = dict(self.student_hooks.features) if self.student_hooks else {}
-        teacher_logits = self._teacher_logits(batch, transformed)
+        teacher_logits, teacher_output = self._teacher_pass(batch, transformed)
         teacher_features = dict(self.teacher_hooks.features) if self.teacher_hooks else {}
-        step = Step(batch, self.student, self.teacher, student_logits, teacher_logits, student_features, teacher_features)
-        terms: dict[str, torch.Tensor] = {}
+        clean = self.teacher_logits[index.cpu()].to(self.device) if self.needs_clean_logits else None
+        step = Step(batch, self.student, self.teacher, student_logits, teacher_logits, student_features,
+                    teacher_features, state, clean, student_output, teacher_output)
+        share, counted = self._share(batch_idx, len(y))
+        loss = student_logits.new_zeros(())
+        raw_terms: dict[str, torch.Tensor] = {}
         for method in self.methods:
-            for name, value in method.loss(step).items():
-                if name in terms:
-                    raise ValueError(f"two methods both produce the loss term {name!r}; "
-                                     f"combine e.g. 'kd' with 'fitnets', not 'kd' with 'tsd' (tsd includes kd)")
-                terms[name] = value
-        for name, value in terms.items():
+            if not method.has_loss:
+                continue
+            value = method.loss(step)
+            name = _unique(raw_terms, method.name or type(method).__name__.lower())
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
                     f"loss term {name!r} became {value.item()} in epoch {self.current_epoch + 1} (step {self.global_step}); "
                     "lower the learning rate or check the inputs for extreme values")
-        loss = torch.stack(list(terms.values())).sum()
-        terms["loss"] = loss
-        for name, value in terms.items():  # summed here, logged once per epoch (self.log per step is slow)
-            self._term_sums[name] = self._term_sums.get(name, 0.0) + value.detach() * len(y)
-        self._term_count += len(y)
+            raw_terms[name] = value.detach()
+            # a per-process batch mean counts for this process's share of the global batch; a statistic already
+            # summed over processes counts once (DDP averages the gradients over the processes)
+            loss = loss + method.weight * value * (1.0 if method.global_batch_statistic else share)
+        for name, value in raw_terms.items():  # summed here, logged once per epoch (self.log per step is slow)
+            weight = next(m.weight for m in self.methods if (m.name or type(m).__name__.lower()) == name.split("#")[0])
+            self._add(f"{name}", value, counted)
+            self._add(f"{name}_weighted", weight * value, counted)
+        self._add("loss", sum(self._sums_now(raw_terms)), counted)
+        self._count += counted
         return loss
 
+    def _sums_now(self, raw_terms: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        by_name = {(m.name or type(m).__name__.lower()): m.weight for m in self.methods}
+        return [by_name[name.split("#")[0]] * value for name, value in raw_terms.items()]
+
+    def _add(self, name: str, value: torch.Tensor, count: int) -> None:
+        self._sums[name] = self._sums.get(name, 0.0) + value.detach().double() * count
+
+    # -- end of an epoch: exact, reduced metrics -----------------------------------------------------------------------
     def epoch_loss(self) -> float | None:
-        """The mean training loss of the epoch so far (train mode, as logged), or None before any step."""
-        if not self._term_count:
-            return None
-        return float(self._term_sums["loss"] / self._term_count)
+        """The mean training loss of the epoch (train mode, over every process), or None before any epoch ended."""
+        return self.epoch_metrics.get("train/loss")
 
     def on_train_epoch_end(self) -> None:
-        for name, total in self._term_sums.items():
-            self.log(f"train/{name}", total / self._term_count, prog_bar=(name == "loss"), sync_dist=True)
-        self._term_sums, self._term_count = {}, 0
+        names = sorted(self._sums)
+        totals = torch.stack([torch.as_tensor(self._sums[n], dtype=torch.float64) for n in names]
+                             + [torch.tensor(float(self._count), dtype=torch.float64)]).to(self.device)
+        totals = self._reduce(totals)
+        count = max(float(totals[-1]), 1.0)
+        metrics = {f"train/{n}": float(t) / count for n, t in zip(names, totals[:-1])}
+        if self.val_data is not None and len(self.val_data):
+            metrics.update(self._validate())
+        self.epoch_metrics = metrics
+        for name, value in metrics.items():  # the same on every rank: no sync needed
+            self.log(name, value, prog_bar=name in ("train/loss", "val/acc", "val/agreement"))
+        self._sums, self._count = {}, 0
 
-    def validation_step(self, raw, batch_idx: int) -> None:
-        x, y, _ = raw
-        logits = self.student(x)
-        n = len(y)
-        self.log("val/loss", F.cross_entropy(logits, y), batch_size=n, sync_dist=True)
-        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, batch_size=n, sync_dist=True)
+    def _reduce(self, totals: torch.Tensor) -> torch.Tensor:
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals.float() if self.device.type == "mps" else totals,
+                                                  reduce_op="sum")
+        return totals.double().cpu()
+
+    def _validate(self) -> dict[str, float]:
+        """Validation on this process's contiguous share of the split (no padding, no duplicates), summed over
+        every process: the exact loss, accuracy and agreement one process would compute."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        begin, end = share_bounds(len(self.val_data), world)[rank]
+        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, agreement, count
+        was_training = self.student.training
+        self.student.eval()
+        batch = max(self.config.batch_size, 256)
+        with torch.no_grad():
+            for start in range(begin, end, batch):
+                x, y = _items(self.val_data, start, min(end, start + batch))
+                x, y = x.to(self.device), y.to(self.device)
+                logits = self.student(x)
+                totals[0] += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+                totals[1] += float((logits.argmax(1) == y).sum())
+                if self.teacher is not None:
+                    totals[2] += float((self.teacher(x).argmax(1) == logits.argmax(1)).sum())
+                totals[3] += len(y)
+        self.student.train(was_training)
+        totals = self._reduce(totals.to(self.device))
+        n = max(float(totals[3]), 1.0)
+        out = {"val/loss": float(totals[0]) / n, "val/acc": float(totals[1]) / n}
         if self.teacher is not None:
-            with torch.no_grad():
-                agree = (self.teacher(x).argmax(1) == logits.argmax(1)).float().mean()
-            self.log("val/agreement", agree, prog_bar=True, batch_size=n, sync_dist=True)
+            out["val/agreement"] = float(totals[2]) / n
+        return out
 
     def configure_optimizers(self):
         from .optim import configure
@@ -247,19 +352,77 @@ class DistillationModule(L.LightningModule):
         return configure(self.parameters(), self.config, max(1, int(self.trainer.estimated_stepping_batches)))
 
 
-def indexed_loader(data: ArrayDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
+def _unique(names: dict[str, Any], name: str) -> str:
+    """``name``, or ``name#2``, ``name#3``... when a term of that name is already in ``names``."""
+    if name not in names:
+        return name
+    k = 2
+    while f"{name}#{k}" in names:
+        k += 1
+    return f"{name}#{k}"
+
+
+def _items(data: Any, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels of samples [start, end): sliced from an ArrayDataset, read item by item otherwise."""
+    if isinstance(data, ArrayDataset):
+        return data.x[start:end], data.y[start:end]
+    items = [data[i] for i in range(start, end)]
+    return torch.stack([torch.as_tensor(item[0]) for item in items]), torch.stack([torch.as_tensor(item[1])
+                                                                                  for item in items]).long()
+
+
+class _IndexedArrays(Dataset):
+    """(x, y, index) batches sliced straight from an ArrayDataset's tensors (one call per batch)."""
+
+    def __init__(self, data: ArrayDataset) -> None:
+        self.x, self.y = data.x, data.y
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i], torch.tensor(i)
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.x[index], self.y[index], index
+
+
+class _IndexedItems(Dataset):
+    """(x, y, index) items of any map-style (x, y) dataset."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        x, y = self.data[i][:2]
+        return torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long), torch.tensor(i)
+
+
+def _already_batched(batch):
+    return batch
+
+
+def indexed_loader(data: Any, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
                    rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Batches of ``(x, y, index)``; the index keys per-sample caches and stores.
+    """Batches of ``(x, y, index)``; the index keys per-sample caches and random streams.
 
     ``batch_size`` is the global batch; with ``world_size`` processes each loads its share of it.
     """
-    dataset = TensorDataset(data.x, data.y, torch.arange(len(data)))
+    if isinstance(data, ArrayDataset):
+        dataset, collate = _IndexedArrays(data), _already_batched
+    else:
+        dataset, collate = _IndexedItems(data), None
     if not shuffle:
+        if isinstance(data, ArrayDataset):
+            batches = [list(range(i, min(len(data), i + batch_size))) for i in range(0, len(data), batch_size)]
+            return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
         return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    if batch_size % world_size:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world_size})")
-    sampler = EpochShuffle(len(data), seed, rank, world_size, batch_size)
-    return DataLoader(dataset, batch_size=batch_size // world_size, sampler=sampler, num_workers=num_workers)
+    sampler = EpochBatches(len(data), seed, batch_size, rank, world_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
 
 
 def teacher_logits_for(teacher: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
@@ -277,6 +440,17 @@ class DistillResult:
     metrics: dict[str, float] = field(default_factory=dict)
     used_logit_cache: bool = False
     config: TrainConfig | None = None
+    run: RunConfig | None = None
+
+
+def _validated(kind: type, base: Any, overrides: dict[str, Any]) -> Any:
+    """``kind`` (TrainConfig or RunConfig) from ``base`` with keyword overrides; a bad field is one ValueError line."""
+    try:
+        return kind.build(base, **overrides)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        where = ".".join(str(p) for p in detail["loc"]) or "config"
+        raise ValueError(f"{where}: {detail['msg'].removeprefix('Value error, ')}") from None
 
 
 def train_config(config: TrainConfig | dict | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -284,12 +458,18 @@ def train_config(config: TrainConfig | dict | None, overrides: dict[str, Any]) -
     unknown = sorted(set(overrides) - set(TrainConfig.model_fields))
     if unknown:
         raise TypeError(f"unknown training option(s) {unknown}; TrainConfig fields: {', '.join(TrainConfig.model_fields)}")
-    try:
-        return TrainConfig.build(config, **overrides)
-    except ValidationError as error:
-        detail = error.errors()[0]
-        where = ".".join(str(p) for p in detail["loc"]) or "config"
-        raise ValueError(f"{where}: {detail['msg'].removeprefix('Value error, ')}") from None
+    return _validated(TrainConfig, config, overrides)
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword options -> (TrainConfig fields, RunConfig fields); an unknown one is a TypeError naming both lists."""
+    train = {k: v for k, v in options.items() if k in TrainConfig.model_fields}
+    run = {k: v for k, v in options.items() if k in RunConfig.model_fields}
+    unknown = sorted(set(options) - set(train) - set(run))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; TrainConfig fields: {', '.join(TrainConfig.model_fields)}; "
+                        f"RunConfig fields: {', '.join(RunConfig.model_fields)}")
+    return train, run
 
 
 def resume_checkpoint(directory: Path) -> Path | None:
@@ -309,64 +489,74 @@ def resume_checkpoint(directory: Path) -> Path | None:
 
 
 def distill(
-    teacher: nn.Module | None, student: nn.Module, train: ArrayDataset, methods: Sequence[Method | str | dict],
-    *, val: ArrayDataset | None = None, config: TrainConfig | dict | None = None,
-    work_dir: str | Path = "runs/distill", resume: bool = True, teacher_logit_cache: bool = True,
-    accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-    precision: str | None = None, loggers: Sequence[str] = ("csv",), progress: bool = True, num_workers: int = 0,
-    checkpoint: bool = True, cache_dir: str | Path | None = None, **overrides: Any,
+    teacher: nn.Module | None, student: nn.Module, train: Any, methods: Sequence[Term | str | dict],
+    *, val: Any = None, config: TrainConfig | dict | None = None, run: RunConfig | dict | None = None,
+    **options: Any,
 ) -> DistillResult:
-    """Train ``student`` with ``methods`` against a frozen ``teacher``; returns the trained student.
+    """Train ``student`` to minimise ``Σ weight · term`` against a frozen ``teacher``; returns the trained student.
 
-    Training settings come from ``config`` (a :class:`TrainConfig` or dict) and keyword
-    overrides (``epochs=``, ``lr=``, ...). Without ``val`` a stratified validation split of
-    ``config.val_fraction`` is carved from ``train`` (seeded) and used to select the best epoch
-    and stop early; the test split is never seen here. A checkpoint is written atomically
-    every ``checkpoint_every`` epochs to ``work_dir/checkpoints``; with ``resume=True`` a run
-    killed at any point continues from the last finished epoch. The final student weights go
-    to ``work_dir/student.safetensors``. ``cache_dir``: a folder shared by several runs for
-    precomputed teacher attributions, kept under a hash of (teacher, data, explainer) so runs with
-    the same teacher and settings compute them once (default: inside ``work_dir``).
+    ``methods``: terms and presets, e.g. ``["ce", {"name": "kd", "weight": 0.5, "temperature": 4}]`` or
+    ``["hinton"]``. ``train``: an ``ArrayDataset`` or any map-style ``Dataset`` yielding ``(x, y)``.
+    How the model trains comes from ``config`` (:class:`TrainConfig`: budget, optimiser, schedule,
+    augmentation, validation split, selection); where and on what it runs from ``run``
+    (:class:`RunConfig`: work_dir, accelerator, devices, strategy, precision, loggers, checkpoints);
+    keyword ``options`` override fields of either (``epochs=3``, ``devices=2``). Without ``val`` a
+    stratified validation split of ``config.val_fraction`` is carved from ``train`` (seeded); the test
+    split is never seen here. A checkpoint is written atomically every ``checkpoint_every`` epochs to
+    ``work_dir/checkpoints``; with ``resume`` a run killed at any point continues from the last
+    finished epoch. The final weights go to ``work_dir/student.safetensors``.
     """
-    config = train_config(config, overrides)
-    work_dir = Path(work_dir)
+    train_options, run_options = split_options(options)
+    config = _validated(TrainConfig, config, train_options)
+    run = _validated(RunConfig, run, run_options)
+    work_dir = Path(run.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    quiet_lightning()
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    methods = as_methods(methods)
-    if val is None and config.val_fraction > 0:
-        train, val = validation_split(train, config.val_fraction, config.seed)
-    check_pair(teacher, student, train)
-    use_cache = (teacher_logit_cache and teacher is not None and all(m.deterministic_transform for m in methods)
-                 and any(m.needs_teacher for m in methods) and not any(m.teacher_layers for m in methods)
-                 and not any(m.needs_teacher_forward for m in methods))
+    terms = build_terms(methods)
+    train, val = as_training_data(train), as_training_data(val)
+    with warnings.catch_warnings(), lightning_quiet():
+        _quiet_warnings()
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        if val is None and config.val_fraction > 0:
+            train, val = validation_split(train, config.val_fraction, config.seed)
+        check_pair(teacher, student, train)
+        if terms and len(terms) == 1 and terms[0].name == "kd":
+            logging.getLogger("xdistill").warning(
+                "the objective is kd alone (T²·KL, no cross-entropy); Hinton's mix of both is the preset 'hinton'")
+        return _fit(teacher, student, train, val, terms, config, run, work_dir)
+
+
+def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfig, work_dir: Path) -> DistillResult:
+    use_cache = (run.teacher_logit_cache and teacher is not None and not config.augment
+                 and not any(m.changes_input for m in terms) and any(m.needs_teacher for m in terms if m.has_loss)
+                 and not any(m.teacher_layers for m in terms) and not any(m.needs_teacher_forward for m in terms))
     teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
-    module = DistillationModule(student, teacher, methods, config=config, train=train, work_dir=work_dir,
-                                progress=progress, cache_teacher_logits=use_cache,
-                                cache_dir=Path(cache_dir) if cache_dir is not None else None)
+    has_val = val is not None and len(val) > 0
+    module = DistillationModule(student, teacher, terms, config=config, train=train, val=val if has_val else None,
+                                work_dir=work_dir, progress=run.progress, cache_teacher_logits=use_cache,
+                                cache_dir=Path(run.cache_dir) if run.cache_dir is not None else None)
     timer = EpochTimer()
     callbacks: list[Callback] = [timer]
     best = None
-    has_val = val is not None and len(val) > 0
     if has_val or config.monitor == "train_loss":
         best = BestEpoch(config.monitor.replace("_", "/"), config.patience, config.restore_best)
         callbacks.append(best)
     checkpoints = work_dir / "checkpoints"
-    if checkpoint:
+    if run.checkpoint:
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     trainer = L.Trainer(
-        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)), accelerator=accelerator, devices=devices, strategy=strategy,
-        num_nodes=num_nodes, precision=precision, logger=_loggers(loggers, work_dir), callbacks=callbacks,
-        enable_progress_bar=progress, enable_model_summary=False, plugins=[SafetensorsCheckpointIO()],
-        default_root_dir=work_dir, deterministic=False, log_every_n_steps=1, num_sanity_val_steps=0,
-        enable_checkpointing=checkpoint, use_distributed_sampler=False,
+        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)), accelerator=run.accelerator,
+        devices=run.devices, strategy=run.strategy, num_nodes=run.num_nodes, precision=run.precision,
+        logger=_loggers(run.loggers, work_dir), callbacks=callbacks, enable_progress_bar=run.progress,
+        enable_model_summary=False, plugins=[SafetensorsCheckpointIO()], default_root_dir=work_dir,
+        deterministic=False, log_every_n_steps=1, num_sanity_val_steps=0,
+        enable_checkpointing=best is not None or run.checkpoint,  # (Checkpoint subclasses; Lightning adds no other)
+        use_distributed_sampler=False, limit_val_batches=0,
     )
-    train_loader = indexed_loader(train, config.batch_size, True, config.seed, num_workers, trainer.global_rank,
+    train_loader = indexed_loader(train, config.batch_size, True, config.seed, run.num_workers, trainer.global_rank,
                                   trainer.world_size)
-    val_loader = indexed_loader(val, max(config.batch_size, 256), False, config.seed, num_workers) if has_val else None
-    ckpt_path = resume_checkpoint(checkpoints) if (resume and checkpoint) else None
+    ckpt_path = resume_checkpoint(checkpoints) if (run.resume and run.checkpoint) else None
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.fit(module, train_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1); give the caller the interrupt back
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -379,13 +569,13 @@ def distill(
     student.eval().cpu()
     if trainer.is_global_zero:
         save_weights(student, work_dir / "student.safetensors")
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = dict(module.epoch_metrics)
     metrics.update(selection_metrics(student, train, val, best, trainer.current_epoch))
-    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=module.teacher_logits is not None,
-                         config=config)
+    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=use_cache, config=config,
+                         run=run)
 
 
-def selection_metrics(student: nn.Module, train: ArrayDataset, val: ArrayDataset | None, best: BestEpoch | None,
+def selection_metrics(student: nn.Module, train: Any, val: Any, best: BestEpoch | None,
                       epochs_run: int) -> dict[str, float]:
     """Eval-mode accuracy of the final student on its training and validation parts, and the chosen epoch."""
     from .metrics import accuracy, predict
@@ -398,13 +588,13 @@ def selection_metrics(student: nn.Module, train: ArrayDataset, val: ArrayDataset
     return out
 
 
-def check_pair(teacher: nn.Module | None, student: nn.Module, train: ArrayDataset) -> None:
+def check_pair(teacher: nn.Module | None, student: nn.Module, train: Any) -> None:
     """Refuse a teacher and a student whose class counts differ from each other or from the data."""
     from .explain import eval_mode
 
     if len(train) == 0:
         raise ValueError(f"{train.name}: the training set is empty")
-    probe = train.x[:2]
+    probe = _items(train, 0, min(2, len(train)))[0]
     for role, model in (("teacher", teacher), ("student", student)):
         if model is None:
             continue
@@ -426,8 +616,8 @@ def _loggers(names: Sequence[str], work_dir: Path) -> list | bool:
     return [known[n]() for n in names] or False
 
 
-def train_teacher(model: nn.Module, train: ArrayDataset, *, val: ArrayDataset | None = None,
-                  config: TrainConfig | dict | None = None, work_dir: str | Path = "runs/teacher",
-                  **options: Any) -> DistillResult:
+def train_teacher(model: nn.Module, train: Any, *, val: Any = None, config: TrainConfig | dict | None = None,
+                  run: RunConfig | dict | None = None, **options: Any) -> DistillResult:
     """Train a classifier on its own (cross-entropy) with the same engine, for users without a teacher."""
-    return distill(None, model, train, ["ce"], val=val, config=config, work_dir=work_dir, **options)
+    options.setdefault("work_dir", "runs/teacher") if run is None else None
+    return distill(None, model, train, ["ce"], val=val, config=config, run=run, **options)

@@ -45,7 +45,13 @@ def _constant(optimizer, config: TrainConfig, total_steps: int) -> dict[str, Any
 
 def _step(optimizer, config: TrainConfig, total_steps: int) -> dict[str, Any]:
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    return {"scheduler": schedule, "interval": "epoch"}
+    return {"scheduler": schedule, "interval": config.schedule_interval}
+
+
+def _multistep(optimizer, config: TrainConfig, total_steps: int) -> dict[str, Any]:
+    """``MultiStepLR``; with ``schedule_interval: step`` it is stepped after every optimiser step (as TSD's code does)."""
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.milestones, gamma=config.gamma)
+    return {"scheduler": schedule, "interval": config.schedule_interval}
 
 
 def _plateau(optimizer, config: TrainConfig, total_steps: int) -> dict[str, Any]:
@@ -60,6 +66,7 @@ SCHEDULES.register("cosine")(_cosine)
 SCHEDULES.register("constant")(_constant)
 SCHEDULES.register("step")(_step)
 SCHEDULES.register("plateau")(_plateau)
+SCHEDULES.register("multistep")(_multistep)
 
 
 def configure(parameters: Iterable, config: TrainConfig, total_steps: int) -> dict[str, Any]:

@@ -80,16 +80,45 @@ class EvaluationSpec(Strict):
     flip_steps: int | None = Field(default=20, ge=0, description="pixel-flipping points (0: skip, null: every part)")
 
 
+class HardwareSpec(Strict):
+    """Where the training runs: Lightning's accelerator, processes per node, nodes and strategy.
+
+    Not part of the study's identity: the same run directory may be resumed on other hardware."""
+
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] | None = Field(
+        default=None, description="default: the recipe's device")
+    devices: int | Literal["auto"] = Field(default=1, description="processes per node (e.g. 2 for two CPU processes)")
+    num_nodes: int = Field(default=1, ge=1)
+    strategy: str = Field(default="auto", description="auto, ddp, ... (several devices: ddp)")
+
+    @field_validator("devices")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if value != "auto" and value < 1:
+            raise ValueError(f"devices must be >= 1 or 'auto', got {value}")
+        return value
+
+
 class Recipe(Strict):
     name: str = "study"
     seed: int = 0
     device: Literal["auto", "cpu", "gpu"] = "auto"
     precision: str | None = None
+    hardware: HardwareSpec = HardwareSpec()
     dataset: DatasetSpec
     teacher: TeacherSpec
     students: list[StudentSpec] = Field(min_length=1)
     training: TrainConfig | None = Field(default=None, description="the students' training; unset fields: family defaults")
     evaluation: EvaluationSpec = EvaluationSpec()
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _known_precision(cls, value: Any) -> Any:
+        from .config import PRECISIONS
+
+        if value is not None and str(value) not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}")
+        return None if value is None else str(value)
 
     @field_validator("students")
     @classmethod
@@ -235,15 +264,20 @@ def _known_model(where: str, name: str) -> None:
 
 
 def _check_methods(where: str, methods: list) -> None:
-    from .methods import method_from_spec
+    """Each spec (term or preset) builds, and the list as a whole is a trainable objective."""
+    from .methods import build_terms
 
     for j, spec in enumerate(methods):
         try:
-            method_from_spec(spec)
+            build_terms([spec, "ce"])  # the spec on its own (ce only so that a lone transform or term is allowed here)
         except TypeError as error:
             raise RecipeError(f"{where}[{j}]: {error}".replace("__init__() ", "")) from None
         except (LookupError, ValueError) as error:
             raise RecipeError(f"{where}[{j}]: {error}") from None
+    try:
+        build_terms(methods)
+    except (LookupError, ValueError, TypeError) as error:
+        raise RecipeError(f"{where}: {error}") from None
 
 
 def student_index(recipe: Recipe, student: StudentSpec) -> int:

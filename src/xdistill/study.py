@@ -33,30 +33,56 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_")
 
 
+def process_rank() -> int:
+    """This process's global rank in a multi-process run: torchrun's RANK; under Lightning's launcher 0 for the
+    launching process (NODE_RANK 0, LOCAL_RANK 0 or unset) and non-zero for every other; 0 in a single process."""
+    import os
+
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    node, local = int(os.environ.get("NODE_RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    return 0 if node == 0 and local == 0 else 1 + node * 1_000_000 + local  # only "is it 0" is ever used
+
+
+def study_identity(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe without its hardware: a run may be resumed on other hardware."""
+    resolved = json.loads(recipe.model_dump_json())
+    resolved.pop("hardware", None)
+    return resolved
+
+
 class Study:
-    """Runs the stages of one recipe inside ``run_dir``."""
+    """Runs the stages of one recipe inside ``run_dir``.
+
+    In a multi-process run (``hardware.devices > 1``, or under ``torchrun``) every process trains;
+    only rank 0 owns the run directory (lock, recipe, stages, logs, evaluation and report)."""
 
     def __init__(self, recipe: Recipe, run_dir: str | Path, progress: bool = True, restart: bool = False) -> None:
-        self.recipe, self.run_dir, self.progress = recipe, Path(run_dir), progress
+        self.recipe, self.run_dir = recipe, Path(run_dir)
+        self.rank = process_rank()
+        self.progress = progress and self.rank == 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
         self.in_progress: str | None = None  # the stage being worked on, for the interrupt message
         self.stages_path = self.run_dir / "stages.json"
-        resolved = json.loads(recipe.model_dump_json())
+        resolved = study_identity(recipe)
         recipe_path = self.run_dir / "recipe.json"
-        if recipe_path.exists() and json.loads(recipe_path.read_text()) != resolved:
-            if not restart:
-                raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
-                                  "choose another --out or pass --restart to start it over")
-            self.stages_path.unlink(missing_ok=True)
-        write_json(recipe_path, resolved)
-        write_json(self.run_dir / "environment.json", environment(recipe.seed))
+        if recipe_path.exists() and json.loads(recipe_path.read_text()) != resolved and not restart:
+            raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
+                              "choose another --out or pass --restart to start it over")
+        if self.rank == 0:
+            self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
+            if recipe_path.exists() and json.loads(recipe_path.read_text()) != resolved:
+                self.stages_path.unlink(missing_ok=True)
+            write_json(recipe_path, resolved)
+            write_json(self.run_dir / "environment.json", environment(recipe.seed))
         self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
         self._splits = None
         self._teacher: nn.Module | None = None
 
     # -- bookkeeping --------------------------------------------------------------------------
     def log(self, message: str) -> None:
+        if self.rank != 0:
+            return
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
         with open(self.run_dir / "log.txt", "a") as handle:
             handle.write(line + "\n")
@@ -83,7 +109,8 @@ class Study:
 
     def finish(self, stage: str, started: float, **info: Any) -> None:
         self.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **info}
-        write_json(self.stages_path, self.stages)
+        if self.rank == 0:
+            write_json(self.stages_path, self.stages)
         self.in_progress = None
 
     # -- data and models --------------------------------------------------------------------------
@@ -205,7 +232,8 @@ class Study:
             except RuntimeError as error:
                 raise RecipeError(f"teacher.weights: {spec.weights} does not fit model {spec.model!r} "
                                   f"({str(error).splitlines()[0]}...)") from None
-            save_weights(model, path)
+            if self.rank == 0:
+                save_weights(model, path)
             self.log(f"teacher: loaded {spec.weights}")
         else:
             config = self.train_config("teacher", spec.train)
@@ -213,7 +241,8 @@ class Study:
                      "the test split is only used by evaluation)")
             result = distill(None, model, self.splits[0], spec.methods, config=config, work_dir=self.run_dir / "teacher",
                              **self._runtime())
-            save_weights(model, path)
+            if self.rank == 0:
+                save_weights(model, path)
             self._log_fit("teacher", result)
             chance = 1.0 / self.splits[0].num_classes
             if result.metrics["train_acc"] < chance + 0.1:
@@ -248,8 +277,10 @@ class Study:
         return f"{config.steps} steps" if config.steps else f"{config.epoch_budget(1)} epochs"
 
     def _runtime(self) -> dict[str, Any]:
-        accelerator = {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[self.recipe.device]
-        return dict(accelerator=accelerator, precision=self.recipe.precision, progress=self.progress)
+        hardware = self.recipe.hardware
+        accelerator = hardware.accelerator or {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[self.recipe.device]
+        return dict(accelerator=accelerator, precision=self.recipe.precision, progress=self.progress,
+                    devices=hardware.devices, num_nodes=hardware.num_nodes, strategy=hardware.strategy)
 
     def _log_fit(self, who: str, result) -> None:
         m = result.metrics
@@ -330,7 +361,7 @@ class Study:
         self.log(f"evaluate {student.name} on {len(x)} held-out samples")
         config = self.alignment_config()
         result = to_jsonable(evaluate_pair(teacher, model, x, y, config))
-        if hasattr(model, "last_mask"):  # a select-predict rationale model: its kept parts, against the truth
+        if hasattr(model, "forward_structured"):  # a select-predict rationale model: its kept parts, against the truth
             from .metrics.rationale import rationale_metrics
 
             truth = test.rationale[:limit] if test.rationale is not None else None
@@ -388,8 +419,8 @@ class Study:
         self.log("report")
         return build_report(self.run_dir)
 
-    def run(self) -> Path:
-        """Every stage in order; finished ones are skipped."""
+    def run(self) -> Path | None:
+        """Every stage in order; finished ones are skipped. Ranks other than 0 stop after training (None)."""
         self.check()
         train, test = self.splits
         self.log(f"data {self.recipe.dataset.name}: {len(train)} train, {len(test)} test, input {train.input_shape}, "
@@ -399,6 +430,8 @@ class Study:
         students = self.recipe.expanded_students()
         for student in students:
             self.student(student)
+        if self.rank != 0:
+            return None
         for student in students:
             self.evaluate(student)
         return self.report()

@@ -8,6 +8,9 @@ loss can use the attributions.
 
 from __future__ import annotations
 
+import sys
+import types
+
 import torch
 from torch import nn
 
@@ -36,3 +39,14 @@ def explain(
 ) -> torch.Tensor:
     """Run the explainer registered as ``method``; ``options`` go to it unchanged."""
     return EXPLAINERS.get(method)(model, x, target, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """``xdistill.explain`` is this package and, called, the ``explain`` function: ``from xdistill import explain``
+    then ``explain(model, x, target, method="saliency")`` works, and so does ``xdistill.explain.saliency``."""
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

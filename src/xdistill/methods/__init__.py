@@ -1,11 +1,14 @@
-"""Distillation methods, registered by name (``build_method("kd", temperature=4)``)."""
+"""Loss terms, data transforms and presets, registered by name (``build_term("kd", temperature=4)``)."""
 
-from . import feature_hints, ig_overlay, kd, rekd, subdistill, tsd  # noqa: F401  (registers the methods)
-from .base import METHODS, Batch, Method, PrepareContext, Step, build_method, method_from_spec, soft_kl
+from . import feature_hints, ig_overlay, kd, rekd, subdistill, tsd  # noqa: F401  (registers the terms and presets)
+from .base import (
+    METHODS, PRESETS, TERMS, Batch, Method, PrepareContext, Step, StepState, Term, build_method, build_term, build_terms,
+    expand, method_from_spec, soft_kl, term_from_spec,
+)
 from .feature_hints import AttentionTransfer, FitNets
 from .ig_overlay import IGOverlay, overlay
-from .kd import KD_PRESETS, CrossEntropy, KnowledgeDistillation
-from .rekd import RationaleExtraction, RationaleKD
+from .kd import CrossEntropy, KnowledgeDistillation
+from .rekd import GumbelAnneal, RationaleKL, RationalePredictionKL, RationaleSelection
 from .subdistill import SubDistill, estimate_subspace
 from .tsd import (
     PerturbationTSD, TemporalSaliencyDistillation, WindowSaliencyTSD, gradient_saliency, occlusion_saliency,
@@ -13,8 +16,10 @@ from .tsd import (
 )
 
 __all__ = [
-    "KD_PRESETS", "METHODS", "AttentionTransfer", "Batch", "CrossEntropy", "FitNets", "IGOverlay",
-    "KnowledgeDistillation", "Method", "RationaleExtraction", "RationaleKD", "SubDistill", "estimate_subspace", "PrepareContext", "Step", "TemporalSaliencyDistillation", "PerturbationTSD", "WindowSaliencyTSD", "perturbation_saliency",
-    "sample_perturbations", "saliency_loss",
-    "build_method", "method_from_spec", "gradient_saliency", "occlusion_saliency", "overlay", "soft_kl",
+    "METHODS", "PRESETS", "TERMS", "AttentionTransfer", "Batch", "CrossEntropy", "FitNets", "GumbelAnneal", "IGOverlay",
+    "KnowledgeDistillation", "Method", "PerturbationTSD", "PrepareContext", "RationaleKL", "RationalePredictionKL",
+    "RationaleSelection", "Step", "StepState", "SubDistill", "TemporalSaliencyDistillation", "Term",
+    "WindowSaliencyTSD", "build_method", "build_term", "build_terms", "estimate_subspace", "expand",
+    "gradient_saliency", "method_from_spec", "occlusion_saliency", "overlay", "perturbation_saliency",
+    "sample_perturbations", "saliency_loss", "soft_kl", "term_from_spec",
 ]

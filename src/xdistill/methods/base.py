@@ -1,36 +1,54 @@
-"""The method contract and the registry that maps recipe names to method classes.
+"""The term contract, the registries of terms and presets, and how a list of specs becomes terms.
 
-A method is a small ``nn.Module`` (so learned parts, like a FitNets regressor, train with the
-student) with up to three hooks, all optional:
+A student's objective is a list of terms, each with a ``weight``: the engine minimises
+``Σ weight · term`` and logs every term raw and weighted. A term is a small ``nn.Module`` (so
+learned parts, like a FitNets regressor, train with the student) with up to three roles, all
+optional:
 
-* ``prepare(context)``: one-off work before training (precompute teacher maps, estimate
-  subspaces, build regressors from feature shapes);
-* ``transform(batch) -> batch``: data-side change of the student's input;
-* ``loss(step) -> dict[str, Tensor]``: named loss terms; the engine sums every term of every
-  method and logs each one.
+* ``prepare(context)``: one-off work before training (a teacher bank, a subspace estimate, an
+  attribution store, a regressor sized from feature shapes);
+* ``transform(batch, state) -> batch``: a data-side change of the student's input (IG overlay);
+* ``loss(step) -> Tensor``: the term's own quantity and nothing else (``kd`` is T²·KL; only
+  ``ce`` is cross-entropy).
 
-Methods never import the engine; the engine never knows a method by name.
+A *preset* is a name that expands into a list of term specs, so a paper stays one line and exact
+(``hinton`` -> ``[{ce: 0.1}, {kd: 0.9, temperature: 4}]``). Terms never import the engine; the
+engine never knows a term by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
+from .keyed_random import SampleStreams
 
 
 @dataclass
 class Batch:
-    """One training batch: inputs, labels, dataset indices (for per-sample caches)."""
+    """One training batch: inputs, labels, dataset indices (for per-sample caches and random streams)."""
 
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor
+
+
+@dataclass(frozen=True)
+class StepState:
+    """The engine's per-step state: 1-based optimiser step, total steps, the run's seed."""
+
+    index: int = 1
+    total: int = 1
+    seed: int = 0
+
+    def streams(self, sample_index: torch.Tensor, salt: int = 0) -> SampleStreams:
+        """Per-sample random streams keyed by (seed, salt, step, sample): the same in 1 or N processes."""
+        return SampleStreams(sample_index, self.seed, self.index, salt)
 
 
 @dataclass
@@ -44,6 +62,12 @@ class Step:
     teacher_logits: torch.Tensor | None
     student_features: dict[str, torch.Tensor] = field(default_factory=dict)
     teacher_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    state: StepState = field(default_factory=StepState)
+    #: the teacher's logits on the untransformed input (e.g. precomputed once), when a term asked for them
+    teacher_clean_logits: torch.Tensor | None = None
+    #: structured outputs of models that give more than logits (a rationale model's mask, selection, ...)
+    student_output: Any = None
+    teacher_output: Any = None
 
 
 @dataclass
@@ -64,17 +88,32 @@ class PrepareContext:
     data_info: dict = field(default_factory=dict)  # the dataset's info (e.g. pixel_mean / pixel_std)
     cache_dir: Any = None  # pathlib.Path shared by several runs for teacher attributions, or None
     seed: int = 0  # the run's training seed (for keyed per-sample randomness)
+    total_steps: int = 0  # optimiser steps the run will take (0 = unknown)
+    batch_size: int = 0  # the global batch size (0 = unknown)
 
 
-class Method(nn.Module):
-    """Base class; subclasses override what they need."""
+class Term(nn.Module):
+    """Base class of every registered term; subclasses override the roles they have."""
 
-    #: the teacher must run on every batch (logits/features); False lets the engine use cached logits
-    needs_teacher: bool = True
-    #: the teacher's forward pass has side effects the loss reads (e.g. a rationale mask): never cache it
-    needs_teacher_forward: bool = False
-    #: ``transform`` returns the same input for the same sample every epoch (teacher logits may be cached)
-    deterministic_transform: bool = True
+    #: the registry name (set when built from a spec) and the weight of ``loss`` in the objective
+    name: str = ""
+    weight: float = 1.0
+    #: fits the student's outputs to the labels or the teacher's outputs (a list needs at least one such term)
+    fits_outputs: ClassVar[bool] = False
+    #: the teacher must run on every batch (logits/features); False lets the engine skip it
+    needs_teacher: ClassVar[bool] = True
+    #: the teacher's forward pass must see this batch's input (never use cached logits)
+    needs_teacher_forward: ClassVar[bool] = False
+    #: ``loss`` reads ``step.teacher_clean_logits`` (the teacher on the untransformed input)
+    needs_clean_teacher_logits: bool = False
+    #: ``transform`` returns a different input for the same sample in different steps
+    changes_input: ClassVar[bool] = False
+    #: ``loss`` is already a statistic of the global batch (summed over processes); never rescaled per process
+    global_batch_statistic: ClassVar[bool] = False
+    #: salt of this term's random streams (keeps its draws apart from other terms' at the same seed)
+    salt: ClassVar[int] = 0
+    #: options that older versions took, with what to write instead (a one-line hint when given)
+    legacy_options: ClassVar[dict[str, str]] = {}
     #: module paths whose outputs ``loss`` reads through forward hooks
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
@@ -82,36 +121,130 @@ class Method(nn.Module):
     def prepare(self, context: PrepareContext) -> None:
         """One-off work before training."""
 
-    def on_fit_start(self, trainer: Any) -> None:
-        """Called once when training starts (after a resumed checkpoint is loaded)."""
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        """Called before every optimiser step with its 1-based number (e.g. to anneal a temperature)."""
-
-    def transform(self, batch: Batch) -> Batch:
+    def transform(self, batch: Batch, state: StepState) -> Batch:
         return batch
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_options(self, state: StepState, batch: Batch) -> dict[str, Any]:
+        """Keyword arguments for a structured student forward (e.g. a rationale model's noise and temperature)."""
         return {}
 
+    @property
+    def has_loss(self) -> bool:
+        return type(self).loss is not Term.loss
 
-METHODS: Registry[Callable[..., Method]] = Registry("method")
+    @property
+    def has_transform(self) -> bool:
+        return type(self).transform is not Term.transform
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Learnable parts the term adds beside the student (a FitNets regressor, a SubDistill rotation);
+        they train with the student and are not part of it (mdistiller's ``get_extra_parameters``)."""
+        return list(self.parameters())
 
 
-def build_method(name: str, **options: Any) -> Method:
-    """Instantiate the method registered as ``name`` with its options."""
-    return METHODS.get(name)(**options)
+Method = Term  # the name of the contract before terms composed with weights
+
+TERMS: Registry[Callable[..., Term]] = Registry("term")
+METHODS = TERMS
+#: preset name -> function(**options) -> list of term specs
+PRESETS: Registry[Callable[..., list[Any]]] = Registry("preset")
+
+Spec = "Term | str | dict[str, Any]"
 
 
-def method_from_spec(spec: "Method | str | dict[str, Any]") -> Method:
-    """A method object, a registry name, or ``{"name": ..., **options}`` -> a method."""
-    if isinstance(spec, Method):
-        return spec
+def _split(spec: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
-        return build_method(spec)
+        return spec, {}
     if isinstance(spec, dict) and "name" in spec:
-        return build_method(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
-    raise ValueError(f"a method must be a Method, a name, or a dict with 'name'; got {spec!r}")
+        return str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
+    raise ValueError(f"a term must be a Term, a name, or a dict with 'name'; got {spec!r}")
+
+
+def expand(specs: Iterable[Any]) -> list[Any]:
+    """Presets replaced by the term specs they stand for (recursively); terms and objects as given."""
+    out: list[Any] = []
+    for spec in specs:
+        if isinstance(spec, Term):
+            out.append(spec)
+            continue
+        name, options = _split(spec)
+        if name in PRESETS and name not in TERMS:
+            try:
+                out += expand(PRESETS.get(name)(**options))
+            except TypeError as error:
+                raise ValueError(f"preset {name!r}: {str(error).split(') ', 1)[-1]}") from None
+        else:
+            out.append(spec)
+    return out
+
+
+def build_term(name: str, weight: float | None = None, **options: Any) -> Term:
+    """Instantiate the term registered as ``name`` with its options and weight."""
+    if name not in TERMS:
+        from ..registry import UnknownNameError
+
+        raise UnknownNameError(f"unknown term {name!r}; terms: {', '.join(TERMS.names())}; "
+                               f"presets: {', '.join(PRESETS.names())}")
+    factory = TERMS.get(name)
+    hints = getattr(factory, "legacy_options", {})
+    for option in options:
+        if option in hints:
+            raise ValueError(f"{name}: option {option!r} is gone; {hints[option]}")
+    try:
+        term = factory(**options)
+    except TypeError as error:
+        raise ValueError(f"{name}: {str(error).replace('__init__() ', '')}") from None
+    term.name = name
+    if weight is not None:
+        if not term.has_loss:
+            raise ValueError(f"{name}: has no loss term, so it takes no weight (it is a data transform)")
+        weight = float(weight)
+        if weight < 0 or weight != weight:
+            raise ValueError(f"{name}: weight must be >= 0, got {weight}")
+        term.weight = weight
+    return term
+
+
+def term_from_spec(spec: Any) -> Term:
+    """A term object, a registry name, or ``{"name": ..., "weight": w, **options}`` -> a term."""
+    if isinstance(spec, Term):
+        return spec
+    name, options = _split(spec)
+    weight = options.pop("weight", None)
+    return build_term(name, weight, **options)
+
+
+def build_terms(specs: Sequence[Any]) -> list[Term]:
+    """Specs (terms, presets, names, dicts) -> the terms of one objective, checked as a whole.
+
+    Terms of weight 0 are dropped (``[ce, {kd: 0}]`` trains exactly as ``[ce]``). A list needs at
+    least one term that fits the student's outputs (``ce``, ``kd``, ...): an explanation term alone
+    would leave the predictions untrained.
+    """
+    if isinstance(specs, (str, dict, Term)):
+        specs = [specs]
+    terms = [term_from_spec(spec) for spec in expand(specs)]
+    if not terms:
+        raise ValueError("give at least one term (e.g. 'ce' for a student alone, ['ce', 'kd'] to distill)")
+    if not any(t.has_loss for t in terms):
+        raise ValueError(f"{', '.join(t.name for t in terms)}: no loss term; add e.g. ce or kd")
+    if not any(t.fits_outputs for t in terms if t.has_loss and t.weight > 0):
+        names = ", ".join(t.name or type(t).__name__ for t in terms)
+        raise ValueError(f"[{names}] has no term that fits the student's outputs, so its predictions would not "
+                         "train; add ce and/or kd (e.g. [ce, {name: tsd, weight: 1}])")
+    return [t for t in terms if not (t.has_loss and t.weight == 0)]
+
+
+def build_method(name: str, **options: Any) -> Term:
+    """Instantiate one registered term (compatibility name of :func:`build_term`)."""
+    weight = options.pop("weight", None)
+    return build_term(name, weight, **options)
+
+
+method_from_spec = term_from_spec
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

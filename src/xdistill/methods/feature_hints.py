@@ -11,7 +11,7 @@ from torch import nn
 
 from ..explain import eval_mode
 from ..hooks import FeatureHooks
-from .base import METHODS, Method, PrepareContext, Step
+from .base import TERMS, PrepareContext, Step, Term
 
 
 def _pairs(layers: Mapping[str, str] | Sequence[Sequence[str]]) -> list[tuple[str, str]]:
@@ -56,14 +56,17 @@ def probe_shapes(context: PrepareContext, student_layers, teacher_layers) -> tup
     return shapes[0], shapes[1]
 
 
-@METHODS.register("fitnets")
-class FitNets(Method):
-    """MSE between regressor(student feature) and the teacher feature, per layer pair."""
+@TERMS.register("fitnets")
+class FitNets(Term):
+    """MSE between regressor(student feature) and the teacher feature, averaged over layer pairs.
 
-    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], weight: float = 1.0) -> None:
+    The 1x1 regressors are learnable parts beside the student (``extra_parameters``)."""
+
+    name = "fitnets"
+
+    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]]) -> None:
         super().__init__()
         self.pairs = _pairs(layers)
-        self.weight = weight
         self.student_layers = tuple(s for s, _ in self.pairs)
         self.teacher_layers = tuple(t for _, t in self.pairs)
         self.regressors = nn.ModuleList()
@@ -72,7 +75,7 @@ class FitNets(Method):
         s_shapes, t_shapes = probe_shapes(context, self.student_layers, self.teacher_layers)
         self.regressors = nn.ModuleList(_regressor(s_shapes[s], t_shapes[t]) for s, t in self.pairs)
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
         if len(self.regressors) != len(self.pairs):
             raise RuntimeError("fitnets.prepare() must run before training (the engine does this)")
         total = 0.0
@@ -80,7 +83,7 @@ class FitNets(Method):
             teacher = step.teacher_features[t].detach()
             student = _match_size(regressor(step.student_features[s]), teacher)
             total = total + F.mse_loss(student, teacher)
-        return {"fitnets": self.weight * total / len(self.pairs)}
+        return total / len(self.pairs)
 
 
 def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -88,18 +91,22 @@ def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     return feature.abs().pow(p).mean(1)
 
 
-@METHODS.register("attention_transfer")
-class AttentionTransfer(Method):
-    """``beta/2 · mean((Q_s/‖Q_s‖ − Q_t/‖Q_t‖)²)`` summed over layer pairs (as in the authors' code, beta=1000)."""
+@TERMS.register("attention_transfer")
+class AttentionTransfer(Term):
+    """``½ · mean((Q_s/‖Q_s‖ − Q_t/‖Q_t‖)²)`` summed over layer pairs; the authors' code weights it by β=1000."""
 
-    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], beta: float = 1000.0, p: float = 2.0) -> None:
+    name = "attention_transfer"
+
+    legacy_options = {"beta": "β is now the term's weight: write {name: attention_transfer, weight: β} (authors: 1000)"}
+
+    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], p: float = 2.0) -> None:
         super().__init__()
         self.pairs = _pairs(layers)
-        self.beta, self.p = beta, p
+        self.p = p
         self.student_layers = tuple(s for s, _ in self.pairs)
         self.teacher_layers = tuple(t for _, t in self.pairs)
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
         total = 0.0
         for s, t in self.pairs:
             q_t = attention_map(step.teacher_features[t].detach(), self.p)
@@ -108,4 +115,4 @@ class AttentionTransfer(Method):
                 q_s = _match_size(q_s.unsqueeze(1), q_t.unsqueeze(1)).squeeze(1)
             diff = F.normalize(q_s.flatten(1), dim=1) - F.normalize(q_t.flatten(1), dim=1)
             total = total + diff.pow(2).mean()
-        return {"attention_transfer": self.beta / 2 * total}
+        return total / 2

@@ -4,8 +4,9 @@ The teacher's Integrated-Gradients maps for the whole training set are computed 
 attribution store. During training, each sample is, with probability ``p``, replaced by
 ``0.5·x + 0.5·norm(m^s)`` with ``m = Σ_channels |IG|``, ``s ~ logUniform(1, 2)`` and ``norm`` a
 per-sample min-max scaling to [0, 1], blended in the raw [0, 1] image space (standardised data is
-mapped back and forth with its training statistics); the loss is KD with the paper's defaults
-T=2.5, a=0.01.
+mapped back and forth with its training statistics). ``ig_overlay`` is that data transform alone;
+the paper's objective is the preset ``kd_ig``: ``0.99·CE + 0.01·T²·KL`` at T=2.5 with the teacher's
+logits on the **clean** image (the official code precomputes them once), plus the overlay with p=0.1.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import torch
 from ..checkpoint import fingerprint
 from ..explain import integrated_gradients
 from ..store import AttributionStore
-from .base import METHODS, Batch, PrepareContext
-from .kd import KnowledgeDistillation
-from .keyed_random import SampleStreams
+from .base import PRESETS, TERMS, Batch, PrepareContext, StepState, Term
 
 
 def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor, mean: torch.Tensor | None = None,
@@ -43,14 +42,25 @@ def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor, mean: t
     return (0.5 * raw + 0.5 * scaled - mean) / std
 
 
-@METHODS.register("ig_overlay")
-class IGOverlay(KnowledgeDistillation):
-    deterministic_transform = False
+@TERMS.register("ig_overlay")
+class IGOverlay(Term):
+    """The IG-overlay data transform (no loss of its own): see the module docstring."""
 
-    def __init__(self, p: float = 0.1, temperature: float = 2.5, alpha: float = 0.01, n_steps: int = 50,
-                 rule: str = "gauss_legendre", baseline: float = 0.0, target: str = "label",
-                 store_dir: str | None = None, store_chunk: int = 256, overwrite: bool = False) -> None:
-        super().__init__(temperature=temperature, alpha=alpha)
+    name = "ig_overlay"
+
+    changes_input = True
+    needs_teacher = False  # the teacher is used in prepare only
+    salt = 0x4B4449  # "KDI"
+    legacy_options = {
+        "alpha": "ig_overlay is the data transform alone; the paper's objective is the preset {name: kd_ig, p: ...} "
+                 "(or add ce and kd terms yourself)",
+        "temperature": "ig_overlay is the data transform alone; set the temperature on the kd term or the kd_ig preset",
+    }
+
+    def __init__(self, p: float = 0.1, n_steps: int = 50, rule: str = "gauss_legendre", baseline: float = 0.0,
+                 target: str = "label", store_dir: str | None = None, store_chunk: int = 256,
+                 overwrite: bool = False) -> None:
+        super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
         if target not in ("label", "teacher"):
@@ -60,15 +70,10 @@ class IGOverlay(KnowledgeDistillation):
                                           "baseline": baseline, "target": target}
         self.store_dir, self.store_chunk, self.overwrite = store_dir, store_chunk, overwrite
         self.store: AttributionStore | None = None
-        self.step_number, self.stream_seed = 0, 0
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        self.step_number = step
 
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
             raise ValueError("ig_overlay needs a teacher")
-        self.stream_seed = context.seed
         identity = {"teacher": fingerprint(context.teacher), "dataset": context.dataset_fingerprint, "explainer": self.explainer}
         root = self.store_root(context, identity)
         self.store = AttributionStore.create(root, identity, context.train_x.shape[0], tuple(context.train_x.shape[1:]),
@@ -99,12 +104,12 @@ class IGOverlay(KnowledgeDistillation):
             return Path(context.cache_dir) / f"ig_store-{digest}"
         return Path(context.work_dir or ".") / "ig_store"
 
-    def transform(self, batch: Batch) -> Batch:
+    def transform(self, batch: Batch, state: StepState) -> Batch:
         if self.store is None:
             raise RuntimeError("ig_overlay.prepare() must run before training (the engine does this)")
         if not self.training or self.p == 0:
             return batch
-        draws = SampleStreams(batch.index, self.stream_seed, self.step_number)(2).to(batch.x.device)
+        draws = state.streams(batch.index, self.salt)(2).to(batch.x.device)
         chosen = draws[:, 0] < self.p  # per-sample streams: the same however the batch is split across processes
         if not chosen.any():
             return batch
@@ -116,3 +121,14 @@ class IGOverlay(KnowledgeDistillation):
         x[chosen] = overlay(batch.x[chosen], maps, exponent, None if mean is None else mean.to(x),
                             None if std is None else std.to(x))
         return Batch(x, batch.y, batch.index)
+
+
+@PRESETS.register("kd_ig")
+def kd_ig(p: float = 0.1, alpha: float = 0.01, temperature: float = 2.5, n_steps: int = 50, **options: Any) -> list:
+    """KD-IG as published: ``(1-α)·CE + α·T²·KL`` (T=2.5, α=0.01) against the teacher's logits on the clean
+    image, and the IG overlay with probability ``p`` (50 Gauss-Legendre IG steps). Overlay options pass through."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return [{"name": "ce", "weight": 1 - alpha},
+            {"name": "kd", "weight": alpha, "temperature": temperature, "teacher_input": "clean"},
+            {"name": "ig_overlay", "p": p, "n_steps": n_steps, **options}]

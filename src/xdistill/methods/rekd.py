@@ -1,21 +1,25 @@
-"""Rationale extraction (RE) and rationale-extraction KD (REKD), as published (arXiv 2601.22531;
-official code JiayiDai/REKD, ``run/learn.py`` ``run_epoch`` and ``utils/learn_settings.py``).
+"""Rationale extraction (RE) and rationale-extraction KD (REKD) as terms, composed by presets as
+published (arXiv 2601.22531; official code JiayiDai/REKD, ``run/learn.py`` ``run_epoch`` and
+``utils/learn_settings.py``).
 
-* ``rationale`` (RE): ``CE(predictor) + select_λ · (mean_b Σ_i z_bi − ρ·N)²`` with N parts and
-  target ratio ρ; the Gumbel temperature τ_g anneals exponentially from ``tau_init`` (5) to 0.1
-  over training, updated every ``update_every`` (100) steps.
-* ``rekd``: ``α_re · RE + (1 − α_re) · (kd_r_λ · KL_r + τ_g² · KL_y)`` where
-  ``KL_r = KLDiv(log q_s, log q_t)`` between the Gumbel-noised selection log-probabilities of the
-  student's and the teacher's generators (batch mean, summed over parts × 2), and
-  ``KL_y = KLDiv(log softmax(s/τ_g), log softmax(t/τ_g))`` with ``t`` the *teacher's predictor on
-  the student's mask* (no gradient). ``distil="rationale"`` / ``"prediction"`` keep one part.
+Terms (each its own quantity; the presets give the paper's weights):
 
-The official evaluation draws Gumbel noise even for the evaluation mask; here evaluation is
-deterministic (keep probability ≥ 0.5), as the paper describes it.
+* ``rationale_selection``: ``(mean_b Σ_i z_bi − ρ·N)²`` over the student's keep-mask, N parts, ratio ρ;
+* ``rationale_kl``: ``KLDiv(log q_s, log q_t)`` between the Gumbel-noised selection log-probabilities
+  of the student's and the teacher's generators (batch mean, summed over parts × 2);
+* ``rationale_prediction_kl``: ``τ_g² · KLDiv(log softmax(s/τ_g), log softmax(t/τ_g))`` with ``t``
+  the teacher's predictor on the student's mask (no gradient);
+* ``gumbel_anneal`` (no loss): the Gumbel temperature τ_g of the student's selection, annealed
+  exponentially from 5 to 0.1, updated only when the step is a multiple of 100 (as ``learn.py``
+  does, so a run whose length is not a multiple of 100 ends above 0.1), and the per-sample noise.
+
+Presets: ``rationale`` (RE) = ``CE + λ_s · selection``; ``rekd`` = ``α·RE + (1−α)(λ_r·rationale_kl +
+prediction_kl)``. The official evaluation draws Gumbel noise even for the evaluation mask; here
+evaluation is deterministic (keep probability ≥ 0.5), as the paper describes it.
 
 Under DDP the loss is the one a single process computes on the global batch: the Gumbel noise
-comes from per-sample streams keyed by (seed, step, index) (``keyed_random``), and the selection
-cost's batch mean is summed over every process.
+comes from per-sample streams keyed by (seed, step, index), and the selection cost's batch mean
+is summed over every process.
 """
 
 from __future__ import annotations
@@ -26,27 +30,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..models.rationale import RationaleModel, gumbel_noise
-from .base import METHODS, Batch, Method, PrepareContext, Step
-from .keyed_random import SampleStreams, global_sum
+from ..models.rationale import RationaleOutput, gumbel_noise
+from .base import PRESETS, TERMS, Batch, Step, StepState, Term
+from .keyed_random import global_sum
 
-_STREAM_SALT = 0x4E4B44  # keeps these draws apart from other methods' streams at the same seed
-
-
-def _rationale_model(model: Any, role: str) -> RationaleModel:
-    if not isinstance(model, RationaleModel):
-        raise ValueError(f"the {role} must be a rationale model (models.build_rationale_model or model 'rationale')")
-    if model.last_logits is None:
-        raise RuntimeError(f"the {role} has not run a forward pass yet")
-    return model
+_NOISE_SALT = 0x4E4B44  # the student's selection noise
+_TEACHER_NOISE_SALT = 0x4E4B45  # the teacher's selection noise in rationale_kl
 
 
 def gumbel_temperature(step: int, total_steps: int, tau_init: float = 5.0, tau_final: float = 0.1,
                        update_every: int = 100) -> float:
-    """τ_g after ``step`` optimiser steps: ``max(τ_init·exp(−ln(τ_init/τ_final)·s/total), τ_final)``, where ``s``
-    is the last multiple of ``update_every`` reached (and ``total`` itself at the last step)."""
+    """τ_g after ``step`` optimiser steps, as ``learn.py`` updates it: ``max(τ_init·exp(−ln(τ_init/τ_final)·s/total),
+    τ_final)`` where ``s`` is the last multiple of ``update_every`` reached (a 1,050-step run ends at 0.1205)."""
     decay = math.log(tau_init / tau_final) / max(1, total_steps)
-    counted = total_steps if step >= total_steps else (step // update_every) * update_every
+    counted = (step // update_every) * update_every
     return max(tau_init * math.exp(-decay * counted), tau_final)
 
 
@@ -62,91 +59,128 @@ def kl_batchmean(log_input: torch.Tensor, log_target: torch.Tensor) -> torch.Ten
     return F.kl_div(log_input, log_target, reduction="batchmean", log_target=True)
 
 
-@METHODS.register("rationale")
-class RationaleExtraction(Method):
-    """RE: the rationale model's own loss (no teacher), with the annealed Gumbel temperature."""
+def _output(output: Any, role: str) -> RationaleOutput:
+    if not isinstance(output, RationaleOutput):
+        raise ValueError(f"the {role} must be a rationale model (models.build_rationale_model or model 'rationale')")
+    return output
+
+
+@TERMS.register("gumbel_anneal")
+class GumbelAnneal(Term):
+    """The student's Gumbel temperature and noise per step (no loss): see the module docstring."""
+
+    name = "gumbel_anneal"
 
     needs_teacher = False
+    salt = _NOISE_SALT
 
-    def __init__(self, ratio: float = 0.1, select_lambda: float = 1e-2, tau_init: float = 5.0,
-                 tau_final: float = 0.1, update_every: int = 100) -> None:
+    def __init__(self, tau_init: float = 5.0, tau_final: float = 0.1, update_every: int = 100) -> None:
+        super().__init__()
+        if not 0.0 < tau_final <= tau_init:
+            raise ValueError(f"need 0 < tau_final <= tau_init, got {tau_final} and {tau_init}")
+        if update_every < 1:
+            raise ValueError(f"update_every must be >= 1, got {update_every}")
+        self.tau_init, self.tau_final, self.update_every = tau_init, tau_final, update_every
+
+    def temperature(self, state: StepState) -> float:
+        return gumbel_temperature(state.index, state.total, self.tau_init, self.tau_final, self.update_every)
+
+    def forward_options(self, state: StepState, batch: Batch) -> dict[str, Any]:
+        return {"temperature": self.temperature(state), "uniform": state.streams(batch.index, self.salt)}
+
+
+@TERMS.register("rationale_selection")
+class RationaleSelection(Term):
+    """``(mean_b Σ_i z_bi − ρ·N)²`` on the student's keep-mask."""
+
+    name = "rationale_selection"
+
+    needs_teacher = False
+    global_batch_statistic = True
+
+    def __init__(self, ratio: float = 0.1) -> None:
         super().__init__()
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if not 0.0 < tau_final <= tau_init:
-            raise ValueError(f"need 0 < tau_final <= tau_init, got {tau_final} and {tau_init}")
-        self.ratio, self.select_lambda = ratio, select_lambda
-        self.tau_init, self.tau_final, self.update_every = tau_init, tau_final, update_every
-        self.register_buffer("tau", torch.tensor(float(tau_init)))  # saved with the checkpoint
-        self._student: RationaleModel | None = None
-        self.step_number, self.stream_seed = 0, hash((0, _STREAM_SALT))
-        self.streams: SampleStreams | None = None  # this step's per-sample noise
+        self.ratio = ratio
 
-    def prepare(self, context: PrepareContext) -> None:
-        self.stream_seed = hash((context.seed, _STREAM_SALT))
-
-    def on_fit_start(self, trainer: Any) -> None:
-        self._student = trainer.lightning_module.student
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        self.step_number = step
-        self.tau.fill_(gumbel_temperature(step, total_steps, self.tau_init, self.tau_final, self.update_every))
-        if isinstance(self._student, RationaleModel):
-            self._student.gumbel_temperature.fill_(float(self.tau))
-
-    def transform(self, batch: Batch) -> Batch:
-        """Key this step's Gumbel noise by (seed, step, sample): the student's mask draws from it next."""
-        self.streams = SampleStreams(batch.index, self.stream_seed, self.step_number)
-        if isinstance(self._student, RationaleModel):
-            self._student.next_uniform = self.streams
-        return batch
-
-    def rationale_terms(self, step: Step, weight: float = 1.0) -> dict[str, torch.Tensor]:
-        student = _rationale_model(step.student, "student")
-        return {"ce": weight * F.cross_entropy(step.student_logits, step.batch.y),
-                "selection": weight * self.select_lambda * selection_cost(student.last_mask, self.ratio)}
-
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
-        return self.rationale_terms(step)
+    def loss(self, step: Step) -> torch.Tensor:
+        return selection_cost(_output(step.student_output, "student").mask, self.ratio)
 
 
-@METHODS.register("rekd")
-class RationaleKD(RationaleExtraction):
-    """REKD: ``α_re·RE + (1−α_re)·(kd_r_λ·KL(selection) + τ_g²·KL_τg(student ‖ teacher predictor on the student's mask))``."""
+@TERMS.register("rationale_kl")
+class RationaleKL(Term):
+    """KL between the student's and the teacher's Gumbel-noised selection log-probabilities."""
 
-    needs_teacher = True
-    needs_teacher_forward = True  # the teacher's generator logits come from its own forward pass
+    name = "rationale_kl"
 
-    def __init__(self, ratio: float = 0.1, select_lambda: float = 1e-2, alpha_re: float = 0.5, kd_r_lambda: float = 0.5,
-                 distil: str = "both", tau_init: float = 5.0, tau_final: float = 0.1, update_every: int = 100) -> None:
-        super().__init__(ratio, select_lambda, tau_init, tau_final, update_every)
-        if distil not in ("both", "rationale", "prediction"):
-            raise ValueError(f"distil must be 'both', 'rationale' or 'prediction', got {distil!r}")
-        if not 0.0 <= alpha_re <= 1.0:
-            raise ValueError(f"alpha_re must be in [0, 1], got {alpha_re}")
-        self.alpha_re, self.kd_r_lambda, self.distil = alpha_re, kd_r_lambda, distil
+    needs_teacher_forward = True
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
-        student = _rationale_model(step.student, "student")
-        teacher = _rationale_model(step.teacher, "teacher")
-        if teacher.last_logits.shape != student.last_logits.shape:
-            raise ValueError(f"teacher and student must select the same parts: {tuple(teacher.last_logits.shape)} "
-                             f"vs {tuple(student.last_logits.shape)}")
-        tau = float(self.tau)
-        terms = self.rationale_terms(step, self.alpha_re)
-        rest = 1.0 - self.alpha_re
-        if self.distil in ("both", "rationale"):
-            log_q_s = student.last_log_probs
-            if log_q_s is None:  # the student ran in evaluation mode: noise its selection like the teacher's
-                noise = gumbel_noise(student.last_logits.shape, student.last_logits, uniform=self.streams)
-                log_q_s = F.log_softmax((student.last_logits + noise) / tau, -1)
-            with torch.no_grad():
-                t_logits = teacher.last_logits
-                log_q_t = F.log_softmax((t_logits + gumbel_noise(t_logits.shape, t_logits, uniform=self.streams)) / tau, -1)
-            terms["kd_rationale"] = rest * self.kd_r_lambda * kl_batchmean(log_q_s, log_q_t)
-        if self.distil in ("both", "prediction"):
-            with torch.no_grad():
-                teacher_on_student_mask = teacher.predict_with(step.batch.x, student.last_mask.detach())
-            terms["kd"] = rest * tau**2 * kl_batchmean(F.log_softmax(step.student_logits / tau, -1),
-                                                       F.log_softmax(teacher_on_student_mask / tau, -1))
-        return terms
+    def loss(self, step: Step) -> torch.Tensor:
+        student, teacher = _output(step.student_output, "student"), _output(step.teacher_output, "teacher")
+        if teacher.selector_logits.shape != student.selector_logits.shape:
+            raise ValueError(f"teacher and student must select the same parts: {tuple(teacher.selector_logits.shape)} "
+                             f"vs {tuple(student.selector_logits.shape)}")
+        tau = student.temperature
+        log_q_s = student.log_probs
+        if log_q_s is None:  # the student ran in evaluation mode: noise its selection like the teacher's
+            streams = step.state.streams(step.batch.index, _NOISE_SALT)
+            noise = gumbel_noise(student.selector_logits.shape, student.selector_logits, uniform=streams)
+            log_q_s = F.log_softmax((student.selector_logits + noise) / tau, -1)
+        with torch.no_grad():
+            t_logits = teacher.selector_logits
+            streams = step.state.streams(step.batch.index, _TEACHER_NOISE_SALT)
+            log_q_t = F.log_softmax((t_logits + gumbel_noise(t_logits.shape, t_logits, uniform=streams)) / tau, -1)
+        return kl_batchmean(log_q_s, log_q_t)
+
+
+@TERMS.register("rationale_prediction_kl")
+class RationalePredictionKL(Term):
+    """``τ_g² · KL`` between the student's prediction and the teacher's predictor on the student's mask."""
+
+    name = "rationale_prediction_kl"
+
+    fits_outputs = True
+    needs_teacher_forward = True
+
+    def loss(self, step: Step) -> torch.Tensor:
+        student = _output(step.student_output, "student")
+        teacher = step.teacher
+        if not hasattr(teacher, "predict_with"):
+            raise ValueError("the teacher must be a rationale model (models.build_rationale_model or model 'rationale')")
+        tau = student.temperature
+        with torch.no_grad():
+            target = teacher.predict_with(step.batch.x, student.mask.detach())
+        return tau**2 * kl_batchmean(F.log_softmax(step.student_logits / tau, -1), F.log_softmax(target / tau, -1))
+
+
+def _anneal(tau_init: float, tau_final: float, update_every: int) -> dict[str, Any]:
+    return {"name": "gumbel_anneal", "tau_init": tau_init, "tau_final": tau_final, "update_every": update_every}
+
+
+@PRESETS.register("rationale")
+def rationale(ratio: float = 0.1, select_lambda: float = 1e-2, tau_init: float = 5.0, tau_final: float = 0.1,
+              update_every: int = 100) -> list:
+    """RE as published: ``CE + λ_s · (mean Σz − ρN)²`` with the annealed Gumbel temperature."""
+    return ["ce", {"name": "rationale_selection", "weight": select_lambda, "ratio": ratio},
+            _anneal(tau_init, tau_final, update_every)]
+
+
+@PRESETS.register("rekd")
+def rekd(ratio: float = 0.1, select_lambda: float = 1e-2, alpha_re: float = 0.5, kd_r_lambda: float = 0.5,
+         distil: str = "both", tau_init: float = 5.0, tau_final: float = 0.1, update_every: int = 100) -> list:
+    """REKD as published: ``α·RE + (1−α)·(λ_r·rationale_kl + prediction_kl)`` (α=0.5 as in the ViT-small KD
+    script, λ_r=0.5); ``distil="rationale"|"prediction"`` keeps one of the two KD parts."""
+    if distil not in ("both", "rationale", "prediction"):
+        raise ValueError(f"distil must be 'both', 'rationale' or 'prediction', got {distil!r}")
+    if not 0.0 <= alpha_re <= 1.0:
+        raise ValueError(f"alpha_re must be in [0, 1], got {alpha_re}")
+    rest = 1.0 - alpha_re
+    terms: list = [{"name": "ce", "weight": alpha_re},
+                   {"name": "rationale_selection", "weight": alpha_re * select_lambda, "ratio": ratio},
+                   _anneal(tau_init, tau_final, update_every)]
+    if distil in ("both", "rationale"):
+        terms.append({"name": "rationale_kl", "weight": rest * kd_r_lambda})
+    if distil in ("both", "prediction"):
+        terms.append({"name": "rationale_prediction_kl", "weight": rest})
+    return terms

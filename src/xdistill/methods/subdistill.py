@@ -9,10 +9,15 @@ the ``basis-center-rotationv2`` policy), per layer pair:
 2. ``M = (Σ_ac + Σ_acᵀ) + 2√(tr Σ_c / tr Σ_a) Σ_a + 2√(tr Σ_a / tr Σ_c) Σ_c``; its eigenvectors
    (float64, descending) are sign-fixed so most projections are positive; ``σ_j = u_jᵀ Σ_a u_j``;
 3. ``k`` = the student layer's channels; the teacher target is ``U_kᵀ (a_T − μ)``;
-4. the student side is ``R · Centering(a_S)``: a running-mean centring (BatchNorm without the
-   variance division or affine) and a learnable orthogonal ``k × k`` rotation;
-5. layer loss = batch mean of ``Σ_{k,positions} (s − t)² / positions / Σ_{j≤k} σ_j``;
-6. total = ``kd_weight · τ² KL`` (τ = 4) + ``layer_weight · Σ layers`` (100), no CE.
+4. the student side is ``R · Centering(a_S)`` and a learnable orthogonal ``k × k`` rotation ``R``.
+   ``Centering`` is the official ``Centering2D``: ``F.batch_norm`` without affine parameters and with
+   a fresh all-ones running variance, so in training mode it subtracts the batch mean **and divides
+   by the batch standard deviation** (its comment says "centering" only; we follow the code), and
+   in evaluation mode it subtracts the running mean and divides by ``√(1 + eps)``;
+5. the ``subdistill`` term = Σ over layer pairs of the batch mean of
+   ``Σ_{k,positions} (s − t)² / positions / Σ_{j≤k} σ_j``;
+6. the paper's objective is the preset ``subdistill_published``: ``1 · τ² KL`` (τ = 4) +
+   ``100 · subdistill``, no CE.
 
 The earlier PCA-and-regressor variant stays as ``basis="pca"``.
 """
@@ -31,9 +36,17 @@ from typing import Any, Callable
 from ..explain import eval_mode
 from ..hooks import FeatureHooks
 from ..registry import Registry
-from .base import METHODS, Method, PrepareContext, Step, soft_kl
+from .base import PRESETS, TERMS, PrepareContext, Step, Term
 from .feature_hints import _match_size, _pairs, _regressor, probe_shapes
-from .kd import KnowledgeDistillation
+
+_LEGACY = {
+    "layer_weight": "the layer term's λ is now its weight: write {name: subdistill, weight: 100}",
+    "kd_weight": "subdistill no longer includes KD: add {name: kd, weight: w, temperature: 4} (or use the preset "
+                 "subdistill_published)",
+    "temperature": "subdistill no longer includes KD: set the temperature on its own kd term",
+    "ce_weight": "subdistill no longer includes CE: add {name: ce, weight: w}",
+    "alpha": "subdistill no longer includes CE or KD: add ce and kd terms with their weights",
+}
 
 
 @dataclass
@@ -89,19 +102,21 @@ def coordinates(features: torch.Tensor, subspace_mean: torch.Tensor, basis: torc
     return (moved @ basis).movedim(-1, 1)
 
 
-class SubDistillPCA(KnowledgeDistillation):
-    """``basis="pca"`` (not the published method): KD on the subtask logits +
-    ``weight · MSE(regressor(f_s), U_kᵀ (f_t − μ))`` per layer pair, U from a PCA."""
+class SubDistillPCA(Term):
+    """``basis="pca"`` (not the published method): ``MSE(regressor(f_s), U_kᵀ (f_t − μ))`` averaged over layer
+    pairs, U from a PCA."""
+
+    name = "subdistill"
 
     def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], k: int | None = None,
-                 variance: float = 0.9, shrinkage: float = 1e-3, relevance: bool = False, weight: float = 1.0,
-                 temperature: float = 4.0, alpha: float = 0.9, batch_size: int = 256) -> None:
-        super().__init__(temperature=temperature, alpha=alpha)
+                 variance: float = 0.9, shrinkage: float = 1e-3, relevance: bool = False,
+                 batch_size: int = 256) -> None:
+        super().__init__()
         self.pairs = _pairs(layers)
         self.student_layers = tuple(s for s, _ in self.pairs)
         self.teacher_layers = tuple(t for _, t in self.pairs)
         self.k, self.variance, self.shrinkage, self.relevance = k, variance, shrinkage, relevance
-        self.weight, self.batch_size = weight, batch_size
+        self.batch_size = batch_size
         self.regressors = nn.ModuleList()
         self.subspaces: dict[str, Subspace] = {}
 
@@ -137,18 +152,16 @@ class SubDistillPCA(KnowledgeDistillation):
             _regressor(s_shapes[s], torch.Size((1, self.subspaces[t].k) + tuple(s_shapes[s][2:]))) for s, t in self.pairs
         )
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
         if not self.subspaces:
             raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
-        terms = super().loss(step)
         total = 0.0
         for (s, t), regressor in zip(self.pairs, self.regressors):
             target = coordinates(step.teacher_features[t].detach(), getattr(self, _key(t, "mean")),
                                  getattr(self, _key(t, "basis")))
             student = _match_size(regressor(step.student_features[s]), target)
             total = total + F.mse_loss(student, target)
-        terms["subspace"] = self.weight * total / len(self.pairs)
-        return terms
+        return total / len(self.pairs)
 
 
 def _key(path: str, what: str) -> str:
@@ -181,20 +194,18 @@ def prca_basis(activations: torch.Tensor, gradients: torch.Tensor) -> tuple[torc
 
 
 class Centering(nn.Module):
-    """Subtracts a per-channel running mean (BatchNorm without variance division or affine)."""
+    """The official ``Centering2D``: ``F.batch_norm`` without affine parameters and with a fresh all-ones
+    running variance. Training: ``(x − batch mean) / √(batch var + eps)`` (biased variance), running mean
+    updated with ``momentum``; evaluation: ``(x − running mean) / √(1 + eps)``. Any (B, C, ...) shape."""
 
-    def __init__(self, channels: int, momentum: float = 0.1) -> None:
+    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
-        self.momentum = momentum
+        self.momentum, self.eps = momentum, eps
         self.register_buffer("running_mean", torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        if self.training:
-            mean = x.detach().transpose(0, 1).reshape(x.shape[1], -1).mean(1)
-            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
-            return x - x.transpose(0, 1).reshape(x.shape[1], -1).mean(1).reshape(shape)
-        return x - self.running_mean.reshape(shape)
+        ones = torch.ones(x.shape[1], device=x.device, dtype=x.dtype)  # discarded: the variance is never tracked
+        return F.batch_norm(x, self.running_mean, ones, None, None, self.training, self.momentum, self.eps)
 
 
 class Rotation(nn.Module):
@@ -248,17 +259,18 @@ def sample_positions(features: torch.Tensor, gradients: torch.Tensor, positions:
     return a.transpose(1, 2).reshape(-1, a.shape[1]), c.transpose(1, 2).reshape(-1, c.shape[1])
 
 
-class SubDistillPRCA(Method):
-    """The published SubDistill; see the module docstring. ``ce_weight > 0`` adds CE (the paper uses none)."""
+class SubDistillPRCA(Term):
+    """The published SubDistill layer term (see the module docstring); the centring and rotation are
+    learnable parts beside the student (``extra_parameters``)."""
 
-    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], layer_weight: float = 100.0,
-                 kd_weight: float = 1.0, temperature: float = 4.0, ce_weight: float = 0.0,
-                 positions: int | None = 20, batch_size: int = 256, seed: int = 0) -> None:
+    name = "subdistill"
+
+    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], positions: int | None = 20,
+                 batch_size: int = 256, seed: int = 0) -> None:
         super().__init__()
         self.pairs = _pairs(layers)
         self.student_layers = tuple(s for s, _ in self.pairs)
         self.teacher_layers = tuple(t for _, t in self.pairs)
-        self.layer_weight, self.kd_weight, self.temperature, self.ce_weight = layer_weight, kd_weight, temperature, ce_weight
         self.positions, self.batch_size, self.seed = positions, batch_size, seed
         self.centering = nn.ModuleList()
         self.rotations = nn.ModuleList()
@@ -302,30 +314,36 @@ class SubDistillPRCA(Method):
         """``U_kᵀ (a_T − μ)``: the teacher's coordinates in its top-k relevance-aware directions."""
         return coordinates(teacher_features.detach(), getattr(self, _key(layer, "mean")), getattr(self, _key(layer, "basis")))
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
         if not len(self.rotations):
             raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
-        terms: dict[str, torch.Tensor] = {}
-        if self.kd_weight:
-            terms["kd"] = self.kd_weight * soft_kl(step.student_logits, step.teacher_logits, self.temperature)
-        if self.ce_weight:
-            terms["ce"] = self.ce_weight * F.cross_entropy(step.student_logits, step.batch.y)
         total = 0.0
         for (s, t), centre, rotate in zip(self.pairs, self.centering, self.rotations):
             student = rotate(centre(step.student_features[s]))
             total = total + subspace_layer_loss(student, self.target(step.teacher_features[t], t),
                                                 getattr(self, _key(t, "sigma_sum")))
-        terms["subspace"] = self.layer_weight * total
-        return terms
+        return total
 
 
 #: ``basis=`` option of ``subdistill`` -> the class that implements it
-SUBDISTILL_VARIANTS: Registry[Callable[..., Method]] = Registry("subdistill basis")
+SUBDISTILL_VARIANTS: Registry[Callable[..., Term]] = Registry("subdistill basis")
 SUBDISTILL_VARIANTS.register("prca")(SubDistillPRCA)
 SUBDISTILL_VARIANTS.register("pca")(SubDistillPCA)
 
 
-@METHODS.register("subdistill")
-def SubDistill(layers: Any, basis: str = "prca", **options: Any) -> Method:
-    """``subdistill``: the published relevance-aware subspace by default; ``basis="pca"`` for the PCA variant."""
+@TERMS.register("subdistill")
+def SubDistill(layers: Any, basis: str = "prca", **options: Any) -> Term:
+    """``subdistill``: the published relevance-aware subspace term by default; ``basis="pca"`` for the PCA variant."""
     return SUBDISTILL_VARIANTS.get(basis)(layers=layers, **options)
+
+
+SubDistill.legacy_options = _LEGACY  # type: ignore[attr-defined]
+
+
+@PRESETS.register("subdistill_published")
+def subdistill_published(layers: Any, layer_weight: float = 100.0, kd_weight: float = 1.0, temperature: float = 4.0,
+                         **options: Any) -> list:
+    """The paper's objective (official ``distillation_policies/ours.py``): ``1 · τ² KL`` (τ=4) + ``100 · Σ layers``,
+    no CE. Other subdistill options (positions, batch_size, seed) pass through."""
+    return [{"name": "kd", "weight": kd_weight, "temperature": temperature},
+            {"name": "subdistill", "weight": layer_weight, "layers": layers, **options}]

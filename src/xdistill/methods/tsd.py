@@ -10,7 +10,8 @@ As published (``saliency="perturbation"``, the default), per training batch:
    with ``p = softmax(logits / τ)``, ``τ = 8`` — the per-class terms of ``KL(p(x) ‖ p(x̃))``;
 3. each model's batch tensor ``S`` is divided by the mean of its positive entries (+1e-8);
 4. ``L_TSD = smooth-L1(S_student, S_teacher)``, the teacher's without gradient;
-5. loss = CE + λ · L_TSD (+ Hinton KD when ``alpha > 0``).
+5. the ``tsd`` term is ``L_TSD``; the paper's objective is ``CE + λ · L_TSD``: the preset
+   ``tsd_published`` = ``[ce, {name: tsd, weight: λ}]``.
 
 The official code (``SaliencyDiscrepency`` / ``get_pertubed_timeseries``) builds the copies in a
 Python loop; here they are made with one tensor ``where`` and forwarded in bounded chunks. As
@@ -32,9 +33,8 @@ from .. import explain as xe
 from ..explain import eval_mode
 from ..parts import window_importance
 from ..registry import Registry
-from .base import METHODS, Method, PrepareContext, Step
-from .kd import KnowledgeDistillation
-from .keyed_random import SampleStreams, global_sum
+from .base import PRESETS, TERMS, PrepareContext, Step, Term
+from .keyed_random import global_sum
 
 
 # -- the published perturbation saliency -------------------------------------------------------------
@@ -43,8 +43,9 @@ def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window:
                          uniform: Callable[[int], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Donor indices into the training set and window starts, both (B, K') with K' = min(K, length − window).
 
-    Donors of sample i are training series of another class: K' distinct ones when at least K'
-    exist, otherwise drawn with replacement. Starts are distinct, uniform in [0, length − window).
+    Donors of sample i are training series of another class: distinct ones when at least K (the
+    requested number, not K') exist, otherwise drawn with replacement — the official
+    ``get_pertubed_timeseries`` rule (``randperm`` if ``K <= candidates`` else ``randint``). Starts are distinct, uniform in [0, length − window).
     ``uniform(n)`` -> (B, n) uniforms is the source of randomness (default: ``torch.rand`` with
     ``generator``; the method passes per-sample streams, see ``keyed_random``).
     """
@@ -63,7 +64,7 @@ def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window:
     scores = uniform(other.shape[1]).cpu().masked_fill(~other, 2.0)  # candidates first, shuffled
     order = scores.argsort(1)
     ranks = torch.arange(k).expand(batch, k)
-    few = counts < k
+    few = counts < K
     if few.any():  # with replacement: a uniform rank among the candidates
         draws = (uniform(k).cpu() * counts[:, None]).long()
         ranks = torch.where(few[:, None], draws, ranks)
@@ -117,20 +118,30 @@ def saliency_loss(student_s: torch.Tensor, teacher_s: torch.Tensor) -> torch.Ten
     return F.smooth_l1_loss(normalize_saliency(student_s), normalize_saliency(teacher_s.detach()), reduction="mean")
 
 
-class PerturbationTSD(KnowledgeDistillation):
-    """The published TSD: CE + λ · smooth-L1 between normalised perturbation saliencies.
+_LEGACY = {
+    "lam": "tsd's λ is now its weight: write [ce, {name: tsd, weight: λ}] (or the preset {name: tsd_published, lam: λ})",
+    "beta": "the saliency weight is now the term's weight: write {name: tsd, weight: β}",
+    "alpha": "tsd no longer includes CE or KD: add them as terms, e.g. [ce, {name: kd, weight: α, temperature: 8}, tsd]",
+    "temperature": "tsd no longer includes KD: add {name: kd, temperature: T} as its own term",
+}
+
+
+class PerturbationTSD(Term):
+    """The published TSD term: smooth-L1 between normalised perturbation saliencies (no CE, no KD).
 
     ``bank=R`` caches the teacher side: R perturbations per training sample are drawn once
     (seeded) and their teacher saliency computed in ``prepare``; each step draws K of the R.
-    ``alpha > 0`` adds Hinton KD (the paper's runs use none).
     """
 
-    needs_teacher = True
+    name = "tsd"
 
-    def __init__(self, perturbations: int = 50, window: int = 10, tau: float = 8.0, lam: float = 1.0,
-                 reduce: str = "none", bank: int | None = None, alpha: float = 0.0, temperature: float = 4.0,
-                 chunk: int = 2048, seed: int = 0) -> None:
-        super().__init__(temperature=temperature, alpha=alpha)
+    needs_teacher = True
+    salt = 0x545344  # "TSD"
+    legacy_options = _LEGACY
+
+    def __init__(self, perturbations: int = 50, window: int = 10, tau: float = 8.0, reduce: str = "none",
+                 bank: int | None = None, chunk: int = 2048, seed: int = 0) -> None:
+        super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if perturbations < 1:
@@ -139,9 +150,8 @@ class PerturbationTSD(KnowledgeDistillation):
             raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
         if bank is not None and bank < perturbations:
             raise ValueError(f"bank ({bank}) must hold at least `perturbations` ({perturbations}) entries per sample")
-        self.K, self.window, self.tau, self.lam, self.reduce = perturbations, window, tau, lam, reduce
+        self.K, self.window, self.tau, self.reduce = perturbations, window, tau, reduce
         self.bank_size, self.chunk, self.seed = bank, chunk, seed
-        self.step_number, self.stream_seed = 0, seed
         for name in ("train_x", "train_y", "bank_donors", "bank_starts", "bank_saliency"):
             self.register_buffer(name, torch.empty(0), persistent=False)
 
@@ -154,7 +164,6 @@ class PerturbationTSD(KnowledgeDistillation):
         if self.window >= length:
             raise ValueError(f"tsd window {self.window} must be shorter than the series ({length} steps)")
         self.train_x, self.train_y = context.train_x, context.train_y.long()
-        self.stream_seed = hash((self.seed, context.seed))
         if self.bank_size:
             self._build_bank(context)
 
@@ -181,14 +190,11 @@ class PerturbationTSD(KnowledgeDistillation):
                                                     self.window, self.tau, self.reduce, chunk=self.chunk).cpu())
         self.bank_saliency = torch.cat(chunks)
 
-    def on_step(self, step: int, total_steps: int) -> None:
-        self.step_number = step
-
     def _draw(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(donor indices, starts, teacher saliency or None) for this batch, drawn from per-sample
         streams keyed by (seed, step, index): the same however the batch is split across processes."""
         batch = step.batch
-        streams = SampleStreams(batch.index, self.stream_seed, self.step_number)
+        streams = step.state.streams(batch.index, self.salt ^ self.seed)
         if self.bank_saliency.numel():
             index = batch.index.to(self.bank_donors.device)
             k = min(self.K, self.bank_donors.shape[1])
@@ -199,10 +205,9 @@ class PerturbationTSD(KnowledgeDistillation):
                                               uniform=streams)
         return donors, starts, None
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
         if self.train_x.numel() == 0:
             raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
-        terms = super().loss(step)
         x = step.batch.x
         donors, starts, teacher_s = self._draw(step)
         donors_x = self.train_x[donors.to(self.train_x.device)].to(x)
@@ -213,8 +218,7 @@ class PerturbationTSD(KnowledgeDistillation):
                                                   self.reduce, clean_logits=step.teacher_logits, chunk=self.chunk)
         student_s = perturbation_saliency(step.student, x, donors_x, starts, self.window, self.tau, self.reduce,
                                           clean_logits=step.student_logits, chunk=self.chunk)
-        terms["saliency"] = self.lam * saliency_loss(student_s, teacher_s.to(student_s))
-        return terms
+        return saliency_loss(student_s, teacher_s.to(student_s))
 
 
 # -- earlier variants: window occlusion / input×gradient saliency with a distance -------------------------
@@ -264,24 +268,27 @@ DISTANCES.register("kl")(lambda s, t, tau: F.kl_div(F.log_softmax(s / tau, 1), F
                                                      reduction="batchmean", log_target=True))
 
 
-class WindowSaliencyTSD(KnowledgeDistillation):
-    """KD plus ``beta · D(student window saliency, teacher window saliency)`` (not the published TSD).
+class WindowSaliencyTSD(Term):
+    """``D(student window saliency, teacher window saliency)`` (not the published TSD).
 
     Occlusion saliency costs ``n_windows + 1`` student forwards per sample; ``batch_fraction``
     matches saliency on only that share of each (shuffled) batch to trade alignment for speed.
     """
 
-    def __init__(self, saliency: str = "occlusion", window: int = 5, beta: float = 1.0, distance: str = "cosine",
-                 tau: float = 1.0, target: str = "label", temperature: float = 4.0, alpha: float = 0.9,
-                 batch_fraction: float = 1.0, batch_size: int = 128) -> None:
-        super().__init__(temperature=temperature, alpha=alpha)
+    name = "tsd"
+
+    legacy_options = _LEGACY
+
+    def __init__(self, saliency: str = "occlusion", window: int = 5, distance: str = "cosine",
+                 tau: float = 1.0, target: str = "label", batch_fraction: float = 1.0, batch_size: int = 128) -> None:
+        super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if target not in ("label", "teacher"):
             raise ValueError(f"target must be 'label' or 'teacher', got {target!r}")
         if not 0.0 < batch_fraction <= 1.0:
             raise ValueError(f"batch_fraction must be in (0, 1], got {batch_fraction}")
-        self.window, self.beta, self.tau, self.target, self.batch_size = window, beta, tau, target, batch_size
+        self.window, self.tau, self.target, self.batch_size = window, tau, target, batch_size
         self.batch_fraction = batch_fraction
         self.saliency_fn = SALIENCY.get(saliency)
         self.distance_fn = DISTANCES.get(distance)
@@ -306,27 +313,37 @@ class WindowSaliencyTSD(KnowledgeDistillation):
         with eval_mode(teacher), torch.no_grad():
             return teacher(x).argmax(1)
 
-    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+    def loss(self, step: Step) -> torch.Tensor:
         if self.teacher_saliency.numel() == 0:
             raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
-        terms = super().loss(step)
         keep = max(1, round(self.batch_fraction * step.batch.x.shape[0]))
         index = step.batch.index[:keep]
         teacher_sal = self.teacher_saliency[index.to(self.teacher_saliency.device)].to(step.student_logits)
         target = step.batch.y if self.target == "label" else step.teacher_logits.argmax(1)
         student_sal = self.saliency_fn(step.student, step.batch.x[:keep], target[:keep], self.window)
-        terms["saliency"] = self.beta * self.distance_fn(student_sal, teacher_sal, self.tau)
-        return terms
+        return self.distance_fn(student_sal, teacher_sal, self.tau)
 
 
 #: ``saliency=`` option of ``tsd`` -> the class that implements it
-TSD_VARIANTS: Registry[Callable[..., Method]] = Registry("tsd saliency")
+TSD_VARIANTS: Registry[Callable[..., Term]] = Registry("tsd saliency")
 TSD_VARIANTS.register("perturbation")(PerturbationTSD)
 TSD_VARIANTS.register("occlusion")(lambda **options: WindowSaliencyTSD(saliency="occlusion", **options))
 TSD_VARIANTS.register("gradient")(lambda **options: WindowSaliencyTSD(saliency="gradient", **options))
 
 
-@METHODS.register("tsd")
-def TemporalSaliencyDistillation(saliency: str = "perturbation", **options: Any) -> Method:
-    """``tsd``: the published perturbation TSD by default; ``saliency="occlusion"|"gradient"`` for the variants."""
+@TERMS.register("tsd")
+def TemporalSaliencyDistillation(saliency: str = "perturbation", **options: Any) -> Term:
+    """``tsd``: the published perturbation TSD term by default; ``saliency="occlusion"|"gradient"`` for the variants."""
     return TSD_VARIANTS.get(saliency)(**options)
+
+
+TemporalSaliencyDistillation.legacy_options = _LEGACY  # type: ignore[attr-defined]
+
+
+@PRESETS.register("tsd_published")
+def tsd_published(lam: float = 1.0, perturbations: int = 50, window: int = 10, tau: float = 8.0,
+                  **options: Any) -> list:
+    """The paper's student objective (official ``run_student.sh``: task ratio 1, Hinton ratio 0): ``CE + λ·L_TSD``,
+    K=50 windows of 10 steps, τ=8. Other tsd options (bank, chunk, reduce) pass through."""
+    return ["ce", {"name": "tsd", "weight": lam, "perturbations": perturbations, "window": window, "tau": tau,
+                   **options}]

@@ -14,8 +14,7 @@ def selected_parts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
     masks = []
     with eval_mode(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            model(x[start : start + batch_size])
-            masks.append(model.last_mask.detach().cpu() > 0.5)
+            masks.append(model.forward_structured(x[start : start + batch_size]).mask.detach().cpu() > 0.5)
     return torch.cat(masks)
 
 
@@ -41,7 +40,7 @@ def rationale_metrics(teacher: nn.Module, student: nn.Module, x: torch.Tensor,
     and the IoU of the student's with the teacher's, per sample then averaged."""
     s_mask = selected_parts(student, x)
     out = {"rationale_ratio": s_mask.float().mean().item()}
-    t_mask = selected_parts(teacher, x) if hasattr(teacher, "last_mask") else None
+    t_mask = selected_parts(teacher, x) if hasattr(teacher, "forward_structured") else None
     if t_mask is not None and t_mask.shape == s_mask.shape:
         union = (s_mask | t_mask).sum(1).clamp(min=1).float()
         out["rationale_iou_teacher"] = ((s_mask & t_mask).sum(1).float() / union).mean().item()

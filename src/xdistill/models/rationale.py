@@ -9,6 +9,7 @@ their embeddings zeroed).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -130,17 +131,26 @@ def hard_gumbel_softmax(logits: torch.Tensor, temperature: float,
     return (hard - soft).detach() + soft, log_soft
 
 
+@dataclass
+class RationaleOutput:
+    """Everything one forward pass of a rationale model computed (the losses read it from the engine's ``Step``)."""
+
+    logits: torch.Tensor  # (B, classes): the predictor's output on the masked input
+    mask: torch.Tensor  # (B, n_parts): 1 = kept (straight-through in training)
+    selector_logits: torch.Tensor  # (B, n_parts, 2): (drop, keep) logits
+    log_probs: torch.Tensor | None  # (B, n_parts, 2): the noised selection log-probabilities (training only)
+    temperature: float  # the Gumbel temperature of the draw
+
+
 class RationaleModel(nn.Module):
     """``predictor(z ⊙ x)`` with the keep-mask ``z`` chosen per part by ``selector`` (REKD's generator).
 
-    Training: ``z`` is the keep component of a hard Gumbel-softmax sample (straight-through) at
-    temperature ``gumbel_temperature`` (a buffer, annealed by the ``rationale``/``rekd`` methods and
-    saved in checkpoints). Evaluation: ``z = 1[softmax(logits)_keep ≥ 0.5]``. ``forward`` returns the
-    predictor's logits, so a rationale model is an ordinary classifier to the engine and the metrics;
-    the latest ``last_logits`` (B, n, 2), ``last_log_probs`` (the noised selection log-probabilities,
-    training only) and ``last_mask`` (B, n) are kept for the losses. ``next_uniform``, when set, is
-    the noise source of the next training forward only (the ``rationale``/``rekd`` methods set it to
-    per-sample streams, so DDP and resumed runs draw what one uninterrupted process would).
+    Training: ``z`` is the keep component of a hard Gumbel-softmax sample (straight-through) at a
+    temperature (``forward_structured``'s argument, else the ``gumbel_temperature`` buffer) with noise
+    from ``uniform`` (per-sample streams from the engine, else the global RNG). Evaluation:
+    ``z = 1[softmax(logits)_keep ≥ 0.5]``. ``forward`` returns the predictor's logits, so a rationale
+    model is an ordinary classifier to the metrics; ``forward_structured`` returns a
+    :class:`RationaleOutput`, which the engine hands to the losses. The model keeps no state between calls.
     """
 
     def __init__(self, selector: Selector, predictor: nn.Module, gumbel_temperature: float = 5.0,
@@ -148,30 +158,20 @@ class RationaleModel(nn.Module):
         super().__init__()
         self.selector, self.predictor, self.baseline = selector, predictor, baseline
         self.register_buffer("gumbel_temperature", torch.tensor(float(gumbel_temperature)))
-        self.last_logits: torch.Tensor | None = None
-        self.last_log_probs: torch.Tensor | None = None
-        self.last_mask: torch.Tensor | None = None
-        self.next_uniform: Uniform | None = None
 
     @property
     def kind(self) -> str:
         return self.selector.kind
 
-    @property
-    def last_probs(self) -> torch.Tensor | None:
-        """Keep probabilities (no noise) of the latest forward pass."""
-        return None if self.last_logits is None else F.softmax(self.last_logits, -1)[..., 1]
-
-    def select(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, n_parts) keep-mask for ``x``; see the class docstring."""
+    def select(self, x: torch.Tensor, uniform: Uniform | None = None, temperature: float | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]:
+        """(mask (B, n_parts), selector logits, noised log-probabilities or None, temperature) for ``x``."""
         logits = self.selector(x)
-        self.last_logits = logits
+        tau = float(self.gumbel_temperature) if temperature is None else float(temperature)
         if self.training:
-            uniform, self.next_uniform = self.next_uniform, None  # used once
-            sample, self.last_log_probs = hard_gumbel_softmax(logits, float(self.gumbel_temperature), uniform)
-            return sample[..., 1]
-        self.last_log_probs = None
-        return (F.softmax(logits, -1)[..., 1] >= 0.5).to(logits.dtype)
+            sample, log_probs = hard_gumbel_softmax(logits, tau, uniform)
+            return sample[..., 1], logits, log_probs, tau
+        return (F.softmax(logits, -1)[..., 1] >= 0.5).to(logits.dtype), logits, None, tau
 
     def expand(self, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Part mask (B, n_parts) -> a mask broadcastable to ``x``."""
@@ -191,10 +191,13 @@ class RationaleModel(nn.Module):
         m = self.expand(mask, x)
         return self.predictor(x * m + self.baseline * (1 - m))
 
+    def forward_structured(self, x: torch.Tensor, uniform: Uniform | None = None,
+                           temperature: float | None = None) -> RationaleOutput:
+        mask, selector_logits, log_probs, tau = self.select(x, uniform, temperature)
+        return RationaleOutput(self.predict_with(x, mask), mask, selector_logits, log_probs, tau)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.select(x)
-        self.last_mask = mask
-        return self.predict_with(x, mask)
+        return self.forward_structured(x).logits
 
 
 def build_rationale_model(in_channels: int, num_classes: int, kind: str = "window", part_size: int = 8,
