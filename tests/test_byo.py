@@ -57,7 +57,7 @@ def test_npz_series_images_and_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="x_train/y_train have 4/3 samples"):
         load_dataset(f"npz:{bad}")
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(ValueError, match="is truncated or not an .npz file|not a readable .npz"):
+    with pytest.raises(ValueError, match="is truncated or not an .npz file|not a readable .npz|is not an .npz archive"):
         load_dataset(f"npz:{path}")
     with pytest.raises(FileNotFoundError, match="npz file .*missing.npz does not exist"):
         load_dataset(f"npz:{tmp_path / 'missing.npz'}")

@@ -6,6 +6,7 @@ import torch
 from xdistill.checkpoint import load_tree, load_weights
 from xdistill.data import load_dataset
 from xdistill.engine import distill, train_teacher
+from xdistill.methods import Batch, Step, Term, build_terms, soft_kl, term_from_spec
 from xdistill.metrics import AlignmentConfig, evaluate_pair, predict
 from xdistill.models import build_model
 from xdistill.training import train_classifier
@@ -142,3 +143,49 @@ def test_models_are_handed_back_without_hooks_and_with_grad_flags(gunpoint, teac
             work_dir=tmp_path, checkpoint=False, **FAST)
     assert not any(m._forward_hooks for m in s.modules()) and not any(m._forward_hooks for m in teacher.modules())
     assert all(p.requires_grad for p in teacher.parameters())
+
+
+class Spy(Term):
+    """Records what the losses see (adds nothing to the objective: weight 0 is dropped, so it returns 0 × CE)."""
+
+    name = "spy"
+    fits_outputs = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+
+    def loss(self, step):
+        self.seen.append((step.batch.x.detach().clone(), step.batch.index.clone(), step.teacher_clean_logits,
+                          step.teacher_logits))
+        return step.student_logits.sum() * 0.0
+
+
+def test_kd_ig_targets_the_teacher_on_the_clean_image_computed_once(gunpoint, teacher, tmp_path):
+    """nordlinglab/ModelCompression-IntegratedGradients precomputes the teacher's logits on the clean images and
+    uses them as the KD target; the overlay changes only what the student sees."""
+    spy = Spy()
+    terms = build_terms([{"name": "kd_ig", "p": 1.0, "n_steps": 4}]) + [spy]
+    assert [t.name for t in terms] == ["ce", "kd", "ig_overlay", "spy"] and terms[1].needs_clean_teacher_logits
+    result = distill(teacher, student(), gunpoint.train, terms, epochs=1, val_fraction=0, work_dir=tmp_path,
+                     checkpoint=False, **FAST)
+    assert not result.used_logit_cache  # the input changes (the overlay), so no cache for transformed inputs
+    x, index, clean, _ = spy.seen[0]
+    with torch.no_grad():
+        on_clean = teacher.eval()(gunpoint.train.x[index])
+    assert torch.allclose(clean, on_clean, atol=1e-5)  # the clean image's logits
+    assert not torch.allclose(x, gunpoint.train.x[index])  # while the student saw overlaid images (p = 1)
+    kd = terms[1]
+    expected = soft_kl(torch.zeros_like(clean), clean, 2.5)
+    step = Step(Batch(x, gunpoint.train.y[index], index), None, None, torch.zeros_like(clean), None,
+                teacher_clean_logits=clean)
+    assert kd.loss(step).item() == pytest.approx(expected.item())
+
+
+def test_learnable_parts_of_terms_are_reported_and_train(gunpoint, teacher, tmp_path):
+    fitnets = term_from_spec({"name": "fitnets", "layers": {"features.1": "features.1"}})
+    assert fitnets.extra_parameters() == []  # built in prepare, from the feature shapes
+    result = distill(teacher, student(), gunpoint.train, ["hinton", fitnets], epochs=1, work_dir=tmp_path,
+                     checkpoint=False, **FAST)
+    extra = fitnets.extra_parameters()
+    assert extra and result.extra_parameters == sum(p.numel() for p in extra)

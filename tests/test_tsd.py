@@ -176,8 +176,10 @@ def test_variants_stay_available_and_options_are_checked():
         build_method("tsd", saliency="nope")
     with pytest.raises(ValueError, match="weight"):
         build_method("tsd", beta=1.0)  # the variants' old weight is now the term's weight
-    with pytest.raises(ValueError, match="unexpected keyword"):
+    with pytest.raises(ValueError, match="unknown tsd option 'distance'"):
         build_method("tsd", distance="cosine")  # distance belongs to the occlusion variant
+    with pytest.raises(ValueError, match="tsd option 'perturbations': 'many' is not a valid int"):
+        build_method("tsd", perturbations="many")
 
 
 def test_macro_auc_pr_matches_sklearn():

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError
 from .files import DirectoryLock, write_json
 
 
@@ -27,16 +28,18 @@ def load_model(spec: str, in_channels: int, num_classes: int, weights: str | Non
 
     if spec.endswith(TORCHSCRIPT_SUFFIXES) and ":" not in spec:
         if weights:
-            raise ValueError(f"--{role}-weights: a TorchScript {role} carries its own weights")
+            raise UserError(f"--{role}-weights: a TorchScript {role} carries its own weights")
         return load_torchscript(spec)
     model = build_model(spec, in_channels, num_classes, **(options or {}))
     if weights:
         try:
             load_weights(model, weights)
         except RuntimeError as error:
-            raise ValueError(f"--{role}-weights: {weights} does not fit {spec!r} ({str(error).splitlines()[0]})") from None
+            raise UserError(f"--{role}-weights: {weights} does not fit {spec!r} ({str(error).splitlines()[0]})") from None
+        except (FileNotFoundError, OSError) as error:
+            raise UserError(f"--{role}-weights: cannot read {weights} ({error})") from None
     elif role != "model":
-        raise ValueError(f"--{role}-weights: give the trained weights of {spec!r} (a safetensors file), or a TorchScript file")
+        raise UserError(f"--{role}-weights: give the trained weights of {spec!r} (a safetensors file), or a TorchScript file")
     return model.eval()
 
 
@@ -47,21 +50,41 @@ def audit(teacher: str, student: str, data: str, out: str | Path, *, data_option
           k: int = 5, target: str = "teacher", max_samples: int | None = 500) -> Path:
     """Evaluate ``student`` against ``teacher`` on the test split of ``data``; returns the report's HTML path."""
     from .data import load_dataset
+    from .errors import UserError
     from .metrics import AlignmentConfig, evaluate_pair, to_jsonable
-    from .recipe import Recipe
+    from .parts import to_parts
+    from .recipe import Recipe, RecipeError, check_evaluation_options
     from .report import build_report
 
-    _, test = load_dataset(data, **(data_options or {}))
+    try:
+        check_evaluation_options(explainer, dict(explainer_options or {}), parts, dict(part_options or {}), "--")
+    except LookupError as error:
+        raise UserError(str(error)) from None
+    except RecipeError as error:
+        raise UserError(str(error).replace("--explainer_options", "--explainer-options")
+                        .replace("--part_options", "--part-options")) from None
+    try:
+        _, test = load_dataset(data, **(data_options or {}))
+    except (ValueError, LookupError, FileNotFoundError, TypeError) as error:
+        raise UserError(f"--data: {error}") from None
+    n_parts = to_parts(torch.zeros((1,) + tuple(test.input_shape)), parts, **(part_options or {})).shape[1]
+    if k > n_parts:
+        raise UserError(f"--k: {k} is more than the {n_parts} {parts} parts of inputs shaped {tuple(test.input_shape)}")
     limit = max_samples or len(test)
     x, y = test.x[:limit], test.y[:limit]
     models = {}
     for role, spec, weights, options in (("teacher", teacher, teacher_weights, teacher_options),
                                          ("student", student, student_weights, student_options)):
-        model = load_model(spec, test.input_shape[0], test.num_classes, weights, options, role)
+        try:
+            model = load_model(spec, test.input_shape[0], test.num_classes, weights, options, role)
+        except UserError:
+            raise
+        except (ValueError, LookupError, FileNotFoundError, TypeError) as error:
+            raise UserError(f"--{role}: {error}") from None
         with torch.no_grad():
             classes = model(x[:2]).shape[-1]
         if classes != test.num_classes:
-            raise ValueError(f"--{role}: {spec} outputs {classes} classes but {data} has {test.num_classes}")
+            raise UserError(f"--{role}: {spec} outputs {classes} classes but {data} has {test.num_classes}")
         models[role] = model
     config = AlignmentConfig(explainer, dict(explainer_options or {}), parts, dict(part_options or {}), k, target)
     run_dir = Path(out)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import UserError
 
 
 def _study(args: argparse.Namespace):
@@ -63,7 +64,7 @@ def _selected_students(study, names: list[str] | None):
     known = {s.name for s in students}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"--student: unknown student(s) {unknown}; the recipe has: {', '.join(sorted(known))}")
+        raise UserError(f"--student: unknown student(s) {unknown}; the recipe has: {', '.join(sorted(known))}")
     return [s for s in students if s.name in names]
 
 
@@ -94,7 +95,7 @@ def _report(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_dir():
         if not (target / "recipe.json").exists():
-            raise FileNotFoundError(f"{target} is not a run directory (no recipe.json)")
+            raise UserError(f"{target} is not a run directory (no recipe.json)")
         path = build_report(target)
     else:
         args.recipe = str(target)
@@ -111,9 +112,9 @@ def _json_option(text: str | None, flag: str) -> dict:
     try:
         value = json.loads(text)
     except ValueError as error:
-        raise ValueError(f"{flag}: not valid JSON ({error})") from None
+        raise UserError(f"{flag}: not valid JSON ({error})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{flag}: give a JSON object, e.g. '{{\"width\": 0.5}}'")
+        raise UserError(f"{flag}: give a JSON object, e.g. '{{\"width\": 0.5}}'")
     return value
 
 
@@ -136,8 +137,13 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .data import load_dataset
     from .demo import run_demo
 
+    try:
+        load_dataset(args.dataset)
+    except (ValueError, LookupError, FileNotFoundError, TypeError) as error:
+        raise UserError(f"--dataset: {error}") from None
     run_demo(dataset=args.dataset, epochs=args.epochs, seed=args.seed, json_path=args.json)
     return 0
 
@@ -185,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdistill", description="Explainable knowledge distillation: keep the "
                                      "teacher's predictions and its reasons.")
     parser.add_argument("--version", action="version", version=f"xdistill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="the whole study of a recipe: data, teacher, students, evaluation, report")
@@ -242,27 +249,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_failure(args: argparse.Namespace, text: str) -> Path | None:
+    """Append a traceback to the run's log.txt (the run directory when there is one, else the audit's or none)."""
+    study = getattr(args, "study", None)
+    folder = study.run_dir if study is not None else (Path(args.out) if getattr(args, "out", None) else None)
+    if folder is None or not folder.is_dir():
+        return None
+    path = folder / "log.txt"
+    with open(path, "a") as handle:
+        handle.write(text)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    import traceback
     import warnings
 
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
+    from .errors import UserError
+
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
-        return args.handler(args)
-    except (ValueError, LookupError, FileNotFoundError, OSError) as error:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
+            return args.handler(args)
+    except UserError as error:  # the user's mistake: one line, exit 2
+        _discard(args)
         print(f"xdistill: error: {error}".splitlines()[0], file=sys.stderr)
         return 2
-    except RuntimeError as error:  # a locked run directory or store, or a failed training step
-        print(f"xdistill: error: {error}".splitlines()[0], file=sys.stderr)
-        return 1
-    except FloatingPointError as error:  # a non-finite loss
-        print(f"xdistill: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         study = getattr(args, "study", None)
         where = f" {study.where()}" if study is not None else ""
         print(f"xdistill: interrupted{where}; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as error:  # ours or the machine's (a bug, out of memory): exit 1, the traceback kept
+        _discard(args)
+        text = traceback.format_exc()
+        log = _log_failure(args, text)
+        if debug:
+            print(text, file=sys.stderr, end="")
+        where = f"; details in {log}" if log else ("" if debug else "; run again with --debug for the traceback")
+        print(f"xdistill: error: {type(error).__name__}: {error}".splitlines()[0] + where, file=sys.stderr)
+        return 1
+
+
+def _discard(args: argparse.Namespace) -> None:
+    study = getattr(args, "study", None)
+    if study is not None:
+        study.discard()
 
 
 if __name__ == "__main__":

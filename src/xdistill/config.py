@@ -17,6 +17,8 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    protocol: str | None = Field(default=None, description="a paper's training protocol (tsd_paper, kdig_paper, "
+                                 "subdistill_paper, rekd_paper): its settings fill every field not given beside it")
     epochs: int | None = Field(default=None, ge=1, description="epoch budget (used when steps is not given)")
     steps: int | None = Field(default=None, ge=1, description="optimiser-step budget; sets the epochs from the batches per epoch")
     batch_size: int = Field(default=32, ge=1)
@@ -47,6 +49,22 @@ class TrainConfig(BaseModel):
     checkpoint_seconds: float = Field(default=10.0, ge=0, description="and at least this many seconds between them "
                                       "(a kill loses at most this much work, or one epoch if longer); 0 = every epoch")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_settings(cls, data: Any) -> Any:
+        """A named protocol's settings under the fields given explicitly."""
+        if isinstance(data, dict) and data.get("protocol"):
+            from .protocols import protocol_settings
+
+            try:
+                settings = protocol_settings(data["protocol"])
+            except LookupError as error:
+                raise ValueError(str(error)) from None
+            if data.get("steps") is not None:  # a step budget given beside the protocol replaces its epochs
+                settings.pop("epochs", None)
+            return {**settings, **data}
+        return data
+
     @model_validator(mode="after")
     def _augmentations_exist(self) -> "TrainConfig":
         from .augment import build_augmentations
@@ -56,6 +74,12 @@ class TrainConfig(BaseModel):
             raise ValueError(f"milestones must be positive and increasing, got {self.milestones}")
         if self.schedule == "multistep" and not self.milestones:
             raise ValueError("schedule 'multistep' needs milestones, e.g. [25, 30, 35]")
+        return self
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "TrainConfig":
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(f"give either steps ({self.steps}) or epochs ({self.epochs}), not both")
         return self
 
     @model_validator(mode="after")
@@ -74,7 +98,11 @@ class TrainConfig(BaseModel):
     def build(cls, base: "TrainConfig | dict[str, Any] | None" = None, **overrides: Any) -> "TrainConfig":
         """A validated config from a config, a dict or nothing, with keyword overrides on top."""
         data = base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        for budget, other in (("steps", "epochs"), ("epochs", "steps")):  # an override budget replaces the other
+            if budget in given and other not in given:
+                data.pop(other, None)
+        data.update(given)
         return cls.model_validate(data)
 
 
@@ -153,6 +181,8 @@ def family_defaults(family: str, role: Literal["teacher", "student"]) -> dict[st
 def resolve(spec: TrainConfig | None, family: str, role: Literal["teacher", "student"]) -> TrainConfig:
     """Family defaults, overridden by the fields the user actually set in ``spec``."""
     given = spec.model_dump(exclude_unset=True) if spec is not None else {}
-    if "epochs" in given and "steps" not in given:  # an explicit epoch budget replaces a default step budget
+    if given.get("epochs") is not None and "steps" not in given:  # an explicit epoch budget replaces a default one
         given["steps"] = None
+    if given.get("steps") is not None and "epochs" not in given:
+        given["epochs"] = None
     return TrainConfig.model_validate({**family_defaults(family, role), **given})

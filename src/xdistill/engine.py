@@ -441,6 +441,8 @@ class DistillResult:
     used_logit_cache: bool = False
     config: TrainConfig | None = None
     run: RunConfig | None = None
+    #: parameters the terms trained beside the student (a FitNets regressor, a SubDistill rotation)
+    extra_parameters: int = 0
 
 
 def _validated(kind: type, base: Any, overrides: dict[str, Any]) -> Any:
@@ -571,8 +573,9 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
         save_weights(student, work_dir / "student.safetensors")
     metrics = dict(module.epoch_metrics)
     metrics.update(selection_metrics(student, train, val, best, trainer.current_epoch))
+    extra = sum(p.numel() for term in terms for p in term.extra_parameters())
     return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=use_cache, config=config,
-                         run=run)
+                         run=run, extra_parameters=extra)
 
 
 def selection_metrics(student: nn.Module, train: Any, val: Any, best: BestEpoch | None,

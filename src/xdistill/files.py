@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 
 def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
     """Write JSON atomically (a ``.part`` file renamed into place), creating the folder.
@@ -21,7 +23,7 @@ def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
     os.replace(partial, path)
 
 
-class LockedError(RuntimeError):
+class LockedError(UserError, RuntimeError):
     """Another live process holds the lock on a run directory or attribution store."""
 
 

@@ -15,9 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import TrainConfig
+from .errors import UserError
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A recipe problem, phrased as ``field: what is wrong``."""
 
 
@@ -180,12 +181,28 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     return recipe
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(f"{key}: given twice (line {seen[key] + 1} and line {key_node.start_mark.line + 1}); "
+                                  "keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"recipe file {path} does not exist")
+    if path.is_dir():
+        raise RecipeError(f"recipe {path} is a directory; give the recipe's YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
     folder = str(path.resolve().parent)
@@ -236,9 +253,27 @@ def check_names(recipe: Recipe) -> None:
         _known_model(f"students[{i}].model", student.model)
     _known("evaluation.explainer", EXPLAINERS, recipe.evaluation.explainer)
     _known("evaluation.parts", PARTS, recipe.evaluation.parts)
+    check_evaluation_options(recipe.evaluation.explainer, recipe.evaluation.explainer_options,
+                             recipe.evaluation.parts, recipe.evaluation.part_options, "evaluation.")
     _check_methods("teacher.methods", recipe.teacher.methods)
     for student in recipe.expanded_students():
         _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)
+
+
+def check_evaluation_options(explainer: str, explainer_options: dict, parts: str, part_options: dict,
+                             prefix: str = "") -> None:
+    """Explainer and part options against the functions that will take them (names and types)."""
+    from .explain import EXPLAINERS
+    from .options import check_options
+    from .parts import PARTS
+
+    for field, fn, options, skip in ((f"{prefix}explainer_options", EXPLAINERS.get(explainer), explainer_options,
+                                      ("model", "x", "target")),
+                                     (f"{prefix}part_options", PARTS.get(parts), part_options, ("attr",))):
+        try:
+            check_options(fn, options, skip=skip, what="option")
+        except ValueError as error:
+            raise RecipeError(f"{field}: {error}") from None
 
 
 def _known(where: str, registry, name: str) -> None:

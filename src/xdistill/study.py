@@ -61,27 +61,58 @@ class Study:
         self.recipe, self.run_dir = recipe, Path(run_dir)
         self.rank = process_rank()
         self.progress = progress and self.rank == 0
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.restart = restart
         self.in_progress: str | None = None  # the stage being worked on, for the interrupt message
         self.stages_path = self.run_dir / "stages.json"
-        resolved = study_identity(recipe)
+        self._identity = study_identity(recipe)
         recipe_path = self.run_dir / "recipe.json"
-        if recipe_path.exists() and json.loads(recipe_path.read_text()) != resolved and not restart:
+        if recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity and not restart:
             raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
                               "choose another --out or pass --restart to start it over")
+        self._created_dir = not self.run_dir.exists()
+        self._had_lock_file = (self.run_dir / ".lock").exists()
+        self._committed = False
+        self.lock: DirectoryLock | None = None
         if self.rank == 0:
             self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
-            if recipe_path.exists() and json.loads(recipe_path.read_text()) != resolved:
-                self.stages_path.unlink(missing_ok=True)
-            write_json(recipe_path, resolved)
-            write_json(self.run_dir / "environment.json", environment(recipe.seed))
-        self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) if self.stages_path.exists() else {}
+        self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) \
+            if self.stages_path.exists() and not (restart and self._differs()) else {}
         self._splits = None
         self._teacher: nn.Module | None = None
 
+    def _differs(self) -> bool:
+        recipe_path = self.run_dir / "recipe.json"
+        return recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity
+
+    def commit(self) -> None:
+        """The recipe checked: record it (and the environment) in the run directory; from here on files are written."""
+        if self._committed or self.rank != 0:
+            self._committed = True
+            return
+        if self._differs():  # --restart over another recipe: its stages no longer count
+            self.stages_path.unlink(missing_ok=True)
+            self.stages = {}
+        write_json(self.run_dir / "recipe.json", self._identity)
+        write_json(self.run_dir / "environment.json", environment(self.recipe.seed))
+        self._committed = True
+
+    def discard(self) -> None:
+        """A refused run leaves nothing: release the lock and remove what this process created, if it wrote nothing."""
+        if self.lock is not None:
+            self.lock.release()
+        if self._committed or self.rank != 0:
+            return
+        if not self._had_lock_file:
+            (self.run_dir / ".lock").unlink(missing_ok=True)
+        if self._created_dir:
+            try:
+                self.run_dir.rmdir()  # only if empty
+            except OSError:
+                pass
+
     # -- bookkeeping --------------------------------------------------------------------------
     def log(self, message: str) -> None:
-        if self.rank != 0:
+        if self.rank != 0 or not self._committed:
             return
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
         with open(self.run_dir / "log.txt", "a") as handle:
@@ -200,10 +231,56 @@ class Study:
         return model
 
     def check(self) -> None:
-        """Build every model once against the data: shape and class-count errors surface before training."""
-        self.build_teacher()
+        """Build every model once against the data and check every option that needs the models or the data's
+        shape (term layer paths, TSD windows, the evaluation's k): mistakes surface before anything trains."""
+        from .methods import build_terms
+        from .subtask import ClassSubset
+
+        teacher = self.build_teacher()
+        self._check_teacher_weights(teacher)
+        classes = self.recipe.dataset.subtask
+        student_teacher = ClassSubset(teacher, classes).eval() if classes else teacher
+        train = self.student_splits[0]
         for i, student in enumerate(self.recipe.students):
-            self.build(f"students[{i}]", student.model, student.options, student=True)
+            model = self.build(f"students[{i}]", student.model, student.options, student=True)
+            for spec in self.recipe.expanded_students():
+                if student_index(self.recipe, spec) != i:
+                    continue
+                for j, term in enumerate(build_terms(spec.methods)):
+                    try:
+                        term.check(student_teacher, model, train.x[:2])
+                    except ValueError as error:
+                        raise RecipeError(f"students[{i}].methods: {term.name}: {error}") from None
+        self._check_k(train)
+        self.commit()
+
+    def _check_teacher_weights(self, teacher: nn.Module) -> None:
+        """``teacher.weights`` exists and fits the teacher's architecture."""
+        from .checkpoint import load_weights
+
+        spec = self.recipe.teacher
+        if not spec.weights:
+            return
+        try:
+            load_weights(teacher, spec.weights)
+        except (FileNotFoundError, OSError) as error:
+            raise RecipeError(f"teacher.weights: cannot read {spec.weights} ({error})") from None
+        except (RuntimeError, ValueError) as error:
+            raise RecipeError(f"teacher.weights: {spec.weights} does not fit model {spec.model!r} "
+                              f"({str(error).splitlines()[0]}...)") from None
+
+    def _check_k(self, train) -> None:
+        """``evaluation.k`` against the number of parts the data's shape gives."""
+        from .parts import to_parts
+
+        spec = self.recipe.evaluation
+        try:
+            parts = to_parts(torch.zeros((1,) + tuple(train.input_shape)), spec.parts, **spec.part_options).shape[1]
+        except ValueError as error:
+            raise RecipeError(f"evaluation.parts: {error}") from None
+        if spec.k > parts:
+            raise RecipeError(f"evaluation.k: {spec.k} is more than the {parts} {spec.parts} parts of inputs shaped "
+                              f"{tuple(train.input_shape)}; choose k <= {parts}")
 
     def teacher(self) -> nn.Module:
         from .checkpoint import load_weights, save_weights
@@ -261,7 +338,11 @@ class Study:
         given: dict[str, Any] = {"seed": self.recipe.seed}
         for spec in specs:
             if spec is not None:
-                given.update(spec.model_dump(exclude_unset=True))
+                fields = spec.model_dump(exclude_unset=True)
+                for budget, other in (("steps", "epochs"), ("epochs", "steps")):  # a later budget replaces the other
+                    if fields.get(budget) is not None and other not in fields:
+                        given.pop(other, None)
+                given.update(fields)
         train = (self.student_splits if role == "student" else self.splits)[0]
         family = data_family(tuple(train.x.shape), integer=not train.x.is_floating_point())
         return resolve(TrainConfig.model_validate(given), family, role)

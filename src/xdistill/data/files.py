@@ -40,8 +40,12 @@ def _test_path(train: Path, test: str | None) -> Path:
 
 
 def _exists(path: Path, what: str) -> Path:
+    if path.is_dir():
+        raise ValueError(f"{what} file {path} is a directory; give the file itself")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} file {path} is empty (0 bytes)")
     return path
 
 
@@ -63,6 +67,8 @@ def load_npz(path: str, kind: str = "auto", normalize: str | bool = "auto", leng
     if kind not in ("auto", "series", "image"):
         raise ValueError(f"kind must be 'auto', 'series' or 'image', got {kind!r}")
     file = _exists(Path(path), "npz")
+    if not zipfile.is_zipfile(file):  # (never hand unknown bytes to np.load: it would try to unpickle them)
+        raise ValueError(f"{file} is not an .npz archive (a zip of .npy arrays, as numpy.savez writes)")
     try:
         with np.load(file, allow_pickle=False) as archive:
             missing = [k for k in NPZ_ARRAYS if k not in archive.files]
@@ -85,6 +91,15 @@ def load_npz(path: str, kind: str = "auto", normalize: str | bool = "auto", leng
                          "(T), (C, T), (H, W) or (C, H, W)")
     if not np.issubdtype(x_train.dtype, np.number):
         raise ValueError(f"{file}: x_train must be numeric, got {x_train.dtype}")
+    for split, array in (("x_train", x_train), ("x_test", x_test)):
+        if array.shape[0] == 0:
+            raise ValueError(f"{file}: {split} holds no samples")
+        if array.size == 0:
+            raise ValueError(f"{file}: {split} has an empty sample shape {array.shape[1:]}")
+    from .timeseries import check_finite
+
+    check_finite(x_train, f"npz:{file.name}", "training")
+    check_finite(x_test, f"npz:{file.name}", "test")
     classes = [str(c) for c in range(int(max(y_train.max(), y_test.max())) + 1)]
     if y_train.min() < 0 or y_test.min() < 0:
         raise ValueError(f"{file}: labels must be 0..K-1, found negative values")
@@ -133,11 +148,23 @@ def _read_csv(path: Path, label_column: str) -> tuple[list[np.ndarray], list[str
                              "pass label_column=NAME")
         series, labels = [], []
         for line, row in enumerate(reader, start=2):
+            if None in row:  # more cells than the header names
+                raise ValueError(f"{path} line {line}: {len(reader.fieldnames) + len(row[None])} cells but the header "
+                                 f"names {len(reader.fieldnames)} columns")
             labels.append(row.pop(label_column))
+            values = list(row.items())
+            filled = [i for i, (_, v) in enumerate(values) if v not in ("", None)]
+            last = filled[-1] if filled else -1
+            gaps = [column for i, (column, v) in enumerate(values) if i < last and v in ("", None)]
+            if gaps:  # an empty cell inside a series would shift the rest of it one step to the left
+                raise ValueError(f"{path} line {line}, column {gaps[0]!r}: an empty cell inside the series; fill it "
+                                 "(a shorter series may only leave its last cells empty)")
             try:
-                series.append(np.array([float(v) for v in row.values() if v not in ("", None)], dtype=np.float64)[None])
+                series.append(np.array([float(v) for _, v in values[: last + 1]], dtype=np.float64)[None])
             except ValueError as error:
                 raise ValueError(f"{path} line {line}: a non-numeric value in a time-step column ({error})") from None
+            if series[-1].size == 0:
+                raise ValueError(f"{path} line {line}: the series is empty")
     if not series:
         raise ValueError(f"{path} holds no rows")
     return series, labels

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..options import check_options
 from ..registry import Registry
 from .dataset import Splits
 
@@ -25,4 +26,9 @@ def load_dataset(spec: str, **options) -> Splits:
     """
     family, _, member = spec.partition(":")
     loader = DATASETS.get(family)
-    return loader(member, **options) if member else loader(**options)
+    check_options(loader, options, what=f"{family} option")
+    splits = loader(member, **options) if member else loader(**options)
+    classes = len(set(splits[0].y.tolist()))
+    if classes < 2:
+        raise ValueError(f"{spec}: the training data has {classes} class; distillation needs at least 2")
+    return splits

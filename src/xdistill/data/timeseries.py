@@ -93,6 +93,10 @@ def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], 
                   normalize: str = "auto", length: int | None = None) -> Splits:
     """(C, T_i) series and raw labels -> padded, normalised (see ``load_ucr``), optionally resampled splits."""
     check_normalize(normalize)
+    for split, series in (("training", x_train), ("test", x_test)):
+        if not len(series):
+            raise ValueError(f"{name}: the {split} split holds no series")
+        check_finite(series, name, split)
     padded = max(max(s.shape[-1] for s in x_train), max(s.shape[-1] for s in x_test))
     x_train, len_train = pad_series(list(x_train), padded)
     x_test, len_test = pad_series(list(x_test), padded)
@@ -115,6 +119,17 @@ def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], 
 
 
 NORMALIZATIONS = ("auto", "series", "channel", "none")
+
+
+def check_finite(samples, name: str, split: str) -> None:
+    """Refuse NaN or infinite values before anything computes with them: the split, the count and the first index."""
+    if isinstance(samples, np.ndarray):
+        bad = np.flatnonzero(~np.isfinite(samples.reshape(len(samples), -1)).all(1)).tolist()
+    else:
+        bad = [i for i, s in enumerate(samples) if not np.isfinite(np.asarray(s, dtype=np.float64)).all()]
+    if bad:
+        raise ValueError(f"{name}: {len(bad)} {split} sample(s) hold NaN or infinite values (first: {split} sample "
+                         f"{bad[0]}); clean or impute them before training")
 
 
 def channel_standardize(x_train: np.ndarray, x_test: np.ndarray, train_lengths: np.ndarray,

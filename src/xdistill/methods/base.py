@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..options import check_options
 from ..registry import Registry
 from .keyed_random import SampleStreams
 
@@ -121,6 +122,20 @@ class Term(nn.Module):
     def prepare(self, context: PrepareContext) -> None:
         """One-off work before training."""
 
+    def check(self, teacher: nn.Module | None, student: nn.Module, sample_x: torch.Tensor) -> None:
+        """Refuse (``ValueError``) what cannot work with these models and inputs, before anything trains:
+        the default checks that the hooked layer paths exist in both models."""
+        from ..hooks import FeatureHooks
+
+        for model, paths, role in ((student, self.student_layers, "student"), (teacher, self.teacher_layers, "teacher")):
+            if paths and model is None:
+                raise ValueError("needs a teacher")
+            if paths:
+                try:
+                    FeatureHooks(model, paths).remove()
+                except ValueError as error:
+                    raise ValueError(f"{role} layer: {error}") from None
+
     def transform(self, batch: Batch, state: StepState) -> Batch:
         return batch
 
@@ -172,6 +187,7 @@ def expand(specs: Iterable[Any]) -> list[Any]:
             continue
         name, options = _split(spec)
         if name in PRESETS and name not in TERMS:
+            check_options(PRESETS.get(name), options, what=f"{name} option")
             try:
                 out += expand(PRESETS.get(name)(**options))
             except TypeError as error:
@@ -193,6 +209,7 @@ def build_term(name: str, weight: float | None = None, **options: Any) -> Term:
     for option in options:
         if option in hints:
             raise ValueError(f"{name}: option {option!r} is gone; {hints[option]}")
+    check_options(factory, options, what=f"{name} option")
     try:
         term = factory(**options)
     except TypeError as error:

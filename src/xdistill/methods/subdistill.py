@@ -36,6 +36,7 @@ from typing import Any, Callable
 from ..explain import eval_mode
 from ..hooks import FeatureHooks
 from ..registry import Registry
+from ..options import check_options
 from .base import PRESETS, TERMS, PrepareContext, Step, Term
 from .feature_hints import _match_size, _pairs, _regressor, probe_shapes
 
@@ -334,7 +335,9 @@ SUBDISTILL_VARIANTS.register("pca")(SubDistillPCA)
 @TERMS.register("subdistill")
 def SubDistill(layers: Any, basis: str = "prca", **options: Any) -> Term:
     """``subdistill``: the published relevance-aware subspace term by default; ``basis="pca"`` for the PCA variant."""
-    return SUBDISTILL_VARIANTS.get(basis)(layers=layers, **options)
+    variant = SUBDISTILL_VARIANTS.get(basis)
+    check_options(variant, options, skip=("layers",), what="subdistill option")
+    return variant(layers=layers, **options)
 
 
 SubDistill.legacy_options = _LEGACY  # type: ignore[attr-defined]

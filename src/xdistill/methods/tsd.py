@@ -33,6 +33,7 @@ from .. import explain as xe
 from ..explain import eval_mode
 from ..parts import window_importance
 from ..registry import Registry
+from ..options import check_options
 from .base import PRESETS, TERMS, PrepareContext, Step, Term
 from .keyed_random import global_sum
 
@@ -126,6 +127,16 @@ _LEGACY = {
 }
 
 
+def check_series(teacher: nn.Module | None, sample_x: torch.Tensor, window: int) -> None:
+    """TSD needs a teacher and (N, C, T) series longer than its window."""
+    if teacher is None:
+        raise ValueError("needs a teacher")
+    if sample_x.ndim != 3:
+        raise ValueError(f"needs time series shaped (N, C, T), got inputs shaped {tuple(sample_x.shape[1:])}")
+    if window >= sample_x.shape[-1]:
+        raise ValueError(f"window {window} must be shorter than the series ({sample_x.shape[-1]} steps)")
+
+
 class PerturbationTSD(Term):
     """The published TSD term: smooth-L1 between normalised perturbation saliencies (no CE, no KD).
 
@@ -154,6 +165,9 @@ class PerturbationTSD(Term):
         self.bank_size, self.chunk, self.seed = bank, chunk, seed
         for name in ("train_x", "train_y", "bank_donors", "bank_starts", "bank_saliency"):
             self.register_buffer(name, torch.empty(0), persistent=False)
+
+    def check(self, teacher: nn.Module | None, student: nn.Module, sample_x: torch.Tensor) -> None:
+        check_series(teacher, sample_x, self.window)
 
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
@@ -294,6 +308,9 @@ class WindowSaliencyTSD(Term):
         self.distance_fn = DISTANCES.get(distance)
         self.register_buffer("teacher_saliency", torch.empty(0), persistent=False)
 
+    def check(self, teacher: nn.Module | None, student: nn.Module, sample_x: torch.Tensor) -> None:
+        check_series(teacher, sample_x, self.window)
+
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
             raise ValueError("tsd needs a teacher")
@@ -334,7 +351,10 @@ TSD_VARIANTS.register("gradient")(lambda **options: WindowSaliencyTSD(saliency="
 @TERMS.register("tsd")
 def TemporalSaliencyDistillation(saliency: str = "perturbation", **options: Any) -> Term:
     """``tsd``: the published perturbation TSD term by default; ``saliency="occlusion"|"gradient"`` for the variants."""
-    return TSD_VARIANTS.get(saliency)(**options)
+    variant = TSD_VARIANTS.get(saliency)
+    check_options(PerturbationTSD if saliency == "perturbation" else WindowSaliencyTSD, options,
+                  skip=("saliency",), what="tsd option")
+    return variant(**options)
 
 
 TemporalSaliencyDistillation.legacy_options = _LEGACY  # type: ignore[attr-defined]
