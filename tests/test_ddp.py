@@ -32,94 +32,91 @@ def teacher_file(tmp_path_factory) -> Path:
     return path
 
 
-def run(method: str, devices: int, out: Path, teacher: Path, epochs: int = 3) -> dict:
-    done = subprocess.run([sys.executable, str(SCRIPT), method, str(devices), str(out), str(teacher), str(epochs)],
-                          cwd=out.parent,
-                          capture_output=True, text=True, timeout=300)
+CASES = "kd:3,ig_overlay:3,rekd:3,ce_defaults:8,ce_kd_tsd_defaults:8,augment_defaults:4"
+
+
+def launch(devices: int, out: Path, teacher: Path) -> dict:
+    """Every case, one after the other, in one launch of ``devices`` processes (the process group is reused)."""
+    done = subprocess.run([sys.executable, str(SCRIPT), CASES, str(devices), str(out), str(teacher)],
+                          cwd=out.parent, capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
-    assert done.returncode == 0 and lines, done.stderr[-2000:]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
     return json.loads(lines[0].removeprefix("RESULT"))
 
 
-def assert_same_student(tmp_path: Path, atol: float = 1e-5, start: dict | None = None) -> None:
-    one, two = load_file(str(tmp_path / "one" / "student.safetensors")), load_file(str(tmp_path / "two" / "student.safetensors"))
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, teacher_file) -> tuple[Path, dict, dict]:
+    """(root, results of one process, results of two processes): root/one/CASE and root/two/CASE."""
+    root = tmp_path_factory.mktemp("ddp-runs")
+    return root, launch(1, root / "one", teacher_file), launch(2, root / "two", teacher_file)
+
+
+def assert_same_student(root: Path, case: str, atol: float = 1e-5, start: dict | None = None) -> None:
+    one = load_file(str(root / "one" / case / "student.safetensors"))
+    two = load_file(str(root / "two" / case / "student.safetensors"))
     start = start or build_model("lstm", 1, 2, hidden=8, layers=1).state_dict()
     for name in one:
-        assert not torch.allclose(one[name], start[name]) or "bias" in name or name == "gumbel_temperature", name  # it trained
+        assert not torch.allclose(one[name], start[name]) or "bias" in name or name == "gumbel_temperature", name
         assert torch.allclose(one[name], two[name], atol=atol), name
 
 
-def test_kd_on_two_processes_equals_one_process_even_when_the_last_batch_is_smaller_than_the_processes(
-        tmp_path, teacher_file):
+def test_kd_on_two_processes_equals_one_process_even_when_the_last_batch_is_smaller_than_the_processes(runs):
     """81 samples, global batch 16: each epoch ends with a 1-sample batch, which one process takes and the other
     meets with a weight-0 stand-in; the losses are weighed by each process's share of the global batch."""
-    run("kd", 1, tmp_path / "one", teacher_file)
-    run("kd", 2, tmp_path / "two", teacher_file)
-    assert_same_student(tmp_path)
+    root, one, two = runs
+    assert one["kd"]["epochs"] == two["kd"]["epochs"] == 3
+    assert_same_student(root, "kd")
 
 
 @pytest.mark.parametrize("case", ["ce_defaults", "ce_kd_tsd_defaults"])
-def test_default_settings_finish_on_two_processes_and_select_the_epoch_one_process_selects(tmp_path, teacher_file, case):
+def test_default_settings_finish_on_two_processes_and_select_the_epoch_one_process_selects(runs, case):
     """Every TrainConfig default (checkpoint_seconds 10, val_fraction 0.2) plus patience: the checkpoint decision
     is rank 0's clock, broadcast; validation is summed over both processes exactly; so both ranks take the same
-    decisions and the run equals one process (it hung before: each process consulted its own clock)."""
-    one = run(case, 1, tmp_path / "one", teacher_file, epochs=8)
-    two = run(case, 2, tmp_path / "two", teacher_file, epochs=8)
-    assert one["best_epoch"] == two["best_epoch"] and one["epochs"] == two["epochs"]
-    assert one["val_loss"] == pytest.approx(two["val_loss"], abs=1e-5)
-    assert_same_student(tmp_path, atol=1e-4)
+    decisions and the run equals one process (it hung before: each process consulted its own clock). The TSD
+    case also checks the perturbations keyed by (seed, step, sample) and the saliency normaliser summed over
+    both processes (measured before: with each process normalising its own half-batch they differ by 2e-2)."""
+    root, one, two = runs
+    assert one[case]["best_epoch"] == two[case]["best_epoch"] and one[case]["epochs"] == two[case]["epochs"]
+    assert one[case]["val_loss"] == pytest.approx(two[case]["val_loss"], abs=1e-5)
+    assert_same_student(root, case, atol=1e-4)
 
 
-def test_augmented_image_run_on_two_processes_equals_one_process(tmp_path, teacher_file):
+def test_augmented_image_run_on_two_processes_equals_one_process(runs):
     """random_crop + hflip drawn from per-sample streams keyed by (seed, step, index): both processes draw what one
     process draws; a BatchNorm-free CNN, default settings with patience."""
-    one = run("augment_defaults", 1, tmp_path / "one", teacher_file, epochs=4)
-    two = run("augment_defaults", 2, tmp_path / "two", teacher_file, epochs=4)
-    assert one["best_epoch"] == two["best_epoch"]
+    root, one, two = runs
+    assert one["augment_defaults"]["best_epoch"] == two["augment_defaults"]["best_epoch"]
     from torch import nn
 
     torch.manual_seed(1)
     start = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                           nn.Linear(16, 2)).state_dict()
-    assert_same_student(tmp_path, atol=1e-4, start=start)
+    assert_same_student(root, "augment_defaults", atol=1e-4, start=start)
 
 
-def test_ig_overlay_store_is_computed_once_across_ranks_and_equals_the_single_process_store(tmp_path, teacher_file):
-    run("ig_overlay", 1, tmp_path / "one", teacher_file)
-    run("ig_overlay", 2, tmp_path / "two", teacher_file)
-    manifest = json.loads((tmp_path / "two" / "ig_store" / "manifest.json").read_text())
+def test_ig_overlay_store_is_computed_once_across_ranks_and_equals_the_single_process_store(runs):
+    root, _, _ = runs
+    manifest = json.loads((root / "two" / "ig_overlay" / "ig_store" / "manifest.json").read_text())
     by_rank = manifest["computed_by"]
     assert sorted(by_rank) == ["0", "1"] and not set(by_rank["0"]) & set(by_rank["1"])  # each chunk by one rank
     assert sorted(by_rank["0"] + by_rank["1"]) == manifest["done"] == list(range(10))
-    single = np.load(tmp_path / "one" / "ig_store" / "maps.npy")
-    shared = np.load(tmp_path / "two" / "ig_store" / "maps.npy")
+    single = np.load(root / "one" / "ig_overlay" / "ig_store" / "maps.npy")
+    shared = np.load(root / "two" / "ig_overlay" / "ig_store" / "maps.npy")
     assert np.allclose(single, shared, atol=1e-6) and np.abs(single).sum() > 0
-    assert not list((tmp_path / "two" / "ig_store").glob("done.rank*.json"))
-    assert_same_student(tmp_path)  # overlay draws are keyed by (seed, step, sample), not by the process
+    assert not list((root / "two" / "ig_overlay" / "ig_store").glob("done.rank*.json"))
+    assert_same_student(root, "ig_overlay")  # overlay draws are keyed by (seed, step, sample), not by the process
 
 
-def test_tsd_on_two_processes_equals_one_process(tmp_path, teacher_file):
-    """Perturbations keyed by (seed, step, sample) and the saliency normaliser summed over both processes.
-
-    One epoch (5 steps): measured, the students differ by 1e-5 (float summation order, amplified by
-    Adam's normalised steps; 4e-4 after 15 steps); with each process normalising its own half-batch
-    they differ by 2e-2.
-    """
-    assert run("tsd", 1, tmp_path / "one", teacher_file, epochs=1)["epochs"] == 1
-    assert run("tsd", 2, tmp_path / "two", teacher_file, epochs=1)["epochs"] == 1
-    assert_same_student(tmp_path, atol=1e-4)
-
-
-def test_rekd_on_two_processes_equals_one_process(tmp_path, teacher_file):
+def test_rekd_on_two_processes_equals_one_process(runs):
     """Gumbel masks keyed by (seed, step, sample) and the selection cost's batch mean summed over both
     processes (measured: the students differ by 6e-8 after 15 steps); with the global RNG and per-process
     means (the code before this test) they differed by 2e-2."""
-    assert run("rekd", 1, tmp_path / "one", teacher_file)["epochs"] == 3
-    assert run("rekd", 2, tmp_path / "two", teacher_file)["epochs"] == 3
+    root, one, two = runs
+    assert one["rekd"]["epochs"] == two["rekd"]["epochs"] == 3
     torch.manual_seed(2)  # the script's initial models
     build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.25})
     start = build_rationale_model(1, 2, "window", 4, "lstm", {"hidden": 8, "layers": 1}, selector_width=0.5).state_dict()
-    assert_same_student(tmp_path, start=start)
+    assert_same_student(root, "rekd", start=start)
 
 
 def small_recipe(tmp_path: Path, **hardware) -> Path:

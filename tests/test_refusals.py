@@ -190,14 +190,55 @@ def nested_mistake(draw):
         known = {"explainer_options": "window", "part_options": "size", "train": "batch_size"}.get(path[-1])
         if known is None:
             known = "perturbations" if target.get("name") == "tsd" else "temperature"
-        target[known] = draw(st.sampled_from(["many", [1, 2], {"a": 1}]))
+        target[known] = draw(st.sampled_from(["many", {"a": 1}]))  # invalid for every annotation (a list may be a tuple)
     return data
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=nested_mistake())
 def test_nested_option_mistakes_are_refused_up_front(tmp_path, data):
     out = tmp_path / f"out{abs(hash(json.dumps(data, sort_keys=True)))}"
     code, stderr, _ = run_recipe(tmp_path, data, out)
     assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert not out.exists()
+
+
+def test_audit_options_are_checked_before_any_model_is_loaded(tmp_path):
+    code, stderr = cli("audit", "--teacher", "fcn1d", "--student", "fcn1d", "--data", "ucr:GunPoint",
+                       "--teacher-weights", "nowhere.safetensors", "--student-weights", "nowhere.safetensors",
+                       "--explainer", "occlusion", "--explainer-options", '{"windw": 5}', "--out", str(tmp_path / "a"))
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "--explainer-options: unknown option 'windw'" in stderr and not (tmp_path / "a").exists()
+
+
+@st.composite
+def corrupt_csv(draw):
+    """A small CSV of series with one corruption the reader must refuse: an empty cell inside a series, a word,
+    a row with more cells than the header, or a single class."""
+    rows = [[str(label), *[f"{v:.2f}" for v in draw(st.lists(st.floats(-3, 3), min_size=5, max_size=5))]]
+            for label in ("a", "b", "a", "b")]
+    kind = draw(st.sampled_from(["gap", "word", "extra", "one_class"]))
+    row = draw(st.integers(0, 3))
+    if kind == "gap":
+        rows[row][draw(st.integers(1, 4))] = ""  # (the last cell stays: the gap is inside the series)
+    elif kind == "word":
+        rows[row][draw(st.integers(1, 5))] = draw(st.sampled_from(["x", "n/a", "1,2"]))
+    elif kind == "extra":
+        rows[row].append("1.0")
+    else:
+        rows = [["a", *r[1:]] for r in rows]
+    return "label,t0,t1,t2,t3,t4\n" + "\n".join(",".join(r) for r in rows) + "\n"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=corrupt_csv())
+def test_corrupt_csv_files_are_refused_naming_the_file(tmp_path, text):
+    name = f"d{abs(hash(text))}"
+    (tmp_path / f"{name}_TRAIN.csv").write_text(text)
+    (tmp_path / f"{name}_TEST.csv").write_text("label,t0,t1,t2,t3,t4\na,1,2,3,4,5\nb,1,2,3,4,5\n")
+    data = changed(lambda d: d.update(dataset={"name": f"csv:{tmp_path / f'{name}_TRAIN.csv'}"}))
+    out = tmp_path / f"out-{name}"
+    code, stderr, _ = run_recipe(tmp_path, data, out)
+    assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert f"{name}_TRAIN" in stderr, stderr  # the file (or its dataset name, csv:<stem>)
     assert not out.exists()

@@ -265,31 +265,27 @@ class DistillationModule(L.LightningModule):
                     teacher_features, state, clean, student_output, teacher_output)
         share, counted = self._share(batch_idx, len(y))
         loss = student_logits.new_zeros(())
-        raw_terms: dict[str, torch.Tensor] = {}
+        logged = student_logits.new_zeros(())
+        seen: set[str] = set()
         for method in self.methods:
             if not method.has_loss:
                 continue
             value = method.loss(step)
-            name = _unique(raw_terms, method.name or type(method).__name__.lower())
+            name = _unique(seen, method.name or type(method).__name__.lower())
+            seen.add(name)
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
                     f"loss term {name!r} became {value.item()} in epoch {self.current_epoch + 1} (step {self.global_step}); "
                     "lower the learning rate or check the inputs for extreme values")
-            raw_terms[name] = value.detach()
             # a per-process batch mean counts for this process's share of the global batch; a statistic already
             # summed over processes counts once (DDP averages the gradients over the processes)
             loss = loss + method.weight * value * (1.0 if method.global_batch_statistic else share)
-        for name, value in raw_terms.items():  # summed here, logged once per epoch (self.log per step is slow)
-            weight = next(m.weight for m in self.methods if (m.name or type(m).__name__.lower()) == name.split("#")[0])
-            self._add(f"{name}", value, counted)
-            self._add(f"{name}_weighted", weight * value, counted)
-        self._add("loss", sum(self._sums_now(raw_terms)), counted)
+            self._add(name, value, counted)  # summed here, logged once per epoch (self.log per step is slow)
+            self._add(f"{name}_weighted", method.weight * value, counted)
+            logged = logged + method.weight * value.detach()
+        self._add("loss", logged, counted)
         self._count += counted
         return loss
-
-    def _sums_now(self, raw_terms: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        by_name = {(m.name or type(m).__name__.lower()): m.weight for m in self.methods}
-        return [by_name[name.split("#")[0]] * value for name, value in raw_terms.items()]
 
     def _add(self, name: str, value: torch.Tensor, count: int) -> None:
         self._sums[name] = self._sums.get(name, 0.0) + value.detach().double() * count
@@ -352,7 +348,7 @@ class DistillationModule(L.LightningModule):
         return configure(self.parameters(), self.config, max(1, int(self.trainer.estimated_stepping_batches)))
 
 
-def _unique(names: dict[str, Any], name: str) -> str:
+def _unique(names: set[str], name: str) -> str:
     """``name``, or ``name#2``, ``name#3``... when a term of that name is already in ``names``."""
     if name not in names:
         return name

@@ -129,5 +129,5 @@ def encode_labels(raw: np.ndarray, classes: list[str] | None = None) -> tuple[np
     lookup = {c: i for i, c in enumerate(classes)}
     unknown = set(np.unique(raw)) - set(lookup)
     if unknown:
-        raise ValueError(f"labels {sorted(unknown)} are not among the training classes {classes}")
+        raise ValueError(f"labels {sorted(str(u) for u in unknown)} are not among the training classes {classes}")
     return np.array([lookup[v] for v in raw], dtype=np.int64), classes

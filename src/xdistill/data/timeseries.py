@@ -110,7 +110,10 @@ def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], 
         x_train, len_train = resample(x_train, len_train, length), np.full(len(x_train), length)
         x_test, len_test = resample(x_test, len_test, length), np.full(len(x_test), length)
     y_tr, classes = encode_labels(y_train)
-    y_te, _ = encode_labels(y_test, classes)
+    try:
+        y_te, _ = encode_labels(y_test, classes)
+    except ValueError as error:
+        raise ValueError(f"{name}: test split: {error}") from None
     info = {"normalize": normalize}
     return Splits(
         ArrayDataset(x_train, y_tr, classes, name, info={"lengths": len_train.tolist(), **info}),
