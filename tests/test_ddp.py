@@ -151,3 +151,13 @@ def test_torchrun_runs_a_recipe_end_to_end_on_two_processes(tmp_path):
     stages = json.loads((out / "stages.json").read_text())
     assert {"teacher", "student:alone", "student:kd", "student:tsd", "evaluate:tsd"} <= set(stages)
     assert "devices" not in json.loads((out / "recipe.json").read_text()).get("hardware", {})  # not the identity
+
+
+def test_lightnings_own_launcher_trains_a_recipes_teacher_on_two_processes(tmp_path):
+    """``xdistill teach RECIPE --devices 2`` without torchrun: Lightning starts the second process itself."""
+    recipe, out = small_recipe(tmp_path), tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "xdistill", "teach", str(recipe), "--out", str(out), "--devices", "2",
+                           "--quiet"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Initializing distributed" not in done.stderr and "sync_dist" not in done.stderr  # no chatter
+    assert (out / "teacher" / "teacher.safetensors").exists() and "teacher" in json.loads((out / "stages.json").read_text())

@@ -38,7 +38,8 @@ from .hooks import FeatureHooks
 from .methods import Batch, PrepareContext, Step, StepState, Term, build_terms
 
 
-_CHATTY = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")
+_CHATTY = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed",
+           "lightning.fabric.utilities.distributed", "lightning.pytorch.utilities.distributed")
 
 
 @contextmanager
@@ -60,6 +61,8 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's internal deprecation notice
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*`training_step` returned.*")
+    # the epoch metrics are already reduced over every process (equal on every rank): no sync_dist needed
+    warnings.filterwarnings("ignore", message=".*It is recommended to use `self.log\\(.*sync_dist=True.*")
 
 
 def quiet_lightning() -> None:
