@@ -170,3 +170,15 @@ def test_attention_transfer_by_hand_and_spatial_mismatch():
     small = torch.rand(2, 5, 4, 4)
     step = Step(Batch(big, torch.zeros(2).long(), torch.arange(2)), nn.Identity(), nn.Identity(), None, None, {"s": big}, {"t": small})
     assert torch.isfinite(method.loss(step))
+
+
+def test_hinton_preset_total_equals_the_earlier_kd_method():
+    """The earlier ``kd`` method: ``(1-a)·CE + a·T²·KL(p_t^T ‖ p_s^T)``, by hand, on one batch."""
+    torch.manual_seed(0)
+    s, t, y = torch.randn(6, 4), torch.randn(6, 4), torch.randint(0, 4, (6,))
+    step = make_step(s, t, y)
+    terms = build_terms([{"name": "hinton", "alpha": 0.7, "temperature": 3.0}])
+    total = sum(term.weight * term.loss(step) for term in terms)
+    log_ps, p_t = torch.log_softmax(s / 3, 1), torch.softmax(t / 3, 1)
+    earlier = 0.3 * F.cross_entropy(s, y) + 0.7 * 9 * (p_t * (p_t.log() - log_ps)).sum(1).mean()
+    assert total.item() == pytest.approx(earlier.item(), rel=1e-6)

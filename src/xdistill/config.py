@@ -111,6 +111,13 @@ PRECISIONS = ("64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf
               "transformer-engine", "transformer-engine-float16")
 
 
+def known_precision(value: Any) -> str | None:
+    """``value`` as one of Lightning's precision names, or a ValueError listing them."""
+    if value is not None and str(value) not in PRECISIONS:
+        raise ValueError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}")
+    return None if value is None else str(value)
+
+
 class RunConfig(BaseModel):
     """Where and how a training run executes (one home for each Lightning trainer setting)."""
 
@@ -134,9 +141,7 @@ class RunConfig(BaseModel):
     @field_validator("precision", mode="before")
     @classmethod
     def _known_precision(cls, value: Any) -> Any:
-        if value is not None and str(value) not in PRECISIONS:
-            raise ValueError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}")
-        return None if value is None else str(value)
+        return known_precision(value)
 
     @field_validator("work_dir", "cache_dir", mode="before")
     @classmethod

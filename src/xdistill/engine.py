@@ -65,12 +65,6 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*It is recommended to use `self.log\\(.*sync_dist=True.*")
 
 
-def quiet_lightning() -> None:
-    """Compatibility: process-wide version of :func:`lightning_quiet` (prefer the context manager)."""
-    for name in _CHATTY:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 class SafetensorsCheckpointIO(CheckpointIO):
     """Lightning checkpoints as safetensors + JSON structure: loading never executes code."""
 
@@ -621,5 +615,6 @@ def _loggers(names: Sequence[str], work_dir: Path) -> list | bool:
 def train_teacher(model: nn.Module, train: Any, *, val: Any = None, config: TrainConfig | dict | None = None,
                   run: RunConfig | dict | None = None, **options: Any) -> DistillResult:
     """Train a classifier on its own (cross-entropy) with the same engine, for users without a teacher."""
-    options.setdefault("work_dir", "runs/teacher") if run is None else None
+    if run is None and "work_dir" not in options:
+        options["work_dir"] = "runs/teacher"
     return distill(None, model, train, ["ce"], val=val, config=config, run=run, **options)

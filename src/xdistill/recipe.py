@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .config import TrainConfig
+from .config import TrainConfig, known_precision
 from .errors import UserError
 
 
@@ -115,11 +115,7 @@ class Recipe(Strict):
     @field_validator("precision", mode="before")
     @classmethod
     def _known_precision(cls, value: Any) -> Any:
-        from .config import PRECISIONS
-
-        if value is not None and str(value) not in PRECISIONS:
-            raise ValueError(f"unknown precision {value!r}; choose from {', '.join(PRECISIONS)}")
-        return None if value is None else str(value)
+        return known_precision(value)
 
     @field_validator("students")
     @classmethod

@@ -167,9 +167,6 @@ METHODS = TERMS
 #: preset name -> function(**options) -> list of term specs
 PRESETS: Registry[Callable[..., list[Any]]] = Registry("preset")
 
-Spec = "Term | str | dict[str, Any]"
-
-
 def _split(spec: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
         return spec, {}
