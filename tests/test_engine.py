@@ -189,3 +189,26 @@ def test_learnable_parts_of_terms_are_reported_and_train(gunpoint, teacher, tmp_
                      checkpoint=False, **FAST)
     extra = fitnets.extra_parameters()
     assert extra and result.extra_parameters == sum(p.numel() for p in extra)
+
+
+def test_every_epoch_draws_a_new_order_of_the_whole_training_set(gunpoint, tmp_path):
+    """Lightning reaches the order through ``batch_sampler.sampler.set_epoch``; a batch sampler that kept its
+    own epoch counter was never told the epoch and repeated the first order every epoch."""
+    class Orders(Term):
+        name, fits_outputs, needs_teacher = "orders", False, False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = []
+
+        def loss(self, step):
+            self.seen.append(step.batch.index.tolist())
+            return step.student_logits.sum() * 0.0
+
+    spy = Orders()
+    distill(None, student(), gunpoint.train, ["ce", spy], epochs=3, val_fraction=0, work_dir=tmp_path,
+            checkpoint=False, **FAST)
+    per_epoch = len(spy.seen) // 3
+    epochs = [sum(spy.seen[i * per_epoch:(i + 1) * per_epoch], []) for i in range(3)]
+    assert all(sorted(e) == list(range(len(gunpoint.train))) for e in epochs)  # each sample once per epoch
+    assert epochs[0] != epochs[1] != epochs[2]

@@ -88,10 +88,28 @@ def share_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-class EpochBatches(Sampler[list[int]]):
-    """Batches of a shuffled order that depends only on (seed, epoch), so a resumed run sees the same batches.
+class EpochOrder(Sampler[int]):
+    """A shuffled order of the training samples that depends only on (seed, epoch), so a resumed run sees the
+    same batches. Lightning calls ``set_epoch`` at every epoch start (it finds this as ``batch_sampler.sampler``)."""
 
-    Distributed (``world_size > 1``): every global batch of that order (the last one may be smaller)
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class EpochBatches(Sampler[list[int]]):
+    """This process's share of every global batch of an :class:`EpochOrder`.
+
+    Distributed (``world_size > 1``): every global batch of the order (the last one may be smaller)
     is cut into ``world_size`` contiguous near-equal slices and rank ``r`` takes slice ``r``; no sample
     is repeated. The engine weighs each process's loss by its share of the global batch, so N
     processes take exactly the steps one process would. A rank whose slice would be empty (a last
@@ -99,18 +117,11 @@ class EpochBatches(Sampler[list[int]]):
     """
 
     def __init__(self, size: int, seed: int, global_batch: int, rank: int = 0, world_size: int = 1) -> None:
-        self.size, self.seed, self.epoch, self.global_batch = size, seed, 0, global_batch
-        self.rank, self.world_size = rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
-        self.epoch = epoch
-
-    def _order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        self.sampler = EpochOrder(size, seed)  # (the attribute name Lightning looks for to call set_epoch)
+        self.size, self.global_batch, self.rank, self.world_size = size, global_batch, rank, world_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = self._order()
+        order = list(self.sampler)
         for start in range(0, self.size, self.global_batch):
             batch = order[start : start + self.global_batch]
             begin, end = share_bounds(len(batch), self.world_size)[self.rank]
