@@ -63,6 +63,8 @@ FITNETS = {"name": "fitnets", "layers": {"nope.1": "features.1"}}
     (lambda d: d["students"][2]["methods"][1].update(perturbations="many"),
      r"^students\[2\].methods\[1\]: tsd option 'perturbations': 'many' is not a valid int"),
     (lambda d: d.update(training={"steps": 40, "epochs": 3}), r"^training: .*give either steps \(40\) or epochs \(3\)"),
+    (lambda d: d.update(training={"steps": 5, "patience": 5, "monitor": "val_loss"}),
+     r"^students\[0\].train: patience needs a validation split"),  # only once the series defaults apply
     (lambda d: d["students"][0].update(train={"augment": [{"name": "rotate"}]}),
      r"^students\[0\].train: .*unknown augmentation 'rotate'"),
     (lambda d: d["dataset"].update(name="ucr:NoSuchSet"), r"^dataset.name: "),

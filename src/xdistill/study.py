@@ -61,7 +61,6 @@ class Study:
         self.recipe, self.run_dir = recipe, Path(run_dir)
         self.rank = process_rank()
         self.progress = progress and self.rank == 0
-        self.restart = restart
         self.in_progress: str | None = None  # the stage being worked on, for the interrupt message
         self.stages_path = self.run_dir / "stages.json"
         self._identity = study_identity(recipe)
@@ -246,13 +245,29 @@ class Study:
             for spec in self.recipe.expanded_students():
                 if student_index(self.recipe, spec) != i:
                     continue
-                for j, term in enumerate(build_terms(spec.methods)):
+                for term in build_terms(spec.methods):
                     try:
                         term.check(student_teacher, model, train.x[:2])
                     except ValueError as error:
                         raise RecipeError(f"students[{i}].methods: {term.name}: {error}") from None
+        self._check_train_configs()
         self._check_k(train)
         self.commit()
+
+    def _check_train_configs(self) -> None:
+        """Each model's training settings as they resolve (family defaults, recipe, per-student overrides)."""
+        from pydantic import ValidationError
+
+        checks = [("teacher.train", "teacher", (self.recipe.teacher.train,))]
+        checks += [(f"students[{i}].train", "student", (self.recipe.training, s.train))
+                   for i, s in enumerate(self.recipe.students)]
+        for where, role, specs in checks:
+            try:
+                self.train_config(role, *specs)
+            except ValidationError as error:
+                detail = error.errors()[0]
+                raise RecipeError(f"{where}: {detail['msg'].removeprefix('Value error, ')} (with the data family's "
+                                  "defaults and the recipe's training section)") from None
 
     def _check_teacher_weights(self, teacher: nn.Module) -> None:
         """``teacher.weights`` exists and fits the teacher's architecture."""
