@@ -45,3 +45,4 @@ def test_demo_runs_and_writes_figures(tmp_path):
 def test_list_shows_registries():
     result = run("list")
     assert result.returncode == 0 and "GunPoint" in result.stdout and "integrated_gradients" in result.stdout
+    assert "tsd_published" in result.stdout and "rationale_kl" in result.stdout and "tsd_paper" in result.stdout

@@ -151,14 +151,17 @@ def _demo(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from .data import DATASETS, aeon_shipped
     from .explain import EXPLAINERS
-    from .methods import METHODS
+    from .methods import PRESETS, TERMS
+    from .protocols import PROTOCOLS
     from .models import MODELS
     from .parts import PARTS
 
     print("datasets:   " + ", ".join(DATASETS.names()))
     print("  offline ucr:<name>: " + ", ".join(aeon_shipped()))
     print("models:     " + ", ".join(MODELS.names()))
-    print("methods:    " + ", ".join(METHODS.names()))
+    print("terms:      " + ", ".join(TERMS.names()))
+    print("presets:    " + ", ".join(PRESETS.names()))
+    print("protocols:  " + ", ".join(PROTOCOLS.names()))
     print("explainers: " + ", ".join(EXPLAINERS.names()))
     print("parts:      " + ", ".join(PARTS.names()))
     return 0
@@ -244,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", metavar="DIR", help="report directory (default runs/audit)")
     audit.set_defaults(handler=_audit)
 
-    listing = commands.add_parser("list", help="list datasets, models, methods, explainers and part kinds")
+    listing = commands.add_parser("list", help="list datasets, models, terms, presets, protocols, explainers, parts")
     listing.set_defaults(handler=_list)
     return parser
 
