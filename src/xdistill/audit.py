@@ -52,24 +52,19 @@ def audit(teacher: str, student: str, data: str, out: str | Path, *, data_option
     from .data import load_dataset
     from .errors import UserError
     from .metrics import AlignmentConfig, evaluate_pair, to_jsonable
-    from .parts import to_parts
-    from .recipe import Recipe, RecipeError, check_evaluation_options
+    from .recipe import Recipe, check_evaluation_options, check_k
     from .report import build_report
 
-    try:
-        check_evaluation_options(explainer, dict(explainer_options or {}), parts, dict(part_options or {}), "--")
+    try:  # (a RecipeError is a UserError already)
+        check_evaluation_options(explainer, dict(explainer_options or {}), parts, dict(part_options or {}),
+                                 ("--explainer-options", "--part-options"))
     except LookupError as error:
         raise UserError(str(error)) from None
-    except RecipeError as error:
-        raise UserError(str(error).replace("--explainer_options", "--explainer-options")
-                        .replace("--part_options", "--part-options")) from None
     try:
         _, test = load_dataset(data, **(data_options or {}))
     except (ValueError, LookupError, FileNotFoundError, TypeError) as error:
         raise UserError(f"--data: {error}") from None
-    n_parts = to_parts(torch.zeros((1,) + tuple(test.input_shape)), parts, **(part_options or {})).shape[1]
-    if k > n_parts:
-        raise UserError(f"--k: {k} is more than the {n_parts} {parts} parts of inputs shaped {tuple(test.input_shape)}")
+    check_k(k, test.input_shape, parts, dict(part_options or {}), ("--k", "--parts"))
     limit = max_samples or len(test)
     x, y = test.x[:limit], test.y[:limit]
     models = {}

@@ -98,12 +98,17 @@ class TrainConfig(BaseModel):
     def build(cls, base: "TrainConfig | dict[str, Any] | None" = None, **overrides: Any) -> "TrainConfig":
         """A validated config from a config, a dict or nothing, with keyword overrides on top."""
         data = base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
-        given = {k: v for k, v in overrides.items() if v is not None}
-        for budget, other in (("steps", "epochs"), ("epochs", "steps")):  # an override budget replaces the other
-            if budget in given and other not in given:
-                data.pop(other, None)
-        data.update(given)
-        return cls.model_validate(data)
+        return cls.model_validate(with_fields(data, {k: v for k, v in overrides.items() if v is not None}))
+
+
+def with_fields(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``given``, where a budget given (``steps`` or ``epochs``) replaces the other one of ``base``."""
+    merged = dict(base)
+    for budget, other in (("steps", "epochs"), ("epochs", "steps")):
+        if given.get(budget) is not None and other not in given:
+            merged.pop(other, None)
+    merged.update(given)
+    return merged
 
 
 #: Lightning's precision names (``L.Trainer(precision=...)``)
@@ -186,8 +191,4 @@ def family_defaults(family: str, role: Literal["teacher", "student"]) -> dict[st
 def resolve(spec: TrainConfig | None, family: str, role: Literal["teacher", "student"]) -> TrainConfig:
     """Family defaults, overridden by the fields the user actually set in ``spec``."""
     given = spec.model_dump(exclude_unset=True) if spec is not None else {}
-    if given.get("epochs") is not None and "steps" not in given:  # an explicit epoch budget replaces a default one
-        given["steps"] = None
-    if given.get("steps") is not None and "epochs" not in given:
-        given["epochs"] = None
-    return TrainConfig.model_validate({**family_defaults(family, role), **given})
+    return TrainConfig.model_validate(with_fields(family_defaults(family, role), given))

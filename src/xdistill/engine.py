@@ -118,22 +118,17 @@ class EpochBatches(Sampler[list[int]]):
 
     def __init__(self, size: int, seed: int, global_batch: int, rank: int = 0, world_size: int = 1) -> None:
         self.sampler = EpochOrder(size, seed)  # (the attribute name Lightning looks for to call set_epoch)
-        self.size, self.global_batch, self.rank, self.world_size = size, global_batch, rank, world_size
+        self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
 
     def __iter__(self) -> Iterator[list[int]]:
         order = list(self.sampler)
-        for start in range(0, self.size, self.global_batch):
+        for start in range(0, len(order), self.global_batch):
             batch = order[start : start + self.global_batch]
             begin, end = share_bounds(len(batch), self.world_size)[self.rank]
             yield batch[begin:end] or batch[:1]
 
     def __len__(self) -> int:
-        return -(-self.size // self.global_batch)
-
-
-def as_methods(methods: Sequence[Term | str | dict[str, Any]]) -> list[Term]:
-    """Terms from specs (terms, presets, names, ``{"name": ..., "weight": ..., **options}`` dicts)."""
-    return build_terms(methods)
+        return -(-len(self.sampler) // self.global_batch)
 
 
 class DistillationModule(L.LightningModule):
@@ -192,8 +187,7 @@ class DistillationModule(L.LightningModule):
                                  self.work_dir, device, self.progress and trainer.is_global_zero,
                                  rank=trainer.global_rank, world_size=trainer.world_size,
                                  barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed,
-                                 total_steps=self._total_steps(), batch_size=self.config.batch_size)
+                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed)
         for method in self.methods:
             method.prepare(context)
         self.student.cpu()
@@ -202,10 +196,6 @@ class DistillationModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.cpu()
         self._prepared = True
-
-    def _total_steps(self) -> int:
-        batches = -(-len(self.train_data) // self.config.batch_size)
-        return self.config.epoch_budget(batches) * batches
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
@@ -299,10 +289,6 @@ class DistillationModule(L.LightningModule):
         self._sums[name] = self._sums.get(name, 0.0) + value.detach().double() * count
 
     # -- end of an epoch: exact, reduced metrics -----------------------------------------------------------------------
-    def epoch_loss(self) -> float | None:
-        """The mean training loss of the epoch (train mode, over every process), or None before any epoch ended."""
-        return self.epoch_metrics.get("train/loss")
-
     def on_train_epoch_end(self) -> None:
         names = sorted(self._sums)
         totals = torch.stack([torch.as_tensor(self._sums[n], dtype=torch.float64) for n in names]
@@ -457,14 +443,6 @@ def _validated(kind: type, base: Any, overrides: dict[str, Any]) -> Any:
         detail = error.errors()[0]
         where = ".".join(str(p) for p in detail["loc"]) or "config"
         raise ValueError(f"{where}: {detail['msg'].removeprefix('Value error, ')}") from None
-
-
-def train_config(config: TrainConfig | dict | None, overrides: dict[str, Any]) -> TrainConfig:
-    """``config`` with keyword overrides, validated; a bad field is one ``ValueError`` line naming it."""
-    unknown = sorted(set(overrides) - set(TrainConfig.model_fields))
-    if unknown:
-        raise TypeError(f"unknown training option(s) {unknown}; TrainConfig fields: {', '.join(TrainConfig.model_fields)}")
-    return _validated(TrainConfig, config, overrides)
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -250,26 +250,43 @@ def check_names(recipe: Recipe) -> None:
     _known("evaluation.explainer", EXPLAINERS, recipe.evaluation.explainer)
     _known("evaluation.parts", PARTS, recipe.evaluation.parts)
     check_evaluation_options(recipe.evaluation.explainer, recipe.evaluation.explainer_options,
-                             recipe.evaluation.parts, recipe.evaluation.part_options, "evaluation.")
+                             recipe.evaluation.parts, recipe.evaluation.part_options,
+                             ("evaluation.explainer_options", "evaluation.part_options"))
     _check_methods("teacher.methods", recipe.teacher.methods)
     for student in recipe.expanded_students():
         _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)
 
 
 def check_evaluation_options(explainer: str, explainer_options: dict, parts: str, part_options: dict,
-                             prefix: str = "") -> None:
-    """Explainer and part options against the functions that will take them (names and types)."""
+                             fields: tuple[str, str] = ("explainer_options", "part_options")) -> None:
+    """Explainer and part options against the functions that will take them (names and types); ``fields``
+    names the two in the message (recipe fields, or the audit's flags)."""
     from .explain import EXPLAINERS
     from .options import check_options
     from .parts import PARTS
 
-    for field, fn, options, skip in ((f"{prefix}explainer_options", EXPLAINERS.get(explainer), explainer_options,
-                                      ("model", "x", "target")),
-                                     (f"{prefix}part_options", PARTS.get(parts), part_options, ("attr",))):
+    for field, fn, options, skip in ((fields[0], EXPLAINERS.get(explainer), explainer_options, ("model", "x", "target")),
+                                     (fields[1], PARTS.get(parts), part_options, ("attr",))):
         try:
             check_options(fn, options, skip=skip, what="option")
         except ValueError as error:
             raise RecipeError(f"{field}: {error}") from None
+
+
+def check_k(k: int, input_shape: tuple[int, ...], parts: str, part_options: dict,
+            fields: tuple[str, str] = ("evaluation.k", "evaluation.parts")) -> None:
+    """``k`` (top-k parts) against the number of parts inputs of ``input_shape`` give; ``fields`` names k and parts."""
+    import torch
+
+    from .parts import to_parts
+
+    try:
+        count = to_parts(torch.zeros((1,) + tuple(input_shape)), parts, **part_options).shape[1]
+    except ValueError as error:
+        raise RecipeError(f"{fields[1]}: {error}") from None
+    if k > count:
+        raise RecipeError(f"{fields[0]}: {k} is more than the {count} {parts} parts of inputs shaped "
+                          f"{tuple(input_shape)}; choose k <= {count}")
 
 
 def _known(where: str, registry, name: str) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 from .explain import eval_mode
 from .files import DirectoryLock, write_json
 from .config import TrainConfig
-from .recipe import Recipe, RecipeError, StudentSpec, student_index
+from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
 
 if TYPE_CHECKING:
     from .data import ArrayDataset
@@ -65,7 +65,9 @@ class Study:
         self.stages_path = self.run_dir / "stages.json"
         self._identity = study_identity(recipe)
         recipe_path = self.run_dir / "recipe.json"
-        if recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity and not restart:
+        #: the run directory holds another recipe (only allowed with --restart: its stages then no longer count)
+        self._other_recipe = recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity
+        if self._other_recipe and not restart:
             raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
                               "choose another --out or pass --restart to start it over")
         self._created_dir = not self.run_dir.exists()
@@ -75,22 +77,17 @@ class Study:
         if self.rank == 0:
             self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
         self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) \
-            if self.stages_path.exists() and not (restart and self._differs()) else {}
+            if self.stages_path.exists() and not self._other_recipe else {}
         self._splits = None
         self._teacher: nn.Module | None = None
-
-    def _differs(self) -> bool:
-        recipe_path = self.run_dir / "recipe.json"
-        return recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity
 
     def commit(self) -> None:
         """The recipe checked: record it (and the environment) in the run directory; from here on files are written."""
         if self._committed or self.rank != 0:
             self._committed = True
             return
-        if self._differs():  # --restart over another recipe: its stages no longer count
+        if self._other_recipe:  # --restart over another recipe: its stages no longer count (nor were they read)
             self.stages_path.unlink(missing_ok=True)
-            self.stages = {}
         write_json(self.run_dir / "recipe.json", self._identity)
         write_json(self.run_dir / "environment.json", environment(self.recipe.seed))
         self._committed = True
@@ -236,7 +233,7 @@ class Study:
         from .subtask import ClassSubset
 
         teacher = self.build_teacher()
-        self._check_teacher_weights(teacher)
+        self._load_teacher_weights(teacher)
         classes = self.recipe.dataset.subtask
         student_teacher = ClassSubset(teacher, classes).eval() if classes else teacher
         train = self.student_splits[0]
@@ -251,7 +248,8 @@ class Study:
                     except ValueError as error:
                         raise RecipeError(f"students[{i}].methods: {term.name}: {error}") from None
         self._check_train_configs()
-        self._check_k(train)
+        evaluation = self.recipe.evaluation
+        check_k(evaluation.k, train.input_shape, evaluation.parts, evaluation.part_options)
         self.commit()
 
     def _check_train_configs(self) -> None:
@@ -269,8 +267,9 @@ class Study:
                 raise RecipeError(f"{where}: {detail['msg'].removeprefix('Value error, ')} (with the data family's "
                                   "defaults and the recipe's training section)") from None
 
-    def _check_teacher_weights(self, teacher: nn.Module) -> None:
-        """``teacher.weights`` exists and fits the teacher's architecture."""
+    def _load_teacher_weights(self, teacher: nn.Module) -> None:
+        """Load ``teacher.weights`` into ``teacher`` (if the recipe names them): a missing file, or weights that do
+        not fit the architecture, is a recipe error."""
         from .checkpoint import load_weights
 
         spec = self.recipe.teacher
@@ -283,19 +282,6 @@ class Study:
         except (RuntimeError, ValueError) as error:
             raise RecipeError(f"teacher.weights: {spec.weights} does not fit model {spec.model!r} "
                               f"({str(error).splitlines()[0]}...)") from None
-
-    def _check_k(self, train) -> None:
-        """``evaluation.k`` against the number of parts the data's shape gives."""
-        from .parts import to_parts
-
-        spec = self.recipe.evaluation
-        try:
-            parts = to_parts(torch.zeros((1,) + tuple(train.input_shape)), spec.parts, **spec.part_options).shape[1]
-        except ValueError as error:
-            raise RecipeError(f"evaluation.parts: {error}") from None
-        if spec.k > parts:
-            raise RecipeError(f"evaluation.k: {spec.k} is more than the {parts} {spec.parts} parts of inputs shaped "
-                              f"{tuple(train.input_shape)}; choose k <= {parts}")
 
     def teacher(self) -> nn.Module:
         from .checkpoint import load_weights, save_weights
@@ -317,13 +303,7 @@ class Study:
             self._teacher = model
             return model
         if spec.weights:
-            try:
-                load_weights(model, spec.weights)
-            except (FileNotFoundError, OSError) as error:
-                raise RecipeError(f"teacher.weights: cannot read {spec.weights} ({error})") from None
-            except RuntimeError as error:
-                raise RecipeError(f"teacher.weights: {spec.weights} does not fit model {spec.model!r} "
-                                  f"({str(error).splitlines()[0]}...)") from None
+            self._load_teacher_weights(model)
             if self.rank == 0:
                 save_weights(model, path)
             self.log(f"teacher: loaded {spec.weights}")
@@ -348,16 +328,12 @@ class Study:
 
     def train_config(self, role: str, *specs: TrainConfig | None) -> TrainConfig:
         """The data family's defaults for ``role``, then each spec's explicitly set fields; seed from the recipe."""
-        from .config import data_family, resolve
+        from .config import data_family, resolve, with_fields
 
         given: dict[str, Any] = {"seed": self.recipe.seed}
         for spec in specs:
             if spec is not None:
-                fields = spec.model_dump(exclude_unset=True)
-                for budget, other in (("steps", "epochs"), ("epochs", "steps")):  # a later budget replaces the other
-                    if fields.get(budget) is not None and other not in fields:
-                        given.pop(other, None)
-                given.update(fields)
+                given = with_fields(given, spec.model_dump(exclude_unset=True))
         train = (self.student_splits if role == "student" else self.splits)[0]
         family = data_family(tuple(train.x.shape), integer=not train.x.is_floating_point())
         return resolve(TrainConfig.model_validate(given), family, role)
@@ -486,13 +462,13 @@ class Study:
     def explain(self) -> list[Path]:
         """Precompute the attribution stores that the recipe's methods read (resumable)."""
         from .methods import PrepareContext
-        from .engine import as_methods
+        from .methods import build_terms
 
         from .data.dataset import validation_split
 
         stores = []
         for student in self.recipe.expanded_students():
-            for method in as_methods(student.methods):
+            for method in build_terms(student.methods):
                 if not hasattr(method, "store"):
                     continue
                 config = self.train_config("student", self.recipe.training, student.train)

@@ -89,8 +89,6 @@ class PrepareContext:
     data_info: dict = field(default_factory=dict)  # the dataset's info (e.g. pixel_mean / pixel_std)
     cache_dir: Any = None  # pathlib.Path shared by several runs for teacher attributions, or None
     seed: int = 0  # the run's training seed (for keyed per-sample randomness)
-    total_steps: int = 0  # optimiser steps the run will take (0 = unknown)
-    batch_size: int = 0  # the global batch size (0 = unknown)
 
 
 class Term(nn.Module):
@@ -149,10 +147,6 @@ class Term(nn.Module):
     @property
     def has_loss(self) -> bool:
         return type(self).loss is not Term.loss
-
-    @property
-    def has_transform(self) -> bool:
-        return type(self).transform is not Term.transform
 
     def extra_parameters(self) -> list[nn.Parameter]:
         """Learnable parts the term adds beside the student (a FitNets regressor, a SubDistill rotation);

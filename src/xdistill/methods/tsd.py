@@ -341,20 +341,19 @@ class WindowSaliencyTSD(Term):
         return self.distance_fn(student_sal, teacher_sal, self.tau)
 
 
-#: ``saliency=`` option of ``tsd`` -> the class that implements it
-TSD_VARIANTS: Registry[Callable[..., Term]] = Registry("tsd saliency")
-TSD_VARIANTS.register("perturbation")(PerturbationTSD)
-TSD_VARIANTS.register("occlusion")(lambda **options: WindowSaliencyTSD(saliency="occlusion", **options))
-TSD_VARIANTS.register("gradient")(lambda **options: WindowSaliencyTSD(saliency="gradient", **options))
+#: ``saliency=`` option of ``tsd`` -> (the class that implements it, the options that select the variant)
+TSD_VARIANTS: Registry[tuple[type[Term], dict[str, Any]]] = Registry("tsd saliency")
+TSD_VARIANTS.register("perturbation")((PerturbationTSD, {}))
+TSD_VARIANTS.register("occlusion")((WindowSaliencyTSD, {"saliency": "occlusion"}))
+TSD_VARIANTS.register("gradient")((WindowSaliencyTSD, {"saliency": "gradient"}))
 
 
 @TERMS.register("tsd")
 def TemporalSaliencyDistillation(saliency: str = "perturbation", **options: Any) -> Term:
     """``tsd``: the published perturbation TSD term by default; ``saliency="occlusion"|"gradient"`` for the variants."""
-    variant = TSD_VARIANTS.get(saliency)
-    check_options(PerturbationTSD if saliency == "perturbation" else WindowSaliencyTSD, options,
-                  skip=("saliency",), what="tsd option")
-    return variant(**options)
+    variant, fixed = TSD_VARIANTS.get(saliency)
+    check_options(variant, options, skip=tuple(fixed), what="tsd option")
+    return variant(**fixed, **options)
 
 
 TemporalSaliencyDistillation.legacy_options = _LEGACY  # type: ignore[attr-defined]
