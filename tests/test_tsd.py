@@ -10,7 +10,7 @@ from xdistill.engine import distill
 from xdistill.methods import build_method, build_terms
 from xdistill.methods.base import Batch, PrepareContext, Step, StepState
 from xdistill.methods.keyed_random import SampleStreams
-from xdistill.methods.tsd import (PerturbationTSD, WindowSaliencyTSD, normalize_saliency, perturbation_saliency,
+from xdistill.methods.tsd import (PerturbationTSD, WindowSaliencyTSD, forward_copies, normalize_saliency, perturbation_saliency,
                                   sample_perturbations, saliency_loss)
 from xdistill.metrics import average_precision, macro_auc_pr
 from xdistill.models import build_model
@@ -152,22 +152,63 @@ def test_the_normaliser_is_a_global_batch_statistic_with_the_published_gradient(
     assert torch.allclose(ours, reference)
 
 
-def test_teacher_bank_draws_from_precomputed_saliency():
-    teacher, student = small_lstm(0), small_lstm(1)
+def _bank_step(method, teacher, student, train_x, train_y, index, step=1):
+    x, y = train_x[index], train_y[index]
+    return Step(Batch(x, y, index), student, teacher, student(x), teacher(x).detach(), state=StepState(step, 100, 0))
+
+
+def test_teacher_bank_fills_on_first_use_from_keyed_draws():
     train_x = torch.randn(10, 2, 16, dtype=torch.float64)
     train_y = torch.arange(10) % 2
     teacher = build_model("lstm", 2, 2, hidden=6, layers=1).double()
     student = build_model("lstm", 2, 2, hidden=4, layers=1).double()
     method = build_method("tsd", perturbations=4, window=3, bank=8).double()
-    from xdistill.methods.base import PrepareContext
-    method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp"))
-    assert method.bank_saliency.shape == (10, 8, 2)
+    method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp", batch_size=4, total_steps=100))
+    bank = method.bank
+    assert bank is not None and not bank.filled.any()  # nothing computed before a sample is met
+    method.loss(_bank_step(method, teacher, student, train_x, train_y, torch.tensor([3, 1])))
+    assert bank.filled.tolist() == [i in (1, 3) for i in range(10)] and bank.saliency.shape == (10, 8, 2)
     with torch.no_grad():
-        direct = perturbation_saliency(teacher.eval(), train_x[:2], train_x[method.bank_donors[:2]],
-                                       method.bank_starts[:2], 3, 8.0)
-    assert torch.allclose(method.bank_saliency[:2], direct, atol=1e-10)
-    for i in range(10):
-        assert (train_y[method.bank_donors[i]] != train_y[i]).all()
+        direct = perturbation_saliency(teacher.eval(), train_x[[1, 3]], train_x[bank.donors[[1, 3]]],
+                                       bank.starts[[1, 3]], 3, 8.0)
+    assert torch.allclose(bank.saliency[[1, 3]], direct, atol=1e-10)
+    for i in (1, 3):
+        assert (train_y[bank.donors[i]] != train_y[i]).all()
+    # a sample's entries depend on its index and the seed only, not on the batch or step that meets it first
+    other = build_method("tsd", perturbations=4, window=3, bank=8).double()
+    other.prepare(PrepareContext(teacher, student, train_x, train_y, "fp", batch_size=4, total_steps=100))
+    other.loss(_bank_step(other, teacher, student, train_x, train_y, torch.tensor([7, 3, 0, 9]), step=5))
+    assert torch.equal(other.bank.donors[3], bank.donors[3]) and torch.equal(other.bank.starts[3], bank.starts[3])
+    assert torch.allclose(other.bank.saliency[3], bank.saliency[3], atol=1e-12)
+
+
+def test_teacher_bank_only_where_it_saves_teacher_forwards():
+    train_x, train_y = torch.randn(40, 1, 16), torch.arange(40) % 2
+    teacher, student = build_model("lstm", 1, 2, hidden=6, layers=1), build_model("lstm", 1, 2, hidden=4, layers=1)
+    method = build_method("tsd", perturbations=5, window=3, bank=20)
+    # 10 steps x 8 x 5 = 400 teacher forwards on the fly <= 40 x 20 = 800 for the bank: no bank
+    method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp", batch_size=8, total_steps=10))
+    assert method.bank is None
+    method.prepare(PrepareContext(teacher, student, train_x, train_y, "fp", batch_size=8, total_steps=21))
+    assert method.bank is not None  # 840 > 800
+
+
+def test_copies_are_chunked_only_where_chunking_cannot_change_the_result():
+    torch.manual_seed(0)
+    bn = build_model("fcn1d", 1, 3, width=0.125).train()
+    copies = torch.randn(300, 1, 20)
+    calls = []
+    handle = bn.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    whole = bn(copies)
+    assert torch.allclose(forward_copies(bn, copies, chunk=64), whole, atol=1e-6)  # BatchNorm in train mode: one call
+    assert calls == [300, 300]
+    bn.eval()
+    calls.clear()
+    assert torch.allclose(forward_copies(bn, copies, chunk=64), bn(copies), atol=1e-5)
+    assert calls[:5] == [64, 64, 64, 64, 44]  # eval mode: chunked, same result
+    handle.remove()
+    lstm = build_model("lstm", 1, 3, hidden=4, layers=1).train()
+    assert torch.allclose(forward_copies(lstm, copies, chunk=7), lstm(copies), atol=1e-6)
 
 
 def test_variants_stay_available_and_options_are_checked():

@@ -20,7 +20,7 @@ class TrainConfig(BaseModel):
     protocol: str | None = Field(default=None, description="a paper's training protocol (tsd_paper, kdig_paper, "
                                  "subdistill_paper, rekd_paper): its settings fill every field not given beside it")
     epochs: int | None = Field(default=None, ge=1, description="epoch budget (used when steps is not given)")
-    steps: int | None = Field(default=None, ge=1, description="optimiser-step budget; sets the epochs from the batches per epoch")
+    steps: int | None = Field(default=None, ge=1, description="optimiser-step budget: exactly this many steps (the last epoch may be partial)")
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)

@@ -187,7 +187,8 @@ class DistillationModule(L.LightningModule):
                                  self.work_dir, device, self.progress and trainer.is_global_zero,
                                  rank=trainer.global_rank, world_size=trainer.world_size,
                                  barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed)
+                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed,
+                                 batch_size=self.config.batch_size, total_steps=self.planned_steps())
         for method in self.methods:
             method.prepare(context)
         self.student.cpu()
@@ -196,6 +197,11 @@ class DistillationModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.cpu()
         self._prepared = True
+
+    def planned_steps(self) -> int:
+        """The optimiser steps the budget asks for (early stopping may end sooner)."""
+        batches = -(-len(self.train_data) // self.config.batch_size)
+        return self.config.steps or self.config.epoch_budget(batches) * batches
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
@@ -433,6 +439,20 @@ class DistillResult:
     run: RunConfig | None = None
     #: parameters the terms trained beside the student (a FitNets regressor, a SubDistill rotation)
     extra_parameters: int = 0
+    train_data: Any = field(default=None, repr=False)
+    val_data: Any = field(default=None, repr=False)
+
+    def accuracy(self) -> dict[str, float]:
+        """Eval-mode accuracy of the student as it is now on the data it trained on (``train_acc``) and on
+        the validation split (``val_acc``, when there was one): one inference pass each, run on request
+        (training does not pay for a figure nobody reads); also stored in ``metrics``."""
+        from .metrics import accuracy, predict
+
+        found = {"train_acc": accuracy(predict(self.student, self.train_data.x), self.train_data.y)}
+        if self.val_data is not None and len(self.val_data):
+            found["val_acc"] = accuracy(predict(self.student, self.val_data.x), self.val_data.y)
+        self.metrics.update(found)
+        return found
 
 
 def _validated(kind: type, base: Any, overrides: dict[str, Any]) -> Any:
@@ -528,7 +548,8 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
     if run.checkpoint:
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     trainer = L.Trainer(
-        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)), accelerator=run.accelerator,
+        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)), max_steps=config.steps or -1,
+        accelerator=run.accelerator,
         devices=run.devices, strategy=run.strategy, num_nodes=run.num_nodes, precision=run.precision,
         logger=_loggers(run.loggers, work_dir), callbacks=callbacks, enable_progress_bar=run.progress,
         enable_model_summary=False, plugins=[SafetensorsCheckpointIO()], default_root_dir=work_dir,
@@ -554,20 +575,15 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
     if trainer.is_global_zero:
         save_weights(student, work_dir / "student.safetensors")
     metrics = dict(module.epoch_metrics)
-    metrics.update(selection_metrics(student, train, val, best, trainer.current_epoch))
+    metrics.update(selection_metrics(best, trainer.current_epoch))
     extra = sum(p.numel() for term in terms for p in term.extra_parameters())
     return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=use_cache, config=config,
-                         run=run, extra_parameters=extra)
+                         run=run, extra_parameters=extra, train_data=train, val_data=val)
 
 
-def selection_metrics(student: nn.Module, train: Any, val: Any, best: BestEpoch | None,
-                      epochs_run: int) -> dict[str, float]:
-    """Eval-mode accuracy of the final student on its training and validation parts, and the chosen epoch."""
-    from .metrics import accuracy, predict
-
-    out = {"train_acc": accuracy(predict(student, train.x), train.y), "epochs_run": float(epochs_run)}
-    if val is not None and len(val):
-        out["val_acc"] = accuracy(predict(student, val.x), val.y)
+def selection_metrics(best: BestEpoch | None, epochs_run: int) -> dict[str, float]:
+    """The epochs run and the chosen one (accuracies: ``DistillResult.accuracy``)."""
+    out = {"epochs_run": float(epochs_run)}
     if best is not None and best.best_epoch >= 0:
         out["best_epoch"] = float(best.best_epoch + 1)
     return out

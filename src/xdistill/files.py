@@ -11,16 +11,21 @@ from typing import Any
 from .errors import UserError
 
 
-def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
-    """Write JSON atomically (a ``.part`` file renamed into place), creating the folder.
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write bytes atomically (a ``.part`` file renamed into place), creating the folder.
 
     The partial file is named by the writing process, so several processes (DDP ranks creating the
     same store) writing one file never rename each other's half-written copy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))
+    partial.write_bytes(data)
     os.replace(partial, path)
+
+
+def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
+    """Write JSON atomically (see ``atomic_write``)."""
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str).encode())
 
 
 class LockedError(UserError, RuntimeError):

@@ -8,6 +8,7 @@ interrupted mid-training resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import re
@@ -80,6 +81,7 @@ class Study:
             if self.stages_path.exists() and not self._other_recipe else {}
         self._splits = None
         self._teacher: nn.Module | None = None
+        self._teacher_side: Any = None
 
     def commit(self) -> None:
         """The recipe checked: record it (and the environment) in the run directory; from here on files are written."""
@@ -355,6 +357,7 @@ class Study:
                     devices=hardware.devices, num_nodes=hardware.num_nodes, strategy=hardware.strategy)
 
     def _log_fit(self, who: str, result) -> None:
+        result.accuracy()
         m = result.metrics
         self.log(f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
                  f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
@@ -415,24 +418,21 @@ class Study:
                 "test_samples_all": len(test)}
 
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
-        from .metrics import evaluate_pair, predict, to_jsonable
+        from .metrics import evaluate_pair, to_jsonable
 
         path = self.run_dir / "evaluation" / f"{safe_name(student.name)}.json"
         stage = f"evaluate:{student.name}"
         _, test = self.student_splits
         limit = self.recipe.evaluation.max_samples or len(test)
         if self.done(stage) and path.exists():
-            result = json.loads(path.read_text())
-            if "student_accuracy_all" not in result:  # written before that key existed
-                result.update(self._whole_test_accuracy(student, test, limit, result))
-                write_json(path, result)
-            return result
+            return json.loads(path.read_text())
         model, teacher = self.student(student), self.student_teacher()
         x, y = test.x[:limit], test.y[:limit]
         started = time.perf_counter()
+        side = self.teacher_side()
         self.log(f"evaluate {student.name} on {len(x)} held-out samples")
         config = self.alignment_config()
-        result = to_jsonable(evaluate_pair(teacher, model, x, y, config))
+        result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
         if hasattr(model, "forward_structured"):  # a select-predict rationale model: its kept parts, against the truth
             from .metrics.rationale import rationale_metrics
 
@@ -442,16 +442,40 @@ class Study:
         result.update(self._whole_test_accuracy(student, test, limit, result))
         n = self.recipe.evaluation.examples
         if n:
-            target = predict(teacher, x[:n]).argmax(1) if config.target == "teacher" else y[:n]
-            examples = {
-                "x": x[:n].numpy(), "y": y[:n].numpy(),
-                "teacher": self._maps(teacher, x[:n], target), "student": self._maps(model, x[:n], target),
-            }
+            examples = {"x": x[:n].numpy(), "y": y[:n].numpy(), "teacher": side.example_maps.numpy(),
+                        "student": self._maps(model, x[:n], side.target[:n])}
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path.with_suffix(".npz"), **examples)
         write_json(path, result)
         self.finish(stage, started)
         return result
+
+    def teacher_side(self) -> Any:
+        """The teacher's half of every evaluation (logits, explanations, part importances, deletion AUCs,
+        cost, example maps): computed once per run directory and kept in ``evaluation/teacher_side``,
+        reused by every student and by a later ``xdistill evaluate --student X`` while the teacher's
+        weights, the test samples and the evaluation settings are unchanged."""
+        from .checkpoint import fingerprint
+        from .metrics import TeacherSide, compute_teacher_side
+
+        if self._teacher_side is not None:
+            return self._teacher_side
+        teacher, (_, test) = self.student_teacher(), self.student_splits
+        limit = min(self.recipe.evaluation.max_samples or len(test), len(test))
+        n = self.recipe.evaluation.examples
+        config = self.alignment_config()
+        key = {"teacher": fingerprint(teacher), "test": test.fingerprint, "samples": limit, "examples": n,
+               "alignment": dataclasses.asdict(config)}
+        path = self.run_dir / "evaluation" / "teacher_side"
+        side = TeacherSide.load(path, key)
+        if side is None:
+            self.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
+            x, y = test.x[:limit], test.y[:limit]
+            side = compute_teacher_side(teacher, x, y, config)
+            side.example_maps = torch.from_numpy(self._maps(teacher, x[:n], side.target[:n])) if n else None
+            side.save(path, key)
+        self._teacher_side = side
+        return side
 
     def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
         from .explain import explain

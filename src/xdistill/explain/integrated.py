@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
-from ._common import Target, check_input, eval_mode, input_gradient, resolve_target
+from ._common import Target, check_input, default_rows, eval_mode, input_gradient, resolve_target
 from .registry import EXPLAINERS
 
 Rule = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -63,15 +63,15 @@ def integrated_gradients(
     baseline: torch.Tensor | float | None = None,
     n_steps: int = 50,
     rule: str = "gauss_legendre",
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     differentiable: bool = False,
 ) -> torch.Tensor:
     """Integrated Gradients of the target logit, shaped like ``x``.
 
     ``baseline``: zeros (default), a scalar, or a tensor broadcastable to ``x``.
     ``chunk_size``: most interpolated inputs per forward pass (at least one step of the
-    whole batch), so memory stays bounded whatever ``n_steps`` is. The default suits CPUs
-    (larger chunks lose cache locality there); on a GPU, raise it to fill the device.
+    whole batch), so memory stays bounded whatever ``n_steps`` is; default: the library's
+    choice for the device (``default_rows``: 256 on a CPU, 4096 on an accelerator).
     ``differentiable=True`` keeps the autograd graph (``create_graph``) in every chunk so
     a loss on the attributions backpropagates to the model parameters (and to ``x`` when it
     requires grad).
@@ -88,7 +88,7 @@ def integrated_gradients(
     batch, feature_shape = x.shape[0], tuple(x.shape[1:])
     trailing = (1,) * x.ndim
     delta = x - baseline
-    steps_per_chunk = max(1, chunk_size // batch)
+    steps_per_chunk = max(1, (chunk_size or default_rows(x.device, cpu=256)) // batch)
 
     total = torch.zeros_like(x)
     with eval_mode(model):

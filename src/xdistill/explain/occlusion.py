@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ._common import Target, check_input, eval_mode, resolve_target, select
+from ._common import Target, check_input, default_rows, eval_mode, resolve_target, select
 from .registry import EXPLAINERS
 
 
@@ -61,14 +61,15 @@ def occlusion(
     window: int | Sequence[int] = 5,
     stride: int | Sequence[int] = 1,
     baseline: torch.Tensor | float = 0.0,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     differentiable: bool = False,
 ) -> torch.Tensor:
     """Sliding-window occlusion attributions shaped like ``x``.
 
     ``window``/``stride``: an int covers every channel and slides over the remaining dims
     (timesteps of a (B, C, T) series, pixels of a (B, C, H, W) image); a tuple gives one
-    entry per non-batch dim, as in Captum. ``chunk_size`` bounds rows per forward pass.
+    entry per non-batch dim, as in Captum. ``chunk_size`` bounds rows per forward pass
+    (default: the library's choice for the device, ``default_rows``).
     Integer inputs (token ids) are occluded by replacing them with ``baseline`` (e.g. the
     padding id 0); their attributions are float32.
     """
@@ -81,7 +82,7 @@ def occlusion(
     counts = masks.sum(0)
     baseline = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
     batch = x.shape[0]
-    per_chunk = max(1, chunk_size // batch)
+    per_chunk = max(1, (chunk_size or default_rows(x.device)) // batch)
     total = torch.zeros(x.shape, dtype=out_dtype, device=x.device)
     with eval_mode(model):
         target = resolve_target(model, x, target)

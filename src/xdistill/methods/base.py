@@ -89,6 +89,8 @@ class PrepareContext:
     data_info: dict = field(default_factory=dict)  # the dataset's info (e.g. pixel_mean / pixel_std)
     cache_dir: Any = None  # pathlib.Path shared by several runs for teacher attributions, or None
     seed: int = 0  # the run's training seed (for keyed per-sample randomness)
+    batch_size: int = 0  # the global batch size (0: unknown)
+    total_steps: int = 0  # the optimiser steps the run plans (0: unknown)
 
 
 class Term(nn.Module):

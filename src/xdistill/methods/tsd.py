@@ -23,6 +23,7 @@ The earlier window-occlusion and input×gradient variants stay available as
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import torch
@@ -31,11 +32,14 @@ from torch import nn
 
 from .. import explain as xe
 from ..explain import eval_mode
+from ..explain._common import default_rows
 from ..parts import window_importance
 from ..registry import Registry
 from ..options import check_options
 from .base import PRESETS, TERMS, PrepareContext, Step, Term
-from .keyed_random import global_sum
+from .keyed_random import SampleStreams, global_sum, mix
+
+logger = logging.getLogger(__name__)
 
 
 # -- the published perturbation saliency -------------------------------------------------------------
@@ -46,9 +50,12 @@ def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window:
 
     Donors of sample i are training series of another class: distinct ones when at least K (the
     requested number, not K') exist, otherwise drawn with replacement — the official
-    ``get_pertubed_timeseries`` rule (``randperm`` if ``K <= candidates`` else ``randint``). Starts are distinct, uniform in [0, length − window).
-    ``uniform(n)`` -> (B, n) uniforms is the source of randomness (default: ``torch.rand`` with
-    ``generator``; the method passes per-sample streams, see ``keyed_random``).
+    ``get_pertubed_timeseries`` rule (``randperm`` if ``K <= candidates`` else ``randint``). Starts are
+    distinct, uniform in [0, length − window). ``uniform(n)`` -> (B, n) uniforms is the source of
+    randomness (default: ``torch.rand`` with ``generator``; the method passes per-sample streams, see
+    ``keyed_random``). Cost O(B·(T + K²)), independent of the training-set size N: distinct donors are
+    K ranks among the candidates by Floyd's algorithm, mapped to indices through the class-sorted
+    training set (a uniform K-subset; paired with uniformly ordered starts, as the official draws are).
     """
     if not 1 <= window < length:
         raise ValueError(f"window must be in [1, series length {length}), got {window}")
@@ -58,18 +65,33 @@ def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window:
             return torch.rand(batch, n, generator=generator)
     k = min(K, length - window)
     starts = uniform(length - window).cpu().argsort(1)[:, :k]
-    other = train_y.cpu()[None, :] != y.cpu()[:, None]  # (B, N)
-    counts = other.sum(1)
-    if (counts == 0).any():
+    y, train_y = y.cpu().long(), train_y.cpu().long()
+    by_class = torch.argsort(train_y, stable=True)  # training indices grouped by class
+    class_counts = torch.bincount(train_y, minlength=int(max(train_y.max(), y.max())) + 1)
+    first = torch.cumsum(class_counts, 0) - class_counts  # where each class starts in by_class
+    own_first, own_count = first[y][:, None], class_counts[y][:, None]
+    candidates = len(train_y) - own_count[:, 0]  # (B,) series of another class
+    if (candidates == 0).any():
         raise ValueError("tsd needs training series of at least two classes (a donor must be of another class)")
-    scores = uniform(other.shape[1]).cpu().masked_fill(~other, 2.0)  # candidates first, shuffled
-    order = scores.argsort(1)
-    ranks = torch.arange(k).expand(batch, k)
-    few = counts < K
+    draws = uniform(k).cpu()
+    few = candidates < K
+    ranks = _distinct_ranks(candidates.clamp(min=k), draws)
     if few.any():  # with replacement: a uniform rank among the candidates
-        draws = (uniform(k).cpu() * counts[:, None]).long()
-        ranks = torch.where(few[:, None], draws, ranks)
-    return order.gather(1, ranks).to(device), starts.to(device)
+        ranks = torch.where(few[:, None], (draws * candidates[:, None]).long().clamp(max=candidates[:, None] - 1), ranks)
+    positions = ranks + (ranks >= own_first).long() * own_count  # skip the sample's own class
+    return by_class[positions].to(device), starts.to(device)
+
+
+def _distinct_ranks(m: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Floyd's algorithm, vectorised over rows: (B, k) distinct ranks in [0, m_b), a uniform k-subset per row."""
+    batch, k = u.shape
+    chosen = torch.empty(batch, k, dtype=torch.long)
+    for t in range(k):
+        top = m - k + t  # draw in [0, top]; take top itself if the draw was taken before
+        r = (u[:, t] * (top + 1).to(u.dtype)).long().clamp(max=top)
+        taken = (chosen[:, :t] == r[:, None]).any(1)
+        chosen[:, t] = torch.where(taken, top, r)
+    return chosen
 
 
 def perturb(x: torch.Tensor, donors_x: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
@@ -79,18 +101,31 @@ def perturb(x: torch.Tensor, donors_x: torch.Tensor, starts: torch.Tensor, windo
     return torch.where(inside[:, :, None, :], donors_x, x[:, None])
 
 
-def _chunked_forward(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
+def has_batch_statistics(model: nn.Module) -> bool:
+    """True when a forward pass normalises with the batch's own statistics (BatchNorm in training mode):
+    then splitting the batch would change the result."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+
+
+def forward_copies(model: nn.Module, copies: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """The model's logits on ``copies``, ``chunk`` rows at a time (``None``: the library's choice). A model
+    that normalises with batch statistics gets every copy in one call, as the official code forwards them."""
+    if has_batch_statistics(model):
+        return model(copies)
+    chunk = chunk or default_rows(copies.device)
+    if copies.shape[0] <= chunk:
+        return model(copies)
+    return torch.cat([model(copies[i : i + chunk]) for i in range(0, copies.shape[0], chunk)])
 
 
 def perturbation_saliency(model: nn.Module, x: torch.Tensor, donors_x: torch.Tensor, starts: torch.Tensor,
                           window: int, tau: float = 8.0, reduce: str = "none", clean_logits: torch.Tensor | None = None,
-                          chunk: int = 2048) -> torch.Tensor:
+                          chunk: int | None = None) -> torch.Tensor:
     """Unnormalised TSD saliency ``S`` (B, K, classes), or (B, K) with ``reduce="sum"``.
 
     ``S_ikc = τ² p_c(x_i) (log p_c(x_i) − log p_c(x̃_ik))``, ``p = softmax(logits/τ)``. Runs the
     model as it is (mode and grad mode are the caller's); ``clean_logits`` reuses a forward
-    pass of ``x`` already made. The B·K copies are forwarded ``chunk`` at a time.
+    pass of ``x`` already made. The B·K copies go through ``forward_copies``.
     """
     if reduce not in ("none", "sum"):
         raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
@@ -98,7 +133,7 @@ def perturbation_saliency(model: nn.Module, x: torch.Tensor, donors_x: torch.Ten
     copies = perturb(x, donors_x, starts, window).reshape((batch * k,) + tuple(x.shape[1:]))
     clean = model(x) if clean_logits is None else clean_logits
     log_p = F.log_softmax(clean / tau, dim=-1)[:, None, :]  # (B, 1, classes)
-    log_q = F.log_softmax(_chunked_forward(model, copies, chunk) / tau, dim=-1).reshape(batch, k, -1)
+    log_q = F.log_softmax(forward_copies(model, copies, chunk) / tau, dim=-1).reshape(batch, k, -1)
     saliency = tau**2 * log_p.exp() * (log_p - log_q)
     return saliency.sum(-1) if reduce == "sum" else saliency
 
@@ -137,11 +172,20 @@ def check_series(teacher: nn.Module | None, sample_x: torch.Tensor, window: int)
         raise ValueError(f"window {window} must be shorter than the series ({sample_x.shape[-1]} steps)")
 
 
+#: the keyed streams' step for the bank's draws (training steps count from 1)
+BANK_STEP = 0
+
+
 class PerturbationTSD(Term):
     """The published TSD term: smooth-L1 between normalised perturbation saliencies (no CE, no KD).
 
-    ``bank=R`` caches the teacher side: R perturbations per training sample are drawn once
-    (seeded) and their teacher saliency computed in ``prepare``; each step draws K of the R.
+    ``chunk``: rows per forward pass of the perturbed copies (default: the library's choice,
+    ``default_rows``); a model with BatchNorm in training mode always gets all copies at once.
+
+    ``bank=R`` caches the teacher side: each training sample gets R (donor, start) draws, fixed by
+    its index and the seed, whose teacher saliency is computed the first time the sample is met;
+    each step then draws K of the R. The bank is used only where it saves teacher forwards
+    (planned steps · batch · K > N · R); otherwise the teacher side is computed every step, as published.
     """
 
     name = "tsd"
@@ -151,7 +195,7 @@ class PerturbationTSD(Term):
     legacy_options = _LEGACY
 
     def __init__(self, perturbations: int = 50, window: int = 10, tau: float = 8.0, reduce: str = "none",
-                 bank: int | None = None, chunk: int = 2048, seed: int = 0) -> None:
+                 bank: int | None = None, chunk: int | None = None, seed: int = 0) -> None:
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -161,10 +205,13 @@ class PerturbationTSD(Term):
             raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
         if bank is not None and bank < perturbations:
             raise ValueError(f"bank ({bank}) must hold at least `perturbations` ({perturbations}) entries per sample")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be >= 1 (or omitted for the library's choice), got {chunk}")
         self.K, self.window, self.tau, self.reduce = perturbations, window, tau, reduce
         self.bank_size, self.chunk, self.seed = bank, chunk, seed
-        for name in ("train_x", "train_y", "bank_donors", "bank_starts", "bank_saliency"):
-            self.register_buffer(name, torch.empty(0), persistent=False)
+        # the training set stays where the data is (not a module buffer: Lightning would copy it to the device)
+        self.train_x, self.train_y = torch.empty(0), torch.empty(0, dtype=torch.long)
+        self.bank: TeacherBank | None = None
 
     def check(self, teacher: nn.Module | None, student: nn.Module, sample_x: torch.Tensor) -> None:
         check_series(teacher, sample_x, self.window)
@@ -177,62 +224,98 @@ class PerturbationTSD(Term):
         length = context.train_x.shape[-1]
         if self.window >= length:
             raise ValueError(f"tsd window {self.window} must be shorter than the series ({length} steps)")
-        self.train_x, self.train_y = context.train_x, context.train_y.long()
+        self.train_x, self.train_y = context.train_x.cpu(), context.train_y.long().cpu()
+        self.bank = None
         if self.bank_size:
-            self._build_bank(context)
-
-    def _build_bank(self, context: PrepareContext) -> None:
-        """R (donor, start) draws per training sample and the teacher's saliency for each, computed once."""
-        generator = torch.Generator().manual_seed(self.seed)
-        length, n = self.train_x.shape[-1], self.train_x.shape[0]
-        rounds = -(-self.bank_size // min(self.K, length - self.window))
-        donors, starts = [], []
-        for _ in range(rounds):
-            d, s = sample_perturbations(self.train_y, self.train_y, self.K, self.window, length, generator)
-            donors.append(d)
-            starts.append(s)
-        self.bank_donors = torch.cat(donors, 1)[:, : self.bank_size]
-        self.bank_starts = torch.cat(starts, 1)[:, : self.bank_size]
-        teacher, device = context.teacher.to(context.device), context.device
-        rows = max(1, self.chunk // self.bank_size)
-        chunks = []
-        with eval_mode(teacher), torch.no_grad():
-            for i in range(0, n, rows):
-                x = self.train_x[i : i + rows].to(device)
-                donors_x = self.train_x[self.bank_donors[i : i + rows]].to(device)
-                chunks.append(perturbation_saliency(teacher, x, donors_x, self.bank_starts[i : i + rows].to(device),
-                                                    self.window, self.tau, self.reduce, chunk=self.chunk).cpu())
-        self.bank_saliency = torch.cat(chunks)
+            n = self.train_x.shape[0]
+            on_the_fly = context.total_steps * context.batch_size * self.K
+            if context.total_steps and context.batch_size and on_the_fly <= n * self.bank_size:
+                logger.info("tsd: no teacher bank (%d planned steps x batch %d x K %d = %d teacher forwards on the "
+                            "fly <= N %d x bank %d): the teacher side is computed every step", context.total_steps,
+                            context.batch_size, self.K, on_the_fly, n, self.bank_size)
+            else:
+                self.bank = TeacherBank(n, self.bank_size, mix(context.seed, self.salt ^ self.seed))
 
     def _draw(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(donor indices, starts, teacher saliency or None) for this batch, drawn from per-sample
         streams keyed by (seed, step, index): the same however the batch is split across processes."""
         batch = step.batch
         streams = step.state.streams(batch.index, self.salt ^ self.seed)
-        if self.bank_saliency.numel():
-            index = batch.index.to(self.bank_donors.device)
-            k = min(self.K, self.bank_donors.shape[1])
-            pick = streams(self.bank_donors.shape[1]).to(index.device).argsort(1)[:, :k]
-            rows = index[:, None]
-            return self.bank_donors[rows, pick], self.bank_starts[rows, pick], self.bank_saliency[rows, pick]
+        if self.bank is not None:
+            self.bank.fill(batch.index.cpu(), self, step.teacher)
+            return self.bank.pick(batch.index.cpu(), streams, self.K)
         donors, starts = sample_perturbations(batch.y, self.train_y, self.K, self.window, batch.x.shape[-1],
                                               uniform=streams)
         return donors, starts, None
+
+    def teacher_saliency(self, teacher: nn.Module, x: torch.Tensor, donors: torch.Tensor, starts: torch.Tensor,
+                         clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The teacher's saliency of ``x`` (on its device) for these draws, in eval mode without gradients."""
+        donors_x = self.train_x[donors.cpu()].to(x)
+        with eval_mode(teacher), torch.no_grad():
+            return perturbation_saliency(teacher, x, donors_x, starts.to(x.device), self.window, self.tau,
+                                         self.reduce, clean_logits=clean_logits, chunk=self.chunk)
 
     def loss(self, step: Step) -> torch.Tensor:
         if self.train_x.numel() == 0:
             raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
         x = step.batch.x
         donors, starts, teacher_s = self._draw(step)
-        donors_x = self.train_x[donors.to(self.train_x.device)].to(x)
-        starts = starts.to(x.device)
         if teacher_s is None:
-            with eval_mode(step.teacher), torch.no_grad():
-                teacher_s = perturbation_saliency(step.teacher, x, donors_x, starts, self.window, self.tau,
-                                                  self.reduce, clean_logits=step.teacher_logits, chunk=self.chunk)
-        student_s = perturbation_saliency(step.student, x, donors_x, starts, self.window, self.tau, self.reduce,
-                                          clean_logits=step.student_logits, chunk=self.chunk)
+            teacher_s = self.teacher_saliency(step.teacher, x, donors, starts, step.teacher_logits)
+        donors_x = self.train_x[donors.cpu()].to(x)
+        student_s = perturbation_saliency(step.student, x, donors_x, starts.to(x.device), self.window, self.tau,
+                                          self.reduce, clean_logits=step.student_logits, chunk=self.chunk)
         return saliency_loss(student_s, teacher_s.to(student_s))
+
+
+class TeacherBank:
+    """R fixed (donor, start) draws per training sample and the teacher's saliency for each, filled on first use.
+
+    A sample's draws come from its own stream keyed by (key, its index), so they do not depend on
+    which batch, step or process meets it first; entries live on the CPU.
+    """
+
+    def __init__(self, n: int, size: int, key: int) -> None:
+        self.size, self.key = size, key
+        self.donors = torch.zeros(n, size, dtype=torch.long)
+        self.starts = torch.zeros(n, size, dtype=torch.long)
+        self.filled = torch.zeros(n, dtype=torch.bool)
+        self.saliency: torch.Tensor | None = None
+
+    def fill(self, index: torch.Tensor, term: PerturbationTSD, teacher: nn.Module) -> None:
+        """Compute the entries of the samples in ``index`` met for the first time."""
+        new = index[~self.filled[index]].unique()
+        if new.numel() == 0:
+            return
+        streams = SampleStreams(new, self.key, BANK_STEP)
+        length = term.train_x.shape[-1]
+        k = min(term.K, length - term.window)
+        donors, starts = [], []
+        for _ in range(-(-self.size // k)):
+            d, s = sample_perturbations(term.train_y[new], term.train_y, term.K, term.window, length, uniform=streams)
+            donors.append(d)
+            starts.append(s)
+        donors_new, starts_new = torch.cat(donors, 1)[:, : self.size], torch.cat(starts, 1)[:, : self.size]
+        device = next(iter(teacher.parameters()), torch.empty(0)).device
+        rows = max(1, (term.chunk or default_rows(device)) // self.size)
+        parts = []
+        for i in range(0, new.numel(), rows):
+            x = term.train_x[new[i : i + rows]].to(device)
+            parts.append(term.teacher_saliency(teacher, x, donors_new[i : i + rows], starts_new[i : i + rows]).cpu())
+        saliency = torch.cat(parts)
+        if self.saliency is None:
+            self.saliency = torch.zeros((self.filled.shape[0],) + tuple(saliency.shape[1:]), dtype=saliency.dtype)
+        self.donors[new], self.starts[new], self.saliency[new] = donors_new, starts_new, saliency
+        self.filled[new] = True
+
+    def pick(self, index: torch.Tensor, streams: SampleStreams, K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """K of each sample's R entries, chosen by its stream for this step."""
+        assert self.saliency is not None
+        k = min(K, self.size)
+        pick = streams(self.size).cpu().argsort(1)[:, :k]
+        rows = index[:, None]
+        return self.donors[rows, pick], self.starts[rows, pick], self.saliency[rows, pick]
 
 
 # -- earlier variants: window occlusion / input×gradient saliency with a distance -------------------------

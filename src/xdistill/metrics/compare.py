@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import zipfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import explain as xe
+from ..files import atomic_write
 from ..parts import to_parts
 from . import alignment
 from .classification import accuracy, macro_auc_pr, macro_f1
-from .efficiency import compression_ratio, flops, latency, parameter_count
+from .efficiency import flops, latency, parameter_count
 
 
 @dataclass(frozen=True)
@@ -102,17 +108,72 @@ def alignment_metrics(
     return out
 
 
+@dataclass
+class TeacherSide:
+    """What evaluating any student needs from the teacher alone, computed once per (teacher, inputs,
+    alignment settings) and shared by every student: logits, the explained class, part importances,
+    the per-sample deletion AUC in the teacher's own order, and the teacher's cost."""
+
+    logits: torch.Tensor
+    target: torch.Tensor
+    parts: torch.Tensor
+    flip_auc: torch.Tensor | None = None
+    cost: dict[str, float] = field(default_factory=dict)
+    #: full attribution maps of the first samples, for a report's examples (optional)
+    example_maps: torch.Tensor | None = None
+
+    def save(self, path: Path, key: dict[str, Any]) -> None:
+        """Arrays to ``path`` (.npz), the key and cost beside it (.json); both written atomically."""
+        arrays = {"logits": self.logits.numpy(), "target": self.target.numpy(), "parts": self.parts.numpy()}
+        for name in ("flip_auc", "example_maps"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name).numpy()
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write(path.with_suffix(".npz"), buffer.getvalue())
+        atomic_write(path.with_suffix(".json"), json.dumps({"key": key, "cost": self.cost}, indent=1).encode())
+
+    @classmethod
+    def load(cls, path: Path, key: dict[str, Any]) -> "TeacherSide | None":
+        """The saved side when its key matches (same teacher, inputs and settings), else None. No pickle."""
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text())
+            if meta.get("key") != json.loads(json.dumps(key)):
+                return None
+            with np.load(path.with_suffix(".npz"), allow_pickle=False) as data:
+                arrays = {name: torch.from_numpy(data[name].copy()) for name in data.files}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        return cls(arrays["logits"], arrays["target"], arrays["parts"], arrays.get("flip_auc"), meta["cost"],
+                   arrays.get("example_maps"))
+
+
+def compute_teacher_side(teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AlignmentConfig | None = None, *,
+                 batch_size: int = 64, device: str | torch.device = "cpu", cost: bool = True) -> TeacherSide:
+    """The teacher's half of :func:`evaluate_pair`, to compute once and pass to it for every student."""
+    config = config or AlignmentConfig()
+    logits = predict(teacher, x, batch_size, device)
+    target = logits.argmax(1) if config.target == "teacher" else y
+    parts = part_importances(teacher, x, target, config, batch_size, device)
+    flip = deletion_auc(teacher, x, target, parts, config, device) if config.flip_steps != 0 else None
+    return TeacherSide(logits, target, parts, flip, model_cost(teacher, x[:1].to(device)) if cost else {})
+
+
 def evaluate_pair(
     teacher: nn.Module, student: nn.Module, x: torch.Tensor, y: torch.Tensor,
     config: AlignmentConfig | None = None, *, batch_size: int = 64, device: str | torch.device = "cpu",
-    cost: bool = True,
+    cost: bool = True, teacher_side: TeacherSide | None = None,
 ) -> dict[str, Any]:
-    """Every teacher-vs-student figure on ``(x, y)``; per-sample metrics as :class:`Summary`."""
+    """Every teacher-vs-student figure on ``(x, y)``; per-sample metrics as :class:`Summary`.
+
+    ``teacher_side``: the teacher's half computed once by :func:`compute_teacher_side` for these inputs and
+    this config; evaluating several students then costs only their own explanations and curves.
+    """
     config = config or AlignmentConfig()
-    t_logits = predict(teacher, x, batch_size, device)
+    side = teacher_side if teacher_side is not None else compute_teacher_side(
+        teacher, x, y, config, batch_size=batch_size, device=device, cost=cost)
+    t_logits, target, t_parts = side.logits, side.target, side.parts
     s_logits = predict(student, x, batch_size, device)
-    target = t_logits.argmax(1) if config.target == "teacher" else y
-    t_parts = part_importances(teacher, x, target, config, batch_size, device)
     s_parts = part_importances(student, x, target, config, batch_size, device)
     result: dict[str, Any] = {
         "teacher_accuracy": accuracy(t_logits, y),
@@ -123,48 +184,66 @@ def evaluate_pair(
         "student_auc_pr": macro_auc_pr(s_logits, y),
         **alignment_metrics(t_logits, s_logits, t_parts, s_parts, config.k),
     }
-    if config.flip_steps != 0:
-        result.update(flipping_metrics(teacher, student, x, target, t_parts, s_parts, config, device))
+    if config.flip_steps != 0 and side.flip_auc is not None:
+        result.update(flip_auc_teacher=Summary.of(side.flip_auc),
+                      flip_auc_student=Summary.of(deletion_auc(student, x, target, s_parts, config, device)),
+                      flip_auc_student_teacher_order=Summary.of(deletion_auc(student, x, target, t_parts, config, device)))
     if cost:
-        result.update(cost_metrics(teacher, student, x[:1].to(device)))
+        teacher_cost = side.cost or model_cost(teacher, x[:1].to(device))
+        result.update(pair_cost(teacher_cost, model_cost(student, x[:1].to(device))))
     return result
+
+
+def deletion_auc(model: nn.Module, x: torch.Tensor, target: torch.Tensor, parts: torch.Tensor,
+                 config: AlignmentConfig, device: str | torch.device = "cpu") -> torch.Tensor | None:
+    """Per-sample deletion AUC of ``model`` removing parts in the order of ``parts`` (lower = the ranking is
+    more faithful); None where the parts cannot be removed (tokens, features, integer inputs)."""
+    from .faithfulness import pixel_flipping
+
+    if config.parts not in ("window", "timestep", "patch", "pixel") or not x.is_floating_point():
+        return None
+    return pixel_flipping(model, x.to(device), target.to(device), parts.to(device), config.parts,
+                          config.part_options, config.flip_steps).cpu()
 
 
 def flipping_metrics(teacher: nn.Module, student: nn.Module, x: torch.Tensor, target: torch.Tensor,
                      t_parts: torch.Tensor, s_parts: torch.Tensor, config: AlignmentConfig,
                      device: str | torch.device = "cpu") -> dict[str, Summary]:
-    """Deletion AUCs (lower = the ranking is more faithful): each model in its own order, and the
-    student in the teacher's order (does it rely on what the teacher relies on?)."""
-    from .faithfulness import pixel_flipping
+    """Deletion AUCs: each model in its own order, and the student in the teacher's order (does it rely
+    on what the teacher relies on?)."""
+    curves = {"flip_auc_teacher": (teacher, t_parts), "flip_auc_student": (student, s_parts),
+              "flip_auc_student_teacher_order": (student, t_parts)}
+    out = {}
+    for name, (model, parts) in curves.items():
+        values = deletion_auc(model, x, target, parts, config, device)
+        if values is None:
+            return {}
+        out[name] = Summary.of(values)
+    return out
 
-    if config.parts not in ("window", "timestep", "patch", "pixel") or x.is_floating_point() is False:
-        return {}
-    x, target = x.to(device), target.to(device)
 
-    def auc(model: nn.Module, parts: torch.Tensor) -> Summary:
-        return Summary.of(pixel_flipping(model, x, target, parts.to(device), config.parts, config.part_options,
-                                         config.flip_steps))
+def model_cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    """One model's parameters, FLOPs of a forward pass on ``example`` and latency at batch 1 and 64 (ms)."""
+    out: dict[str, float] = {"params": parameter_count(model), "flops": flops(model, example)}
+    for batch in (1, 64):
+        xb = example[:1].expand((batch,) + tuple(example.shape[1:])).contiguous()
+        out[f"latency_b{batch}_ms"] = 1e3 * latency(model, xb)
+    return out
 
-    return {"flip_auc_teacher": auc(teacher, t_parts), "flip_auc_student": auc(student, s_parts),
-            "flip_auc_student_teacher_order": auc(student, t_parts)}
+
+def pair_cost(teacher: dict[str, float], student: dict[str, float]) -> dict[str, float]:
+    """Both models' costs under ``teacher_*``/``student_*`` keys, with compression and speed-ups."""
+    out: dict[str, float] = {f"{role}_{key}": value for role, cost in (("teacher", teacher), ("student", student))
+                             for key, value in cost.items()}
+    out["compression"] = teacher["params"] / student["params"]
+    for batch in (1, 64):
+        out[f"speedup_b{batch}"] = teacher[f"latency_b{batch}_ms"] / student[f"latency_b{batch}_ms"]
+    return out
 
 
 def cost_metrics(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> dict[str, float]:
     """Parameter counts, compression, FLOPs and latency at batch 1 and 64 for both models."""
-    out: dict[str, float] = {
-        "teacher_params": parameter_count(teacher),
-        "student_params": parameter_count(student),
-        "compression": compression_ratio(teacher, student),
-        "teacher_flops": flops(teacher, example),
-        "student_flops": flops(student, example),
-    }
-    for batch in (1, 64):
-        xb = example[:1].expand((batch,) + tuple(example.shape[1:])).contiguous()
-        t, s = latency(teacher, xb), latency(student, xb)
-        out[f"teacher_latency_b{batch}_ms"] = 1e3 * t
-        out[f"student_latency_b{batch}_ms"] = 1e3 * s
-        out[f"speedup_b{batch}"] = t / s
-    return out
+    return pair_cost(model_cost(teacher, example), model_cost(student, example))
 
 
 def to_jsonable(result: dict[str, Any]) -> dict[str, Any]:
