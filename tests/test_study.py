@@ -151,12 +151,38 @@ def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limi
         assert written["student_accuracy_all"] == pytest.approx(expected, abs=1e-12)
         assert written["teacher_accuracy_all"] == pytest.approx(
             accuracy(predict(study.student_teacher(), test.x), test.y), abs=1e-12)
-        # an evaluation written before the key existed gets it on the next read, without re-running the rest
-        del written["student_accuracy_all"], written["teacher_accuracy_all"]
-        path.write_text(json.dumps(written))
-        again = study.evaluate(spec)
-        assert again["student_accuracy_all"] == pytest.approx(expected, abs=1e-12)
-        assert json.loads(path.read_text())["student_accuracy_all"] == again["student_accuracy_all"]
-        assert again["saliency_spearman"] == written["saliency_spearman"]
     finally:
         study.lock.release()
+
+
+def test_the_teacher_side_of_the_evaluation_is_computed_once_and_reused(finished_run, tmp_path, monkeypatch):
+    """A later `evaluate --student X` reuses evaluation/teacher_side; a changed setting recomputes it."""
+    import xdistill.metrics as metrics
+    from xdistill.recipe import parse_recipe
+    from xdistill.study import Study
+
+    recipe, out, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lock"))
+    assert (copy / "evaluation" / "teacher_side.npz").exists()
+    written = json.loads((copy / "evaluation" / "kd.json").read_text())
+    (copy / "evaluation" / "kd.json").unlink()
+    calls = []
+    original = metrics.compute_teacher_side
+    monkeypatch.setattr(metrics, "compute_teacher_side", lambda *a, **k: calls.append(1) or original(*a, **k))
+    study = Study(parse_recipe(yaml.safe_load(recipe.read_text())), copy, progress=False)
+    try:
+        spec = next(s for s in study.recipe.expanded_students() if s.name == "kd")
+        again = study.evaluate(spec)
+        assert calls == []  # read back, not recomputed
+        for key in ("saliency_spearman", "agreement", "flip_auc_teacher", "flip_auc_student_teacher_order"):
+            assert again[key] == written[key]
+    finally:
+        study.lock.release()
+    from xdistill.metrics import TeacherSide
+
+    # the side is keyed by teacher fingerprint, test samples and settings: another key does not load it
+    key = json.loads((copy / "evaluation" / "teacher_side.json").read_text())["key"]
+    assert TeacherSide.load(copy / "evaluation" / "teacher_side", key) is not None
+    assert TeacherSide.load(copy / "evaluation" / "teacher_side", {**key, "samples": key["samples"] - 1}) is None
+    assert TeacherSide.load(copy / "evaluation" / "teacher_side", {**key, "teacher": "0" * 16}) is None
