@@ -31,12 +31,27 @@ from xdistill.models import build_model
 #: dataset -> (teacher (model, options), student (model, options), published accuracy, source)
 SETS = {
     "ucr:GunPoint": (("fcn1d", {"width": 0.5}), ("fcn1d", {"width": 0.125}), 1.000, "FCN, Wang et al. 2017"),
-    "ucr:ArrowHead": (("fcn1d", {"width": 0.5}), ("fcn1d", {"width": 0.125}), 0.843, "FCN mean of 10 runs, Ismail Fawaz et al. 2019 (best run 0.880, Wang et al. 2017)"),
+    "ucr:ArrowHead": (
+        ("fcn1d", {"width": 0.5}),
+        ("fcn1d", {"width": 0.125}),
+        0.843,
+        "FCN mean of 10 runs, Ismail Fawaz et al. 2019 (best run 0.880, Wang et al. 2017)",
+    ),
     "ucr:ItalyPowerDemand": (("fcn1d", {"width": 0.5}), ("fcn1d", {"width": 0.125}), 0.970, "FCN, Wang et al. 2017"),
     "ucr:OSULeaf": (("fcn1d", {"width": 0.5}), ("fcn1d", {"width": 0.125}), 0.988, "FCN, Wang et al. 2017"),
     "ucr:BasicMotions": (("fcn1d", {"width": 0.5}), ("fcn1d", {"width": 0.125}), 1.000, "ResNet, Ruiz et al. 2021"),
-    "ucr:JapaneseVowels": (("fcn1d", {"width": 0.5}), ("fcn1d", {"width": 0.125}), 0.993, "FCN, Ismail Fawaz et al. 2019 (MTS archive)"),
-    "fashion_mnist": (("cnn", {"width": 1.0}), ("cnn", {"width": 0.25}), 0.925, "'2 Conv <100K parameters', Fashion-MNIST benchmark table"),
+    "ucr:JapaneseVowels": (
+        ("fcn1d", {"width": 0.5}),
+        ("fcn1d", {"width": 0.125}),
+        0.993,
+        "FCN, Ismail Fawaz et al. 2019 (MTS archive)",
+    ),
+    "fashion_mnist": (
+        ("cnn", {"width": 1.0}),
+        ("cnn", {"width": 0.25}),
+        0.925,
+        "'2 Conv <100K parameters', Fashion-MNIST benchmark table",
+    ),
 }
 
 
@@ -48,13 +63,27 @@ def run_one(dataset: str, role: str, seed: int, out: Path) -> dict:
     model = build_model(name, train.input_shape[0], train.num_classes, **options)
     config = resolve(None, data_family(tuple(train.x.shape)), role).model_copy(update={"seed": seed})
     started = time.perf_counter()
-    result = distill(None, model, train, ["ce"], config=config, work_dir=out / "runs" / f"{dataset}-{role}-{seed}",
-                     progress=False, loggers=())
+    result = distill(
+        None,
+        model,
+        train,
+        ["ce"],
+        config=config,
+        work_dir=out / "runs" / f"{dataset}-{role}-{seed}",
+        progress=False,
+        loggers=(),
+    )
     seconds = time.perf_counter() - started
-    return {"test_acc": accuracy(predict(model, test.x), test.y), "train_acc": result.metrics["train_acc"],
-            "val_acc": result.metrics.get("val_acc"), "best_epoch": result.metrics.get("best_epoch"),
-            "epochs": result.metrics["epochs_run"], "seconds": seconds, "params": parameter_count(model),
-            "config": config.model_dump()}
+    return {
+        "test_acc": accuracy(predict(model, test.x), test.y),
+        "train_acc": result.metrics["train_acc"],
+        "val_acc": result.metrics.get("val_acc"),
+        "best_epoch": result.metrics.get("best_epoch"),
+        "epochs": result.metrics["epochs_run"],
+        "seconds": seconds,
+        "params": parameter_count(model),
+        "config": config.model_dump(),
+    }
 
 
 def fmt(values: list[float]) -> str:
@@ -73,9 +102,11 @@ def save_result(out: Path, key: str, value: dict) -> dict:
 
 
 def table(results: dict, seeds: list[int]) -> str:
-    lines = ["| dataset | seeds | teacher (params) | teacher test acc | published | gap | student (params) | "
-             "student test acc | student − teacher | train acc (eval mode) t / s | s per run t / s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | seeds | teacher (params) | teacher test acc | published | gap | student (params) | "
+        "student test acc | student − teacher | train acc (eval mode) t / s | s per run t / s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for dataset, (_, _, published, source) in SETS.items():
         done = [s for s in seeds if f"{dataset}|teacher|{s}" in results and f"{dataset}|student|{s}" in results]
         if not done:
@@ -92,7 +123,8 @@ def table(results: dict, seeds: list[int]) -> str:
             f"{statistics.fmean(r['train_acc'] for r in runs['teacher']):.3f} / "
             f"{statistics.fmean(r['train_acc'] for r in runs['student']):.3f} | "
             f"{statistics.fmean(r['seconds'] for r in runs['teacher']):.0f} / "
-            f"{statistics.fmean(r['seconds'] for r in runs['student']):.0f} |")
+            f"{statistics.fmean(r['seconds'] for r in runs['student']):.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -114,8 +146,10 @@ def main() -> None:
                     continue
                 result = run_one(dataset, role, seed, args.out)
                 results = save_result(args.out, key, result)
-                print(f"{key}: test {result['test_acc']:.3f}, train {result['train_acc']:.3f}, "
-                      f"{result['seconds']:.0f} s", flush=True)
+                print(
+                    f"{key}: test {result['test_acc']:.3f}, train {result['train_acc']:.3f}, {result['seconds']:.0f} s",
+                    flush=True,
+                )
     markdown = table(results, args.seeds)
     (args.out / "baselines.md").write_text(markdown)
     print(markdown)

@@ -40,8 +40,13 @@ def compute(rank: int, world_size: int, root: str, x: torch.Tensor, n_steps: int
         return integrated_gradients(teacher, x[start:end], None, n_steps=n_steps)
 
     store = AttributionStore.create(root, {"teacher": "random cnn"}, x.shape[0], tuple(x.shape[1:]), chunk_size=100)
-    store.compute(explain_chunk, progress=False, rank=rank, world_size=world_size,
-                  barrier=dist.barrier if world_size > 1 else None)
+    store.compute(
+        explain_chunk,
+        progress=False,
+        rank=rank,
+        world_size=world_size,
+        barrier=dist.barrier if world_size > 1 else None,
+    )
     if world_size > 1:
         dist.destroy_process_group()
 
@@ -78,8 +83,10 @@ def main() -> None:
         assert np.allclose(single, shared, atol=1e-6), "the distributed store differs from the single-process one"
     a, b = statistics.median(one), statistics.median(many)
     print(f"IG store, {args.images} Fashion-MNIST images, {args.n_steps} steps, CNN w=1, medians of {args.repeats}:")
-    print(f"  1 process: {a:.1f} s; {args.processes} processes: {b:.1f} s (process start-up included); "
-          f"speed-up {a / b:.2f}x; maps equal")
+    print(
+        f"  1 process: {a:.1f} s; {args.processes} processes: {b:.1f} s (process start-up included); "
+        f"speed-up {a / b:.2f}x; maps equal"
+    )
 
 
 if __name__ == "__main__":

@@ -63,17 +63,22 @@ def main() -> None:
         def run():
             with tempfile.TemporaryDirectory() as tmp:
                 student = build_model("fcn1d", 1, train.num_classes, width=0.25)
-                return distill(teacher, student, train, methods, work_dir=tmp, teacher_logit_cache=cache, **common).epoch_seconds
+                return distill(
+                    teacher, student, train, methods, work_dir=tmp, teacher_logit_cache=cache, **common
+                ).epoch_seconds
+
         return run
 
     configs = {
-        "plain_loop_kd": lambda: plain_kd_epochs(teacher, build_model("fcn1d", 1, train.num_classes, width=0.25), train,
-                                                 args.epochs, args.batch_size, 1e-3),
+        "plain_loop_kd": lambda: plain_kd_epochs(
+            teacher, build_model("fcn1d", 1, train.num_classes, width=0.25), train, args.epochs, args.batch_size, 1e-3
+        ),
         "engine_kd_no_cache": engine(["hinton"], cache=False),
         "engine_kd_cache": engine(["hinton"], cache=True),
         "engine_tsd": engine(["hinton", {"name": "tsd", "saliency": "occlusion", "window": 8}]),
-        "engine_tsd_quarter_batch": engine(["hinton", {"name": "tsd", "saliency": "occlusion", "window": 8,
-                                                        "batch_fraction": 0.25}]),
+        "engine_tsd_quarter_batch": engine(
+            ["hinton", {"name": "tsd", "saliency": "occlusion", "window": 8, "batch_fraction": 0.25}]
+        ),
         "engine_tsd_gradient": engine(["hinton", {"name": "tsd", "window": 8, "saliency": "gradient"}]),
         "engine_ce_alone": engine(["ce"]),
     }

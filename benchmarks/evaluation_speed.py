@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -20,8 +20,10 @@ from xdistill.metrics import AlignmentConfig, compute_teacher_side, evaluate_pai
 from xdistill.metrics.compare import deletion_auc, model_cost
 from xdistill.models import build_model
 
-SETTINGS = {"occlusion": AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3),
-            "integrated_gradients": AlignmentConfig("integrated_gradients", {"n_steps": 32}, "window", {"size": 10}, k=3)}
+SETTINGS = {
+    "occlusion": AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3),
+    "integrated_gradients": AlignmentConfig("integrated_gradients", {"n_steps": 32}, "window", {"size": 10}, k=3),
+}
 
 
 def timed(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -70,18 +72,26 @@ def main() -> None:
         deletion_auc(students[0], x, side.target, side.parts, config)
         model_cost(students[0], x[:1])
 
-    median = timed({"shared": shared, "recomputed": recomputed, "one_student": one_student,
-                    "student_bound": student_bound}, args.repeats)
-    print(f"{args.students} FCN students (w=0.125) against an FCN teacher (w=0.5), GunPoint test split "
-          f"({len(x)} series), {args.explainer} over 10-step windows; {args.threads} thread(s), median of "
-          f"{args.repeats} interleaved repetitions")
+    median = timed(
+        {"shared": shared, "recomputed": recomputed, "one_student": one_student, "student_bound": student_bound},
+        args.repeats,
+    )
+    print(
+        f"{args.students} FCN students (w=0.125) against an FCN teacher (w=0.5), GunPoint test split "
+        f"({len(x)} series), {args.explainer} over 10-step windows; {args.threads} thread(s), median of "
+        f"{args.repeats} interleaved repetitions"
+    )
     print("| what | seconds | ratio |")
     print("|---|---|---|")
-    print(f"| {args.students} students, teacher side recomputed for each | {median['recomputed']:.2f} | "
-          f"{median['recomputed'] / median['shared']:.2f}x the shared run |")
+    print(
+        f"| {args.students} students, teacher side recomputed for each | {median['recomputed']:.2f} | "
+        f"{median['recomputed'] / median['shared']:.2f}x the shared run |"
+    )
     print(f"| {args.students} students, teacher side once | {median['shared']:.2f} | 1.00x |")
-    print(f"| one student given the teacher side | {median['one_student']:.3f} | "
-          f"**{median['one_student'] / median['student_bound']:.2f}x** its bound |")
+    print(
+        f"| one student given the teacher side | {median['one_student']:.3f} | "
+        f"**{median['one_student'] / median['student_bound']:.2f}x** its bound |"
+    )
     print(f"| bound: the student's explanations, its two deletion curves, its cost | {median['student_bound']:.3f} | |")
 
 

@@ -41,8 +41,9 @@ def bench_case(name: str, model: torch.nn.Module, x: torch.Tensor, n_steps: int,
         return lambda: integrated_gradients(model, x, target, n_steps=n_steps, rule="gauss_legendre", chunk_size=chunk)
 
     def theirs(chunk):
-        return lambda: captum_ig.attribute(x, target=target, n_steps=n_steps, method="gausslegendre",
-                                           internal_batch_size=chunk)
+        return lambda: captum_ig.attribute(
+            x, target=target, n_steps=n_steps, method="gausslegendre", internal_batch_size=chunk
+        )
 
     def bound():  # n_steps x one forward+backward of the batch
         for _ in range(n_steps):
@@ -51,8 +52,10 @@ def bench_case(name: str, model: torch.nn.Module, x: torch.Tensor, n_steps: int,
             torch.autograd.grad(out, xi)
 
     cases = {
-        "xdistill_all_steps": ours(everything), "captum_all_steps": theirs(None),
-        "xdistill_one_step_per_chunk": ours(batch), "captum_one_step_per_chunk": theirs(batch),
+        "xdistill_all_steps": ours(everything),
+        "captum_all_steps": theirs(None),
+        "xdistill_one_step_per_chunk": ours(batch),
+        "captum_one_step_per_chunk": theirs(batch),
         "xdistill_default_chunk": lambda: integrated_gradients(model, x, target, n_steps=n_steps),
         "n_steps_x_fwd_bwd": bound,
     }
@@ -65,9 +68,14 @@ def bench_case(name: str, model: torch.nn.Module, x: torch.Tensor, n_steps: int,
     median = {k: statistics.median(v) for k, v in times.items()}
     samples_per_s = {k: x.shape[0] / v for k, v in median.items()}
     return {
-        "case": name, "batch": x.shape[0], "n_steps": n_steps, "median_s": median, "samples_per_s": samples_per_s,
+        "case": name,
+        "batch": x.shape[0],
+        "n_steps": n_steps,
+        "median_s": median,
+        "samples_per_s": samples_per_s,
         "speedup_vs_captum_all_steps": median["captum_all_steps"] / median["xdistill_all_steps"],
-        "speedup_vs_captum_one_step_per_chunk": median["captum_one_step_per_chunk"] / median["xdistill_one_step_per_chunk"],
+        "speedup_vs_captum_one_step_per_chunk": median["captum_one_step_per_chunk"]
+        / median["xdistill_one_step_per_chunk"],
         "default_over_bound": median["xdistill_default_chunk"] / median["n_steps_x_fwd_bwd"],
         "one_step_per_chunk_over_bound": median["xdistill_one_step_per_chunk"] / median["n_steps_x_fwd_bwd"],
     }
@@ -92,8 +100,12 @@ def main() -> None:
         print(f"\n{name}, n_steps={steps}")
         for key, value in result["median_s"].items():
             print(f"  {key:<30}{value * 1e3:9.1f} ms")
-        for key in ("speedup_vs_captum_all_steps", "speedup_vs_captum_one_step_per_chunk",
-                    "default_over_bound", "one_step_per_chunk_over_bound"):
+        for key in (
+            "speedup_vs_captum_all_steps",
+            "speedup_vs_captum_one_step_per_chunk",
+            "default_over_bound",
+            "one_step_per_chunk_over_bound",
+        ):
             print(f"  {key:<38}{result[key]:.2f}x")
     if args.json:
         with open(args.json, "w") as handle:

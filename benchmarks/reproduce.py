@@ -22,13 +22,20 @@ from xdistill.recipe import default_recipe_path, parse_recipe
 from xdistill.study import Study
 
 RECIPES = default_recipe_path().parent
-COLUMNS = [("student_accuracy", "accuracy"), ("student_accuracy_all", "accuracy, whole test split"),
-           ("student_auc_pr", "AUC-PR"), ("agreement", "agreement"),
-           ("logit_spearman", "logit Spearman"), ("saliency_spearman", "saliency Spearman"), ("topk_focus", "top-k focus"),
-           ("topk_focus_ratio", "top-k in/out ratio"),
-           ("flip_auc_student_teacher_order", "deletion AUC (teacher order)"),
-           ("rationale_precision", "rationale precision"), ("rationale_recall", "rationale recall"),
-           ("rationale_iou_teacher", "rationale IoU with teacher")]
+COLUMNS = [
+    ("student_accuracy", "accuracy"),
+    ("student_accuracy_all", "accuracy, whole test split"),
+    ("student_auc_pr", "AUC-PR"),
+    ("agreement", "agreement"),
+    ("logit_spearman", "logit Spearman"),
+    ("saliency_spearman", "saliency Spearman"),
+    ("topk_focus", "top-k focus"),
+    ("topk_focus_ratio", "top-k in/out ratio"),
+    ("flip_auc_student_teacher_order", "deletion AUC (teacher order)"),
+    ("rationale_precision", "rationale precision"),
+    ("rationale_recall", "rationale recall"),
+    ("rationale_iou_teacher", "rationale IoU with teacher"),
+]
 #: paired over seeds against the study's baseline student (where the study has the column)
 TESTED = ("student_accuracy", "student_accuracy_all", "saliency_spearman")
 
@@ -37,8 +44,9 @@ def _value(v: Any) -> float:
     return float(v["mean"]) if isinstance(v, dict) else float(v)
 
 
-def run_seeds(name: str, data: dict[str, Any], seeds: list[int], root: Path,
-              teacher_from: str | None = None) -> dict[str, Any]:
+def run_seeds(
+    name: str, data: dict[str, Any], seeds: list[int], root: Path, teacher_from: str | None = None
+) -> dict[str, Any]:
     """Run ``data`` (a recipe dict) once per seed; return per-student lists of per-seed means.
 
     ``teacher_from`` names an earlier study whose teacher (same data, same seed) is reused."""
@@ -82,25 +90,51 @@ def paired_p(a: list[float], b: list[float]) -> float:
     return float(ttest_rel(a, b).pvalue)
 
 
-def table(title: str, summary: dict[str, Any], seeds: list[int], note: str = "", baseline: str | None = None,
-          classes: int | None = None) -> str:
+def table(
+    title: str,
+    summary: dict[str, Any],
+    seeds: list[int],
+    note: str = "",
+    baseline: str | None = None,
+    classes: int | None = None,
+) -> str:
     teacher = summary["teacher_accuracy"]
     teacher_all = [v for v in summary.get("teacher_accuracy_all", []) if v == v]
     whole = f" (whole test split {fmt(teacher_all)})" if teacher_all else ""
-    lines = [f"### {title}", "", note, "",
-             f"Teacher accuracy {fmt(teacher)}{whole}; mean ± std over seeds {seeds} of per-seed means"
-             + (f"; p = paired t-test over seeds against `{baseline}`" if baseline else "") + ".", ""]
+    lines = [
+        f"### {title}",
+        "",
+        note,
+        "",
+        f"Teacher accuracy {fmt(teacher)}{whole}; mean ± std over seeds {seeds} of per-seed means"
+        + (f"; p = paired t-test over seeds against `{baseline}`" if baseline else "")
+        + ".",
+        "",
+    ]
     if classes and statistics.fmean(teacher) < 1.0 / classes + 0.1:
-        lines += [f"**Collapsed teacher: accuracy {statistics.fmean(teacher):.3f} is near chance (1/{classes}); "
-                  "the distillation rows below measure nothing.**", ""]
+        lines += [
+            f"**Collapsed teacher: accuracy {statistics.fmean(teacher):.3f} is near chance (1/{classes}); "
+            "the distillation rows below measure nothing.**",
+            "",
+        ]
     rows = summary["students"].values()
-    whole_differs = any(a != s for row in rows  # the whole-split column only where it is not the sample's
-                        for a, s in zip(row.get("student_accuracy_all", []), row["student_accuracy"]) if a == a)
+    whole_differs = any(
+        a != s
+        for row in rows  # the whole-split column only where it is not the sample's
+        for a, s in zip(row.get("student_accuracy_all", []), row["student_accuracy"])
+        if a == a
+    )
     columns = [(k, label) for k, label in COLUMNS if k != "student_accuracy_all" or whole_differs]
     tested = [k for k, _ in columns if k in TESTED] if baseline else []
     tests = [f"p ({label})" for key, label in columns if key in tested]
-    lines += ["| student | " + " | ".join(label for _, label in columns) + " | " + "".join(f"{t} | " for t in tests)
-              + "compression |", "|---|" + "---|" * (len(columns) + len(tests) + 1)]
+    lines += [
+        "| student | "
+        + " | ".join(label for _, label in columns)
+        + " | "
+        + "".join(f"{t} | " for t in tests)
+        + "compression |",
+        "|---|" + "---|" * (len(columns) + len(tests) + 1),
+    ]
     for name, row in summary["students"].items():
         cells = [fmt(row.get(k, [])) for k, _ in columns]
         if baseline:
@@ -141,16 +175,26 @@ def tsd_studies(sets: list[str], lams: list[float] | None):
         data = copy.deepcopy(base)
         data["name"] = f"tsd-paper-{dataset}"
         data["dataset"] = {"name": f"ucr:{dataset}", "options": options}
-        models = ("LSTM 3x100 teacher, LSTM 1x16 students, the tsd_paper protocol (Adam 0.005, weight decay 1e-5, "
-                  "MultiStepLR([25, 30, 35], 0.5) per batch, batch 32, early stopping (patience 50) on a 20% "
-                  "validation split)")
+        models = (
+            "LSTM 3x100 teacher, LSTM 1x16 students, the tsd_paper protocol (Adam 0.005, weight decay 1e-5, "
+            "MultiStepLR([25, 30, 35], 0.5) per batch, batch 32, early stopping (patience 50) on a 20% "
+            "validation split)"
+        )
         if dataset in FCN_SETS:
             data = with_fcn_pair(data)
-            models = ("FCN 128-256-128 teacher, FCN 8-16-8 students (the official code's FCN pair), series defaults: "
-                      "2,000 / 3,000 Adam steps, batch 16")
-        yield (f"TSD as published on {dataset}", data["name"], data,
-               f"tsd_paper recipe: {models}; K=50, w=10, tau=8; alignment = occlusion over 10-step windows.",
-               "no_kd", None, None)
+            models = (
+                "FCN 128-256-128 teacher, FCN 8-16-8 students (the official code's FCN pair), series defaults: "
+                "2,000 / 3,000 Adam steps, batch 16"
+            )
+        yield (
+            f"TSD as published on {dataset}",
+            data["name"],
+            data,
+            f"tsd_paper recipe: {models}; K=50, w=10, tau=8; alignment = occlusion over 10-step windows.",
+            "no_kd",
+            None,
+            None,
+        )
 
 
 def ig_full_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +209,13 @@ def ig_full_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def studies(only: set[str], tsd_sets: list[str], tsd_lams: list[float] | None, ig_teacher: str | None = None,
-            ig_full: bool = False):
+def studies(
+    only: set[str],
+    tsd_sets: list[str],
+    tsd_lams: list[float] | None,
+    ig_teacher: str | None = None,
+    ig_full: bool = False,
+):
     """(title, name, recipe dict, note, baseline student, classes, study whose teacher is reused) per study."""
     if "tsd" in only:
         yield from tsd_studies(tsd_sets, tsd_lams)
@@ -176,17 +225,36 @@ def studies(only: set[str], tsd_sets: list[str], tsd_lams: list[float] | None, i
             data = load("subdistill_fashion_mnist.yaml")
             data["dataset"]["subtask"] = classes
             data["name"] = f"subdistill-{'-'.join(map(str, classes))}"
-            yield (f"SubDistill vs KD / FitNets / AT on Fashion-MNIST classes {classes}", data["name"], data,
-                   "subdistill_fashion_mnist recipe: teacher CNN w=1 on all 10 classes; students CNN w=0.25 on the "
-                   "subtask; alignment = IG on a 7x7 patch grid; deletion AUC flips the teacher's top patches.",
-                   "kd", None, first)
+            yield (
+                f"SubDistill vs KD / FitNets / AT on Fashion-MNIST classes {classes}",
+                data["name"],
+                data,
+                "subdistill_fashion_mnist recipe: teacher CNN w=1 on all 10 classes; students CNN w=0.25 on the "
+                "subtask; alignment = IG on a 7x7 patch grid; deletion AUC flips the teacher's top patches.",
+                "kd",
+                None,
+                first,
+            )
             first = first or data["name"]  # the teacher knows all 10 classes: one per seed serves both subtasks
     if "rekd" in only:
-        yield ("REKD vs rationale extraction alone on generated series", "rekd-series", load("rekd_series.yaml"),
-               "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
-               "rationale_alone", 4, None)
-        yield ("REKD vs rationale extraction alone on generated text", "rekd-text", load("rekd_text.yaml"),
-               "Token masks over a key phrase at a random place; TextCNN predictors.", "rationale_alone", 3, None)
+        yield (
+            "REKD vs rationale extraction alone on generated series",
+            "rekd-series",
+            load("rekd_series.yaml"),
+            "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
+            "rationale_alone",
+            4,
+            None,
+        )
+        yield (
+            "REKD vs rationale extraction alone on generated text",
+            "rekd-text",
+            load("rekd_text.yaml"),
+            "Token masks over a key phrase at a random place; TextCNN predictors.",
+            "rationale_alone",
+            3,
+            None,
+        )
     if "ig_overlay" in only:
         data, name = load("ig_overlay_fashion_mnist.yaml"), "ig-overlay-fashion-mnist"
         teacher, teacher_from = "the SubDistill study's teacher, same 12k images and seed", "subdistill-0-2-6"
@@ -199,21 +267,39 @@ def studies(only: set[str], tsd_sets: list[str], tsd_lams: list[float] | None, i
                 raise SystemExit("--ig-full needs --ig-teacher (a teacher trained on all 60k images)")
             data, name = ig_full_data(data), "ig-overlay-fashion-mnist-60k"
             title, images = "IG-overlay KD on all of Fashion-MNIST (Table 1 shape)", "all 60k images, 10k test images"
-        yield (title, name, data,
-               f"ig_overlay_fashion_mnist recipe: teacher CNN w=1 ({teacher}), students CNN w=0.25 on {images}, "
-               "15 epochs AdamW; KD = the paper's T=2.5, a=0.01 (p = 0); IG store 16 steps; "
-               "alignment = IG on a 7x7 patch grid.", "baseline", 10, teacher_from)
+        yield (
+            title,
+            name,
+            data,
+            f"ig_overlay_fashion_mnist recipe: teacher CNN w=1 ({teacher}), students CNN w=0.25 on {images}, "
+            "15 epochs AdamW; KD = the paper's T=2.5, a=0.01 (p = 0); IG store 16 steps; "
+            "alignment = IG on a 7x7 patch grid.",
+            "baseline",
+            10,
+            teacher_from,
+        )
     if "where" in only:
-        yield ("KD changes where models look (alpha grid, three student sizes) on MNIST-1D", "where-models-look",
-               load("where_models_look.yaml"),
-               "where_models_look recipe: ResNet1D w=0.5 teacher, FCN students w=1/16, 1/8, 1/4; 3,000 Adam steps; "
-               "kd alpha = 1 - the poster's alpha; alignment = IG per timestep, k=5.", None, 10, None)
+        yield (
+            "KD changes where models look (alpha grid, three student sizes) on MNIST-1D",
+            "where-models-look",
+            load("where_models_look.yaml"),
+            "where_models_look recipe: ResNet1D w=0.5 teacher, FCN students w=1/16, 1/8, 1/4; 3,000 Adam steps; "
+            "kd alpha = 1 - the poster's alpha; alignment = IG per timestep, k=5.",
+            None,
+            10,
+            None,
+        )
     if "rekd_images" in only:
-        yield ("REKD vs rationale extraction alone on Fashion-MNIST patches", "rekd-fashion-mnist",
-               load("rekd_fashion_mnist.yaml"),
-               "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.3; teacher predictor CNN "
-               "w=0.5, students w=0.125; no ground-truth rationale, so precision/recall are blank.",
-               "rationale_alone", 10, None)
+        yield (
+            "REKD vs rationale extraction alone on Fashion-MNIST patches",
+            "rekd-fashion-mnist",
+            load("rekd_fashion_mnist.yaml"),
+            "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.3; teacher predictor CNN "
+            "w=0.5, students w=0.125; no ground-truth rationale, so precision/recall are blank.",
+            "rationale_alone",
+            10,
+            None,
+        )
 
 
 STUDIES = ["tsd", "subdistill", "rekd", "rekd_images", "ig_overlay", "where"]
@@ -226,12 +312,18 @@ def where_tables(summary: dict[str, Any]) -> str:
     students = summary["students"]
     sizes = list(dict.fromkeys(name.split("[")[0] for name in students))
     out = []
-    for key, label in (("logit_spearman", "Logit Spearman"), ("saliency_spearman", "Part-importance Spearman"),
-                       ("topk_focus_ratio", "Top-5 focus (mass inside / outside the teacher's top-5)"),
-                       ("student_accuracy", "Accuracy")):
-        out += [f"**{label}** (poster alpha = CE weight; p against no KD)", "",
-                "| student | " + " | ".join(f"alpha {a}" for a in POSTER_ALPHA.values()) + " |",
-                "|---|" + "---|" * len(POSTER_ALPHA)]
+    for key, label in (
+        ("logit_spearman", "Logit Spearman"),
+        ("saliency_spearman", "Part-importance Spearman"),
+        ("topk_focus_ratio", "Top-5 focus (mass inside / outside the teacher's top-5)"),
+        ("student_accuracy", "Accuracy"),
+    ):
+        out += [
+            f"**{label}** (poster alpha = CE weight; p against no KD)",
+            "",
+            "| student | " + " | ".join(f"alpha {a}" for a in POSTER_ALPHA.values()) + " |",
+            "|---|" + "---|" * len(POSTER_ALPHA),
+        ]
         for size in sizes:
             base = students.get(f"{size}[alpha=0.0]")
             cells = []
@@ -255,22 +347,33 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--tsd-sets", nargs="+", default=list(TSD_SETS), choices=list(TSD_SETS))
-    parser.add_argument("--tsd-lams", nargs="+", type=float, default=None,
-                        help="a subset of the paper's lambda sweep (default: all five)")
-    parser.add_argument("--ig-teacher", default=None,
-                        help="teacher weights for the IG-overlay study, e.g. the full-60k Fashion-MNIST teacher of "
-                             "benchmarks/baselines.py (default: the SubDistill study's 12k teacher)")
-    parser.add_argument("--ig-full", action="store_true",
-                        help="the IG-overlay study's Table 1 students on all 60k training images (needs --ig-teacher)")
+    parser.add_argument(
+        "--tsd-lams",
+        nargs="+",
+        type=float,
+        default=None,
+        help="a subset of the paper's lambda sweep (default: all five)",
+    )
+    parser.add_argument(
+        "--ig-teacher",
+        default=None,
+        help="teacher weights for the IG-overlay study, e.g. the full-60k Fashion-MNIST teacher of "
+        "benchmarks/baselines.py (default: the SubDistill study's 12k teacher)",
+    )
+    parser.add_argument(
+        "--ig-full",
+        action="store_true",
+        help="the IG-overlay study's Table 1 students on all 60k training images (needs --ig-teacher)",
+    )
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
     root = Path(args.root)
     results = Path(args.results or root / "RESULTS.md")
     root.mkdir(parents=True, exist_ok=True)
-    for title, name, data, note, baseline, classes, teacher_from in studies(set(args.only), args.tsd_sets,
-                                                                             args.tsd_lams, args.ig_teacher,
-                                                                             args.ig_full):
+    for title, name, data, note, baseline, classes, teacher_from in studies(
+        set(args.only), args.tsd_sets, args.tsd_lams, args.ig_teacher, args.ig_full
+    ):
         started = time.perf_counter()
         summary = run_seeds(name, data, args.seeds, root, teacher_from)
         text = table(title, summary, args.seeds, note, baseline, classes)

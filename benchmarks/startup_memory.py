@@ -50,9 +50,11 @@ def wall(command: list[str]) -> float:
 
 def peak_rss_mb(command: list[str]) -> float:
     """Peak resident memory of one child process (MB), measured by a wrapper so children do not mix."""
-    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True)
     return int(out.stdout.strip()) / 1024
 
@@ -63,8 +65,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000])
     args = parser.parse_args()
     xdistill = str(Path(sys.executable).with_name("xdistill"))
-    runs = {"import torch": [sys.executable, "-c", "import torch"], "xdistill list": [xdistill, "list"],
-            "xdistill --help": [xdistill, "--help"]}
+    runs = {
+        "import torch": [sys.executable, "-c", "import torch"],
+        "xdistill list": [xdistill, "list"],
+        "xdistill --help": [xdistill, "--help"],
+    }
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, command in runs.items():

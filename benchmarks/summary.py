@@ -62,7 +62,7 @@ def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
         seeds = len(summary["teacher_accuracy"])  # one entry per seed
         ax.set(title=f"{name} ({seeds} seeds)", xlabel=label, ylabel="test accuracy")
         ax.legend(fontsize=7, loc="lower right")
-    for ax in list(axes.flat)[len(summaries):]:
+    for ax in list(axes.flat)[len(summaries) :]:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,22 +86,26 @@ def stage_costs(run: Path) -> dict[str, dict[str, list[float]]]:
 
 
 def cost_table(root: Path, names: list[str]) -> str:
-    lines = ["| study | seeds | wall time, all seeds and stages (min) | student | training s per run | epoch time / reference's |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| study | seeds | wall time, all seeds and stages (min) | student | training s per run | epoch time / reference's |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in names:
         run = root / name
         seeds = sorted(run.glob("seed*/stages.json"))
-        total = sum(float(info.get("seconds", 0.0)) for path in seeds
-                    for info in json.loads(path.read_text()).values())
+        total = sum(float(info.get("seconds", 0.0)) for path in seeds for info in json.loads(path.read_text()).values())
         costs = stage_costs(run)
         reference = STUDIES[name][2]
         ref_epoch = mean_std(costs.get(reference, {}).get("epoch", []))[0]
         for i, (who, entry) in enumerate(costs.items()):
             ratio = mean_std(entry["epoch"])[0] / ref_epoch if who != "teacher" else math.nan
             study = f"{name} | {len(seeds)} | {total / 60:.1f}" if i == 0 else " | | "
-            lines.append(f"| {study} | {who} | {mean_std(entry['seconds'])[0]:.0f} | "
-                         + (f"{ratio:.2f}x" if ratio == ratio else "–") + (" (reference)" if who == reference else "")
-                         + " |")
+            lines.append(
+                f"| {study} | {who} | {mean_std(entry['seconds'])[0]:.0f} | "
+                + (f"{ratio:.2f}x" if ratio == ratio else "–")
+                + (" (reference)" if who == reference else "")
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 

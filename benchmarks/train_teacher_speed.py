@@ -62,12 +62,26 @@ def main() -> None:
 
     def engine() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            train_teacher(model(), train, steps=args.steps, batch_size=args.batch_size, lr=1e-3, warmup=0.0,
-                          schedule="constant", val_fraction=0.0, monitor="train_loss", work_dir=tmp,
-                          progress=False, loggers=(), checkpoint=False)
+            train_teacher(
+                model(),
+                train,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=1e-3,
+                warmup=0.0,
+                schedule="constant",
+                val_fraction=0.0,
+                monitor="train_loss",
+                work_dir=tmp,
+                progress=False,
+                loggers=(),
+                checkpoint=False,
+            )
 
-    runs = {"plain loop": lambda: plain_loop(model(), train, args.steps, args.batch_size, 1e-3, 0),
-            "train_teacher": engine}
+    runs = {
+        "plain loop": lambda: plain_loop(model(), train, args.steps, args.batch_size, 1e-3, 0),
+        "train_teacher": engine,
+    }
     times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():  # warm-up
         run()
@@ -77,8 +91,10 @@ def main() -> None:
             run()
             times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
-    print(f"FCN (w=0.5) on synthetic_series N={args.n_train}, T=150, {args.steps} steps of batch {args.batch_size}, "
-          f"{args.threads} thread(s), median of {args.rounds} interleaved rounds")
+    print(
+        f"FCN (w=0.5) on synthetic_series N={args.n_train}, T=150, {args.steps} steps of batch {args.batch_size}, "
+        f"{args.threads} thread(s), median of {args.rounds} interleaved rounds"
+    )
     print("| call | seconds | ratio |")
     print("|---|---|---|")
     for name, value in median.items():

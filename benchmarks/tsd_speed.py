@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,14 +46,24 @@ def python_copies(x_i, train_x, donors_i, starts_i, window) -> list[torch.Tensor
 def official_style_loss(student, teacher, x, y, train_x, train_y, K, window, tau):
     """CE + the TSD term as the official code computes it: copies built in Python, one call per model on all."""
     donors, starts = sample_perturbations(y, train_y, K, window, x.shape[-1])
-    copies = torch.stack([c for i in range(x.shape[0]) for c in python_copies(x[i], train_x, donors[i], starts[i], window)])
+    copies = torch.stack(
+        [c for i in range(x.shape[0]) for c in python_copies(x[i], train_x, donors[i], starts[i], window)]
+    )
     k = donors.shape[1]
     with torch.no_grad():
         t_clean = teacher(x).repeat_interleave(k, 0)
-        t_s = F.kl_div(F.log_softmax(teacher(copies) / tau, -1), F.softmax(t_clean / tau, -1), reduction="none") * tau**2
+        t_s = (
+            F.kl_div(F.log_softmax(teacher(copies) / tau, -1), F.softmax(t_clean / tau, -1), reduction="none") * tau**2
+        )
     logits = student(x)
-    s_s = F.kl_div(F.log_softmax(student(copies) / tau, -1), F.softmax(logits.repeat_interleave(k, 0) / tau, -1),
-                   reduction="none") * tau**2
+    s_s = (
+        F.kl_div(
+            F.log_softmax(student(copies) / tau, -1),
+            F.softmax(logits.repeat_interleave(k, 0) / tau, -1),
+            reduction="none",
+        )
+        * tau**2
+    )
     return F.cross_entropy(logits, y) + F.smooth_l1_loss(normalize_saliency(s_s), normalize_saliency(t_s))
 
 
@@ -68,8 +78,9 @@ def per_sample_loss(student, teacher, x, y, train_x, train_y, K, window, tau):
         s_ = F.log_softmax(student(batch) / tau, -1)
         teacher_s.append(tau**2 * t[:1].exp() * (t[:1] - t[1:]))
         student_s.append(tau**2 * s_[:1].exp() * (s_[:1] - s_[1:]))
-    return F.cross_entropy(student(x), y) + F.smooth_l1_loss(normalize_saliency(torch.cat(student_s)),
-                                                             normalize_saliency(torch.cat(teacher_s)))
+    return F.cross_entropy(student(x), y) + F.smooth_l1_loss(
+        normalize_saliency(torch.cat(student_s)), normalize_saliency(torch.cat(teacher_s))
+    )
 
 
 def timed(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -88,8 +99,14 @@ def timed(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]
 def pair(model: str, classes: int):
     torch.manual_seed(0)
     if model == "fcn1d":
-        return (build_model("fcn1d", 1, classes, width=0.5).eval(), build_model("fcn1d", 1, classes, width=0.125).train())
-    return (build_model("lstm", 1, classes, hidden=100, layers=3).eval(), build_model("lstm", 1, classes, hidden=32, layers=1).train())
+        return (
+            build_model("fcn1d", 1, classes, width=0.5).eval(),
+            build_model("fcn1d", 1, classes, width=0.125).train(),
+        )
+    return (
+        build_model("lstm", 1, classes, hidden=100, layers=3).eval(),
+        build_model("lstm", 1, classes, hidden=32, layers=1).train(),
+    )
 
 
 def step_figures(model: str, K: int, batch: int, repeats: int) -> dict[str, float]:
@@ -116,6 +133,7 @@ def step_figures(model: str, K: int, batch: int, repeats: int) -> dict[str, floa
             with torch.no_grad():
                 for i in range(0, copies.shape[0], chunk):
                     teacher(copies[i : i + chunk])
+
         return run
 
     def student_rows(chunk: int) -> Callable[[], None]:
@@ -123,25 +141,34 @@ def step_figures(model: str, K: int, batch: int, repeats: int) -> dict[str, floa
             student.zero_grad(set_to_none=True)
             for i in range(0, copies.shape[0], chunk):
                 student(copies[i : i + chunk]).sum().backward()
+
         return run
 
     def loop(loss) -> Callable[[], None]:
         def run() -> None:
             student.zero_grad(set_to_none=True)
             loss(student, teacher, x, y, train.x, train.y, K, window, tau).backward()
+
         return run
 
-    runs: dict[str, Callable[[], None]] = {"library": library, "official_style": loop(official_style_loss),
-                                           "per_sample": loop(per_sample_loss)}
+    runs: dict[str, Callable[[], None]] = {
+        "library": library,
+        "official_style": loop(official_style_loss),
+        "per_sample": loop(per_sample_loss),
+    }
     runs.update({f"teacher_{c}": teacher_rows(c) for c in CHUNKS})
     runs.update({f"student_{c}": student_rows(c) for c in CHUNKS})
     median = timed(runs, repeats)
     teacher_best = min(median[f"teacher_{c}"] for c in CHUNKS)
     student_free = min(median[f"student_{c}"] for c in CHUNKS)
     student_published = median[f"student_{CHUNKS[-1]}"] if has_batch_statistics(student) else student_free
-    return {"library": median["library"], "official_style": median["official_style"],
-            "per_sample": median["per_sample"], "bound": teacher_best + student_published,
-            "free_bound": teacher_best + student_free}
+    return {
+        "library": median["library"],
+        "official_style": median["official_style"],
+        "per_sample": median["per_sample"],
+        "bound": teacher_best + student_published,
+        "free_bound": teacher_best + student_free,
+    }
 
 
 def draw_cost(batch: int, n_train: int, K: int, repeats: int) -> float:
@@ -152,6 +179,7 @@ def draw_cost(batch: int, n_train: int, K: int, repeats: int) -> float:
 
     def run() -> None:
         sample_perturbations(y, train_y, K, 10, 150, uniform=SampleStreams(index, 0, 7, 1))
+
     return timed({"draw": run}, repeats)["draw"]
 
 
@@ -162,16 +190,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"one training step (CE + TSD, loss + backward), GunPoint (T=150), batch {args.batch}, w=10, tau=8; "
-          f"{args.threads} thread(s), median of {args.repeats} interleaved repetitions")
-    print("| pair | K | library (s) | bound (s) | library / bound | official-style / library | per-sample loop / library | library / chunked-student bound |")
+    print(
+        f"one training step (CE + TSD, loss + backward), GunPoint (T=150), batch {args.batch}, w=10, tau=8; "
+        f"{args.threads} thread(s), median of {args.repeats} interleaved repetitions"
+    )
+    print(
+        "| pair | K | library (s) | bound (s) | library / bound | official-style / library | per-sample loop / library | library / chunked-student bound |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for model in ("fcn1d", "lstm"):
         for K in (10, 50):
             f = step_figures(model, K, args.batch, args.repeats)
-            print(f"| {model} | {K} | {f['library']:.3f} | {f['bound']:.3f} | **{f['library'] / f['bound']:.2f}x** | "
-                  f"{f['official_style'] / f['library']:.2f}x | {f['per_sample'] / f['library']:.2f}x | "
-                  f"{f['library'] / f['free_bound']:.2f}x |")
+            print(
+                f"| {model} | {K} | {f['library']:.3f} | {f['bound']:.3f} | **{f['library'] / f['bound']:.2f}x** | "
+                f"{f['official_style'] / f['library']:.2f}x | {f['per_sample'] / f['library']:.2f}x | "
+                f"{f['library'] / f['free_bound']:.2f}x |"
+            )
     print()
     print("one step's keyed per-sample draws (window starts and donors, SplitMix64 streams; T=150, w=10, K=50):")
     print("| batch | training series N | ms per step | µs per sample |")

@@ -45,21 +45,32 @@ def main() -> None:
             config = TrainConfig(protocol="tsd_paper", seed=seed, **({"epochs": args.epochs} if args.epochs else {}))
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
-                result = train_teacher(model, train, config=config, work_dir=tmp, progress=False, loggers=(),
-                                       checkpoint=False)
+                result = train_teacher(
+                    model, train, config=config, work_dir=tmp, progress=False, loggers=(), checkpoint=False
+                )
             m = result.metrics
-            row = {"set": name, "seed": seed, "best_epoch": m.get("best_epoch"), "epochs_run": m.get("epochs_run"),
-                   "train_acc": m["train_acc"], "val_acc": m.get("val_acc"), "val_loss": m.get("val/loss"),
-                   "test_acc": accuracy(predict(model, test.x), test.y), "learns": m["train_acc"] >= 0.9,
-                   "seconds": round(time.perf_counter() - started, 1)}
+            row = {
+                "set": name,
+                "seed": seed,
+                "best_epoch": m.get("best_epoch"),
+                "epochs_run": m.get("epochs_run"),
+                "train_acc": m["train_acc"],
+                "val_acc": m.get("val_acc"),
+                "val_loss": m.get("val/loss"),
+                "test_acc": accuracy(predict(model, test.x), test.y),
+                "learns": m["train_acc"] >= 0.9,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     for name in args.sets:
         mine = [r for r in rows if r["set"] == name]
         chosen = min(mine, key=lambda r: r["val_loss"])
-        print(f"{name}: {sum(r['learns'] for r in mine)}/{len(mine)} seeds learn (train acc >= 0.9); "
-              f"chosen on validation loss: seed {chosen['seed']} (val {chosen['val_acc']:.3f}, "
-              f"test {chosen['test_acc']:.3f})")
+        print(
+            f"{name}: {sum(r['learns'] for r in mine)}/{len(mine)} seeds learn (train acc >= 0.9); "
+            f"chosen on validation loss: seed {chosen['seed']} (val {chosen['val_acc']:.3f}, "
+            f"test {chosen['test_acc']:.3f})"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

@@ -24,8 +24,13 @@ def images(n=48, seed=0):
 
 def tiny_cnn(seed=1):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
-                               torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 2),
+    )
 
 
 def test_splitmix64_is_bit_exact_and_keys_are_stable_numbers():
@@ -53,12 +58,14 @@ def test_random_crop_shifts_each_sample_within_the_padding_and_hflip_flips_about
     assert out.shape == x.shape
     for i in range(4):  # each output is a window of the zero-padded input
         padded = torch.nn.functional.pad(x[i, 0], (2, 2, 2, 2))
-        assert any(torch.equal(out[i, 0], padded[r:r + 6, c:c + 6]) for r in range(5) for c in range(5))
+        assert any(torch.equal(out[i, 0], padded[r : r + 6, c : c + 6]) for r in range(5) for c in range(5))
     flipped = flip(x.repeat(250, 1, 1, 1), SampleStreams(torch.arange(1000), 0, 1))
     share = (flipped[:, 0, 0, 0] != x.repeat(250, 1, 1, 1)[:, 0, 0, 0]).float().mean()
     assert 0.45 < float(share) < 0.55
     series = torch.arange(10.0).reshape(1, 1, 10)
-    shifted = build_augmentations([{"name": "random_crop", "padding": 3}])[0](series, SampleStreams(torch.arange(1), 0, 2))
+    shifted = build_augmentations([{"name": "random_crop", "padding": 3}])[0](
+        series, SampleStreams(torch.arange(1), 0, 2)
+    )
     assert shifted.shape == series.shape
 
 
@@ -77,15 +84,20 @@ def test_augmentation_draws_depend_on_the_sample_and_step_not_on_the_batch_split
     x, index = torch.rand(8, 1, 6, 6), torch.arange(20, 28)
     state = StepState(5, 10, 0)
     whole = flip(crop(x, state.streams(index, 1)), state.streams(index, 2))
-    halves = [flip(crop(x[s], state.streams(index[s], 1)), state.streams(index[s], 2)) for s in (slice(0, 4), slice(4, 8))]
+    halves = [
+        flip(crop(x[s], state.streams(index[s], 1)), state.streams(index[s], 2)) for s in (slice(0, 4), slice(4, 8))
+    ]
     assert torch.equal(whole, torch.cat(halves))
 
 
-@pytest.mark.parametrize("spec, message", [
-    ([{"name": "rotate"}], "unknown augmentation 'rotate'"),
-    ([{"name": "random_crop", "padding": 0}], "padding must be a positive integer"),
-    ([{"name": "hflip", "prob": 0.5}], "unexpected keyword argument 'prob'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ([{"name": "rotate"}], "unknown augmentation 'rotate'"),
+        ([{"name": "random_crop", "padding": 0}], "padding must be a positive integer"),
+        ([{"name": "hflip", "prob": 0.5}], "unexpected keyword argument 'prob'"),
+    ],
+)
 def test_bad_augmentations_are_refused_before_training(spec, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         distill(None, tiny_cnn(), images(), ["ce"], epochs=1, augment=spec, work_dir=tmp_path, **QUIET)
@@ -93,9 +105,21 @@ def test_bad_augmentations_are_refused_before_training(spec, message, tmp_path):
 
 def test_augmented_training_is_reproducible_and_differs_from_a_run_without_it(tmp_path):
     crop_flip = [{"name": "random_crop", "padding": 4}, {"name": "hflip"}]
-    runs = [distill(None, tiny_cnn(), images(), ["ce"], epochs=3, batch_size=16, augment=augment, seed=0,
-                    work_dir=tmp_path / str(i), **QUIET).student.state_dict()
-            for i, augment in enumerate([crop_flip, crop_flip, []])]
+    runs = [
+        distill(
+            None,
+            tiny_cnn(),
+            images(),
+            ["ce"],
+            epochs=3,
+            batch_size=16,
+            augment=augment,
+            seed=0,
+            work_dir=tmp_path / str(i),
+            **QUIET,
+        ).student.state_dict()
+        for i, augment in enumerate([crop_flip, crop_flip, []])
+    ]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert any(not torch.allclose(runs[0][k], runs[2][k]) for k in runs[0])
 
@@ -128,10 +152,12 @@ class PairsDataset(torch.utils.data.Dataset):
 def test_a_map_style_dataset_trains_like_the_same_arrays(tmp_path):
     data = images()
     wrapped = PairsDataset(data)
-    a = distill(None, tiny_cnn(), data, ["ce"], epochs=2, batch_size=16, val_fraction=0.25, work_dir=tmp_path / "a",
-                **QUIET)
-    b = distill(None, tiny_cnn(), wrapped, ["ce"], epochs=2, batch_size=16, val_fraction=0.25,
-                work_dir=tmp_path / "b", **QUIET)
+    a = distill(
+        None, tiny_cnn(), data, ["ce"], epochs=2, batch_size=16, val_fraction=0.25, work_dir=tmp_path / "a", **QUIET
+    )
+    b = distill(
+        None, tiny_cnn(), wrapped, ["ce"], epochs=2, batch_size=16, val_fraction=0.25, work_dir=tmp_path / "b", **QUIET
+    )
     assert wrapped.reads > 2 * 36  # read item by item, every epoch
     sa, sb = a.student.state_dict(), b.student.state_dict()
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)

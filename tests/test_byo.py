@@ -1,10 +1,10 @@
 """Bring your own data and models: file loaders (incl. corrupt files), import-path models, TorchScript teachers, audit."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,22 +24,38 @@ def cli(*args, cwd=None):
 
 # ---- files ---------------------------------------------------------------------------------------------------------
 
+
 def test_npz_series_images_and_clear_errors(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "series.npz"
-    np.savez(path, x_train=rng.normal(size=(10, 30)), y_train=np.arange(10) % 2, x_test=rng.normal(size=(4, 30)),
-             y_test=np.array([0, 1, 1, 0]))
+    np.savez(
+        path,
+        x_train=rng.normal(size=(10, 30)),
+        y_train=np.arange(10) % 2,
+        x_test=rng.normal(size=(4, 30)),
+        y_test=np.array([0, 1, 1, 0]),
+    )
     train, test = load_dataset(f"npz:{path}")
     assert train.input_shape == (1, 30) and test.y.tolist() == [0, 1, 1, 0] and train.class_names == ["0", "1"]
     assert torch.allclose(train.x.mean(-1), torch.zeros(1), atol=1e-5)  # univariate: per-series z-normalised
     multi = tmp_path / "multi.npz"
-    np.savez(multi, x_train=rng.normal(size=(6, 3, 20)) * [[[1.0], [10.0], [100.0]]], y_train=np.arange(6) % 3,
-             x_test=rng.normal(size=(3, 3, 20)), y_test=np.arange(3))
+    np.savez(
+        multi,
+        x_train=rng.normal(size=(6, 3, 20)) * [[[1.0], [10.0], [100.0]]],
+        y_train=np.arange(6) % 3,
+        x_test=rng.normal(size=(3, 3, 20)),
+        y_test=np.arange(3),
+    )
     train, _ = load_dataset(f"npz:{multi}")
     assert train.info["normalize"] == "channel" and train.input_shape == (3, 20)
     images = tmp_path / "images.npz"
-    np.savez(images, x_train=rng.random((8, 1, 6, 6)), y_train=np.arange(8) % 2, x_test=rng.random((2, 1, 6, 6)),
-             y_test=np.array([1, 0]))
+    np.savez(
+        images,
+        x_train=rng.random((8, 1, 6, 6)),
+        y_train=np.arange(8) % 2,
+        x_test=rng.random((2, 1, 6, 6)),
+        y_test=np.array([1, 0]),
+    )
     train, _ = load_dataset(f"npz:{images}")
     assert train.input_shape == (1, 6, 6) and abs(float(train.x.mean())) < 1e-5 and "pixel_mean" in train.info
     gray, _ = load_dataset(f"npz:{images}", kind="image")  # (N, C, H, W) stays, (N, H, W) would gain a channel
@@ -49,11 +65,18 @@ def test_npz_series_images_and_clear_errors(tmp_path):
     np.savez(bad, x_train=rng.normal(size=(4, 5)), y_train=np.arange(4), x_test=rng.normal(size=(2, 5)))
     with pytest.raises(ValueError, match=r"lacks the array\(s\) y_test"):
         load_dataset(f"npz:{bad}")
-    np.savez(bad, x_train=rng.normal(size=(4, 5)), y_train=np.array(["a", "b", "a", "b"]), x_test=rng.normal(size=(2, 5)),
-             y_test=np.array(["a", "b"]))
+    np.savez(
+        bad,
+        x_train=rng.normal(size=(4, 5)),
+        y_train=np.array(["a", "b", "a", "b"]),
+        x_test=rng.normal(size=(2, 5)),
+        y_test=np.array(["a", "b"]),
+    )
     with pytest.raises(ValueError, match="y_train must hold integer class numbers"):
         load_dataset(f"npz:{bad}")
-    np.savez(bad, x_train=rng.normal(size=(4, 5)), y_train=np.arange(3), x_test=rng.normal(size=(2, 5)), y_test=np.arange(2))
+    np.savez(
+        bad, x_train=rng.normal(size=(4, 5)), y_train=np.arange(3), x_test=rng.normal(size=(2, 5)), y_test=np.arange(2)
+    )
     with pytest.raises(ValueError, match="x_train/y_train have 4/3 samples"):
         load_dataset(f"npz:{bad}")
     path.write_bytes(path.read_bytes()[:200])
@@ -84,8 +107,13 @@ def test_ts_and_arff_files_through_aeon(tmp_path):
     (tmp_path / "tiny_TEST.ts").write_text(TS.format(rows="1,2,3:up\n4,3,x,1:down"))
     with pytest.raises(ValueError, match="tiny_TEST.ts could not be read as a .ts file"):
         load_dataset(f"ts:{tmp_path / 'tiny_TRAIN.ts'}")
-    arff = "@relation tiny\n" + "".join(f"@attribute t{i} numeric\n" for i in range(4)) + \
-        "@attribute target {up,down}\n@data\n" + "\n".join(r.replace(":", ",") for r in rows) + "\n"
+    arff = (
+        "@relation tiny\n"
+        + "".join(f"@attribute t{i} numeric\n" for i in range(4))
+        + "@attribute target {up,down}\n@data\n"
+        + "\n".join(r.replace(":", ",") for r in rows)
+        + "\n"
+    )
     (tmp_path / "tiny_TRAIN.arff").write_text(arff)
     (tmp_path / "tiny_TEST.arff").write_text(arff)
     train, _ = load_dataset(f"arff:{tmp_path / 'tiny_TRAIN.arff'}")
@@ -106,7 +134,7 @@ def test_csv_one_series_per_row(tmp_path):
 
 # ---- models ------------------------------------------------------------------------------------------------------
 
-USER_MODULE = textwrap.dedent('''
+USER_MODULE = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -118,15 +146,25 @@ USER_MODULE = textwrap.dedent('''
 
         def forward(self, x):
             return self.head(self.features(x).flatten(1))
-''')
+""")
 
 
 def small_recipe(teacher: dict, student_model: str, student_options: dict) -> dict:
-    return {"name": "byo", "dataset": {"name": "ucr:GunPoint"}, "teacher": teacher,
-            "training": {"steps": 30, "checkpoint_seconds": 0},
-            "students": [{"name": "kd", "model": student_model, "options": student_options, "methods": ["hinton"]}],
-            "evaluation": {"explainer": "saliency", "parts": "window", "part_options": {"size": 10}, "k": 3,
-                           "max_samples": 20, "examples": 0}}
+    return {
+        "name": "byo",
+        "dataset": {"name": "ucr:GunPoint"},
+        "teacher": teacher,
+        "training": {"steps": 30, "checkpoint_seconds": 0},
+        "students": [{"name": "kd", "model": student_model, "options": student_options, "methods": ["hinton"]}],
+        "evaluation": {
+            "explainer": "saliency",
+            "parts": "window",
+            "part_options": {"size": 10},
+            "k": 3,
+            "max_samples": 20,
+            "examples": 0,
+        },
+    }
 
 
 def _write_images(root, split, counts, size=(6, 5), mode="L", seed=0):
@@ -182,10 +220,29 @@ def test_image_folders_per_class_and_clear_errors(tmp_path):
     from xdistill.checkpoint import save_weights
 
     save_weights(build_model("cnn", 1, 2, width=0.25), tmp_path / "cnn.safetensors")
-    done = cli("audit", "--teacher", "cnn", "--teacher-options", '{"width": 0.25}', "--teacher-weights",
-               str(tmp_path / "cnn.safetensors"), "--student", "cnn", "--student-options", '{"width": 0.25}',
-               "--student-weights", str(tmp_path / "cnn.safetensors"), "--data", f"images:{clean}",
-               "--explainer", "saliency", "--parts", "pixel", "--out", str(tmp_path / "audit"))
+    done = cli(
+        "audit",
+        "--teacher",
+        "cnn",
+        "--teacher-options",
+        '{"width": 0.25}',
+        "--teacher-weights",
+        str(tmp_path / "cnn.safetensors"),
+        "--student",
+        "cnn",
+        "--student-options",
+        '{"width": 0.25}',
+        "--student-weights",
+        str(tmp_path / "cnn.safetensors"),
+        "--data",
+        f"images:{clean}",
+        "--explainer",
+        "saliency",
+        "--parts",
+        "pixel",
+        "--out",
+        str(tmp_path / "audit"),
+    )
     assert done.returncode == 0, done.stderr
     audit = json.loads((tmp_path / "audit" / "evaluation" / "student.json").read_text())
     assert audit["agreement"]["mean"] == 1.0 and audit["saliency_spearman"]["mean"] == pytest.approx(1.0, abs=1e-6)
@@ -193,8 +250,9 @@ def test_image_folders_per_class_and_clear_errors(tmp_path):
 
 def test_a_user_module_next_to_the_recipe_is_used_by_import_path(tmp_path):
     (tmp_path / "mynets.py").write_text(USER_MODULE)
-    recipe = small_recipe({"model": "mynets:TinyNet", "options": {"hidden": 16}, "train": {"steps": 30}},
-                          "mynets:TinyNet", {"hidden": 4})
+    recipe = small_recipe(
+        {"model": "mynets:TinyNet", "options": {"hidden": 16}, "train": {"steps": 30}}, "mynets:TinyNet", {"hidden": 4}
+    )
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     done = cli("run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run"), "--quiet", cwd="/")
     assert done.returncode == 0, done.stderr
@@ -219,21 +277,90 @@ def test_relative_files_in_a_recipe_are_found_next_to_it(tmp_path, monkeypatch):
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     monkeypatch.chdir(tmp_path)  # elsewhere: the files are found next to the recipe
     loaded = load_recipe(folder / "recipe.yaml")
-    assert loaded.dataset.name == f"npz:{folder / 'data.npz'}" and loaded.teacher.weights == str(folder / "t.safetensors")
+    assert loaded.dataset.name == f"npz:{folder / 'data.npz'}" and loaded.teacher.weights == str(
+        folder / "t.safetensors"
+    )
     recipe["dataset"] = {"name": "npz:elsewhere.npz"}  # not next to the recipe: left as given (working directory)
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     assert load_recipe(folder / "recipe.yaml").dataset.name == "npz:elsewhere.npz"
 
 
+def export_pt2(model, example, path):
+    """A torch.export program with a dynamic batch dimension, as a user would save one."""
+    batch = torch.export.Dim("batch", min=1)
+    torch.export.save(torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},)), str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
-def scripted_teacher(tmp_path_factory):
+def teacher_files(tmp_path_factory):
+    """The same trained teacher as a torch.export program (.pt2) and as TorchScript (.pt)."""
     train, _ = load_dataset("ucr:GunPoint")
     torch.manual_seed(0)
     teacher = build_model("fcn1d", 1, 2, width=0.25)
     train_classifier(teacher, train, epochs=30, lr=3e-3, batch_size=16)
-    path = tmp_path_factory.mktemp("ts") / "teacher.pt"
-    torch.jit.trace(teacher.eval(), train.x[:2]).save(str(path))
-    return path
+    folder = tmp_path_factory.mktemp("files")
+    torch.jit.trace(teacher.eval(), train.x[:2]).save(str(folder / "teacher.pt"))
+    export_pt2(teacher, train.x[:2], folder / "teacher.pt2")
+    return {"pt2": folder / "teacher.pt2", "torchscript": folder / "teacher.pt", "model": teacher}
+
+
+@pytest.fixture
+def scripted_teacher(teacher_files):
+    return teacher_files["torchscript"]
+
+
+def test_an_exported_pt2_teacher_is_distilled_and_audited_beside_a_pt2_student(tmp_path, teacher_files):
+    from xdistill.checkpoint import load_weights
+    from xdistill.models.user import load_model_file
+
+    train, _ = load_dataset("ucr:GunPoint")
+    exported = load_model_file(teacher_files["pt2"])
+    with torch.no_grad():  # the program computes what the model did, for any batch size
+        assert torch.allclose(exported(train.x[:7]), teacher_files["model"].eval()(train.x[:7]), atol=1e-5)
+    recipe = small_recipe({"file": str(teacher_files["pt2"])}, "fcn1d", {"width": 0.125})
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    done = cli("run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "run" / "report" / "figures.json").read_text())
+    assert figures["teacher"]["model"] == "file:teacher.pt2"
+    kd = json.loads((tmp_path / "run" / "evaluation" / "kd.json").read_text())
+    _, test = load_dataset("ucr:GunPoint")
+    with torch.no_grad():  # the study evaluated the program: the original model's accuracy on the same samples
+        original = teacher_files["model"](test.x).argmax(1).eq(test.y).float().mean().item()
+    assert kd["teacher_accuracy_all"] == pytest.approx(original, abs=1e-6)  # float32 mean vs exact ratio
+    student = load_weights(
+        build_model("fcn1d", 1, 2, width=0.125), tmp_path / "run" / "students" / "kd" / "student.safetensors"
+    )
+    export_pt2(student, train.x[:2], tmp_path / "student.pt2")
+    audit = cli(
+        "audit",
+        "--teacher",
+        str(teacher_files["pt2"]),
+        "--student",
+        str(tmp_path / "student.pt2"),
+        "--data",
+        "ucr:GunPoint",
+        "--explainer",
+        "saliency",
+        "--parts",
+        "window",
+        "--part-options",
+        '{"size": 10}',
+        "--max-samples",
+        "30",
+        "--out",
+        str(tmp_path / "audit"),
+    )
+    assert audit.returncode == 0, audit.stderr
+    audited = json.loads((tmp_path / "audit" / "report" / "figures.json").read_text())["students"][0]
+    assert 0.5 <= audited["agreement"]["mean"] <= 1 and kd["agreement"]["mean"] >= 0.5
+    # a program exported for one batch size only is refused with the fix, not a traceback
+    torch.export.save(torch.export.export(teacher_files["model"].eval(), (train.x[:2],)), str(tmp_path / "static.pt2"))
+    recipe = small_recipe({"file": str(tmp_path / "static.pt2")}, "fcn1d", {"width": 0.125})
+    (tmp_path / "static.yaml").write_text(yaml.safe_dump(recipe))
+    static = cli("run", str(tmp_path / "static.yaml"), "--out", str(tmp_path / "static"), "--quiet")
+    assert static.returncode == 2 and "dynamic batch dimension" in static.stderr, static.stderr
 
 
 def test_a_torchscript_teacher_is_distilled_with_kd_and_audited(tmp_path, scripted_teacher):
@@ -242,24 +369,70 @@ def test_a_torchscript_teacher_is_distilled_with_kd_and_audited(tmp_path, script
     done = cli("run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "run"), "--quiet")
     assert done.returncode == 0, done.stderr
     student_weights = tmp_path / "run" / "students" / "kd" / "student.safetensors"
-    audit = cli("audit", "--teacher", str(scripted_teacher), "--student", "fcn1d", "--student-weights",
-                str(student_weights), "--student-options", '{"width": 0.125}', "--data", "ucr:GunPoint",
-                "--explainer", "saliency", "--parts", "window", "--part-options", '{"size": 10}', "--max-samples", "30",
-                "--out", str(tmp_path / "audit"))
+    audit = cli(
+        "audit",
+        "--teacher",
+        str(scripted_teacher),
+        "--student",
+        "fcn1d",
+        "--student-weights",
+        str(student_weights),
+        "--student-options",
+        '{"width": 0.125}',
+        "--data",
+        "ucr:GunPoint",
+        "--explainer",
+        "saliency",
+        "--parts",
+        "window",
+        "--part-options",
+        '{"size": 10}',
+        "--max-samples",
+        "30",
+        "--out",
+        str(tmp_path / "audit"),
+    )
     assert audit.returncode == 0, audit.stderr
     figures = json.loads((tmp_path / "audit" / "report" / "figures.json").read_text())
-    assert figures["teacher"]["model"] == "torchscript:teacher.pt"
+    assert figures["teacher"]["model"] == "file:teacher.pt"
     assert 0 <= figures["students"][0]["agreement"]["mean"] <= 1
     assert (tmp_path / "audit" / "report" / "report.html").exists()
-    missing = cli("audit", "--teacher", str(scripted_teacher), "--student", "fcn1d", "--data", "ucr:GunPoint",
-                  "--out", str(tmp_path / "a2"))
+    missing = cli(
+        "audit",
+        "--teacher",
+        str(scripted_teacher),
+        "--student",
+        "fcn1d",
+        "--data",
+        "ucr:GunPoint",
+        "--out",
+        str(tmp_path / "a2"),
+    )
     assert missing.returncode == 2 and "--student-weights: give the trained weights" in missing.stderr
 
 
 def test_the_audit_of_a_model_against_itself_is_perfect(tmp_path, scripted_teacher):
-    done = cli("audit", "--teacher", str(scripted_teacher), "--student", str(scripted_teacher), "--data", "ucr:GunPoint",
-               "--explainer", "integrated_gradients", "--explainer-options", '{"n_steps": 8}', "--parts", "window",
-               "--part-options", '{"size": 10}', "--max-samples", "25", "--out", str(tmp_path / "self"))
+    done = cli(
+        "audit",
+        "--teacher",
+        str(scripted_teacher),
+        "--student",
+        str(scripted_teacher),
+        "--data",
+        "ucr:GunPoint",
+        "--explainer",
+        "integrated_gradients",
+        "--explainer-options",
+        '{"n_steps": 8}',
+        "--parts",
+        "window",
+        "--part-options",
+        '{"size": 10}',
+        "--max-samples",
+        "25",
+        "--out",
+        str(tmp_path / "self"),
+    )
     assert done.returncode == 0, done.stderr
     r = json.loads((tmp_path / "self" / "evaluation" / "student.json").read_text())
     for key in ("agreement", "logit_spearman", "saliency_spearman", "topk_iou", "cosine"):

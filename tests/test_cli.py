@@ -13,8 +13,11 @@ def test_help_is_fast_and_imports_no_torch():
     result = run("--help")
     assert result.returncode == 0 and "demo" in result.stdout
     assert time.perf_counter() - start < 5
-    probe = subprocess.run([sys.executable, "-c", "import sys, xdistill.cli; print('torch' in sys.modules)"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, xdistill.cli; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.strip() == "False"
 
 

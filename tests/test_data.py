@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from xdistill.data import (ArrayDataset, encode_labels, load_dataset, pad_series, read_cifar_tarball, read_idx,
-                           safe_unpickle, stratified_split)
+from xdistill.data import (
+    ArrayDataset,
+    encode_labels,
+    load_dataset,
+    pad_series,
+    read_cifar_tarball,
+    read_idx,
+    safe_unpickle,
+    stratified_split,
+)
 from xdistill.registry import UnknownNameError
 
 
@@ -26,7 +34,7 @@ def test_variable_length_set_is_padded_and_lengths_kept():
     lengths = train.info["lengths"]
     assert train.input_shape[0] == 12 and min(lengths) < max(lengths) <= train.input_shape[1]
     short = int(np.argmin(lengths))
-    assert torch.all(train.x[short, :, lengths[short]:] == 0)
+    assert torch.all(train.x[short, :, lengths[short] :] == 0)
     assert test.input_shape == train.input_shape
 
 
@@ -106,13 +114,17 @@ def _cifar_like_tarball(path, kind):
         return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), **labels}, protocol=2)
 
     with tarfile.open(path, "w:gz") as tar:
+
         def add(name, payload):
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
 
         if kind == "cifar10":
-            add("cifar-10-batches-py/batches.meta", pickle.dumps({b"label_names": [b"airplane", b"automobile", b"bird"]}, protocol=2))
+            add(
+                "cifar-10-batches-py/batches.meta",
+                pickle.dumps({b"label_names": [b"airplane", b"automobile", b"bird"]}, protocol=2),
+            )
             for i in (1, 2):
                 add(f"cifar-10-batches-py/data_batch_{i}", batch(4, {b"labels": [0, 1, 2, 1]}))
             add("cifar-10-batches-py/test_batch", batch(3, {b"labels": [2, 2, 0]}))
@@ -145,6 +157,7 @@ def test_cifar_reader_refuses_code_in_pickles():
     class Evil:
         def __reduce__(self):
             import os
+
             return (os.system, ("echo pwned",))
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):

@@ -37,8 +37,13 @@ CASES = "kd:3,ig_overlay:3,rekd:3,ce_defaults:8,ce_kd_tsd_defaults:8,augment_def
 
 def launch(devices: int, out: Path, teacher: Path) -> dict:
     """Every case, one after the other, in one launch of ``devices`` processes (the process group is reused)."""
-    done = subprocess.run([sys.executable, str(SCRIPT), CASES, str(devices), str(out), str(teacher)],
-                          cwd=out.parent, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), CASES, str(devices), str(out), str(teacher)],
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
     return json.loads(lines[0].removeprefix("RESULT"))
@@ -89,8 +94,9 @@ def test_augmented_image_run_on_two_processes_equals_one_process(runs):
     from torch import nn
 
     torch.manual_seed(1)
-    start = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                          nn.Linear(16, 2)).state_dict()
+    start = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 2)
+    ).state_dict()
     assert_same_student(root, "augment_defaults", atol=1e-4, start=start)
 
 
@@ -115,7 +121,9 @@ def test_rekd_on_two_processes_equals_one_process(runs):
     assert one["rekd"]["epochs"] == two["rekd"]["epochs"] == 3
     torch.manual_seed(2)  # the script's initial models
     build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.25})
-    start = build_rationale_model(1, 2, "window", 4, "lstm", {"hidden": 8, "layers": 1}, selector_width=0.5).state_dict()
+    start = build_rationale_model(
+        1, 2, "window", 4, "lstm", {"hidden": 8, "layers": 1}, selector_width=0.5
+    ).state_dict()
     assert_same_student(root, "rekd", start=start)
 
 
@@ -143,9 +151,30 @@ def test_torchrun_runs_a_recipe_end_to_end_on_two_processes(tmp_path):
     students together; rank 0 alone owns the run directory, evaluates and writes the report."""
     recipe = small_recipe(tmp_path, strategy="ddp")
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29517", "-m", "xdistill", "run", str(recipe), "--out", str(out), "--devices", "2",
-                           "--quiet"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "xdistill",
+            "run",
+            str(recipe),
+            "--out",
+            str(out),
+            "--devices",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "report" / "report.html").exists()
     stages = json.loads((out / "stages.json").read_text())
@@ -156,8 +185,15 @@ def test_torchrun_runs_a_recipe_end_to_end_on_two_processes(tmp_path):
 def test_lightnings_own_launcher_trains_a_recipes_teacher_on_two_processes(tmp_path):
     """``xdistill teach RECIPE --devices 2`` without torchrun: Lightning starts the second process itself."""
     recipe, out = small_recipe(tmp_path), tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "xdistill", "teach", str(recipe), "--out", str(out), "--devices", "2",
-                           "--quiet"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "xdistill", "teach", str(recipe), "--out", str(out), "--devices", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Initializing distributed" not in done.stderr and "sync_dist" not in done.stderr  # no chatter
-    assert (out / "teacher" / "teacher.safetensors").exists() and "teacher" in json.loads((out / "stages.json").read_text())
+    assert (out / "teacher" / "teacher.safetensors").exists() and "teacher" in json.loads(
+        (out / "stages.json").read_text()
+    )

@@ -37,8 +37,16 @@ def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, t
     train, test = gunpoint
     config = AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3)
     alone = distill(teacher, student(), train, ["ce"], steps=300, seed=0, work_dir=tmp_path / "ce", **FAST).student
-    tsd = distill(teacher, student(), train, ["ce", {"name": "tsd", "perturbations": 20, "window": 10}], steps=300, seed=0,
-                  work_dir=tmp_path / "tsd", **FAST).student
+    tsd = distill(
+        teacher,
+        student(),
+        train,
+        ["ce", {"name": "tsd", "perturbations": 20, "window": 10}],
+        steps=300,
+        seed=0,
+        work_dir=tmp_path / "tsd",
+        **FAST,
+    ).student
     r_alone = evaluate_pair(teacher, alone, test.x, test.y, config, cost=False)
     r_tsd = evaluate_pair(teacher, tsd, test.x, test.y, config, cost=False)
     assert r_tsd["saliency_spearman"].mean > r_alone["saliency_spearman"].mean + 0.15
@@ -47,14 +55,26 @@ def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, t
 
 
 def test_losses_are_finite_and_decrease(gunpoint, teacher, tmp_path):
-    distill(teacher, student(), gunpoint.train, ["ce", {"name": "tsd", "window": 10, "weight": 2.0}], epochs=12, seed=0,
-                     work_dir=tmp_path, batch_size=16, lr=3e-3, progress=False, loggers=("csv",))
+    distill(
+        teacher,
+        student(),
+        gunpoint.train,
+        ["ce", {"name": "tsd", "window": 10, "weight": 2.0}],
+        epochs=12,
+        seed=0,
+        work_dir=tmp_path,
+        batch_size=16,
+        lr=3e-3,
+        progress=False,
+        loggers=("csv",),
+    )
     rows = list(csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))))
     epochs = [r for r in rows if r.get("train/loss")]
     for row in epochs:  # each term logged raw and weighted; the loss is their weighted sum
         assert float(row["train/tsd_weighted"]) == pytest.approx(2.0 * float(row["train/tsd"]), rel=1e-6)
-        assert float(row["train/loss"]) == pytest.approx(float(row["train/ce"]) + float(row["train/tsd_weighted"]),
-                                                         rel=1e-6)
+        assert float(row["train/loss"]) == pytest.approx(
+            float(row["train/ce"]) + float(row["train/tsd_weighted"]), rel=1e-6
+        )
     for term in ("train/loss", "train/ce", "train/tsd"):
         values = [float(r[term]) for r in epochs]
         assert all(torch.isfinite(torch.tensor(values))), term
@@ -77,35 +97,83 @@ def test_checkpoint_is_safetensors_without_teacher_and_resume_continues(gunpoint
 
 
 def test_teacher_logit_cache_is_used_only_for_deterministic_transforms(gunpoint, teacher, tmp_path):
-    kd = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "a", checkpoint=False, **FAST)
+    kd = distill(
+        teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "a", checkpoint=False, **FAST
+    )
     assert kd.used_logit_cache
-    no_cache = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "b",
-                       checkpoint=False, teacher_logit_cache=False, **FAST)
+    no_cache = distill(
+        teacher,
+        student(),
+        gunpoint.train,
+        ["hinton"],
+        epochs=1,
+        work_dir=tmp_path / "b",
+        checkpoint=False,
+        teacher_logit_cache=False,
+        **FAST,
+    )
     assert not no_cache.used_logit_cache
     # cached and uncached runs train the same student (same seed, same teacher outputs)
     assert torch.allclose(predict(kd.student, gunpoint.test.x), predict(no_cache.student, gunpoint.test.x), atol=1e-4)
-    overlay = distill(teacher, student(), gunpoint.train, [{"name": "kd_ig", "n_steps": 4}], epochs=1,
-                      work_dir=tmp_path / "c", checkpoint=False, **FAST)
+    overlay = distill(
+        teacher,
+        student(),
+        gunpoint.train,
+        [{"name": "kd_ig", "n_steps": 4}],
+        epochs=1,
+        work_dir=tmp_path / "c",
+        checkpoint=False,
+        **FAST,
+    )
     assert not overlay.used_logit_cache
-    augmented = distill(teacher, student(), gunpoint.train, ["hinton"], epochs=1, work_dir=tmp_path / "d",
-                        checkpoint=False, augment=[{"name": "jitter", "sigma": 0.05}], **FAST)
+    augmented = distill(
+        teacher,
+        student(),
+        gunpoint.train,
+        ["hinton"],
+        epochs=1,
+        work_dir=tmp_path / "d",
+        checkpoint=False,
+        augment=[{"name": "jitter", "sigma": 0.05}],
+        **FAST,
+    )
     assert not augmented.used_logit_cache  # the input changes every epoch
 
 
 def test_feature_methods_train(gunpoint, teacher, tmp_path):
-    for method in ({"name": "fitnets", "layers": {"features.1": "features.1"}},
-                   {"name": "attention_transfer", "layers": [["features.2", "features.2"]]}):
-        result = distill(teacher, student(), gunpoint.train, ["hinton", method], epochs=2, work_dir=tmp_path / method["name"],
-                         checkpoint=False, **FAST)
+    for method in (
+        {"name": "fitnets", "layers": {"features.1": "features.1"}},
+        {"name": "attention_transfer", "layers": [["features.2", "features.2"]]},
+    ):
+        result = distill(
+            teacher,
+            student(),
+            gunpoint.train,
+            ["hinton", method],
+            epochs=2,
+            work_dir=tmp_path / method["name"],
+            checkpoint=False,
+            **FAST,
+        )
         assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
         assert method["name"] in result.metrics.__repr__()
 
 
 def test_terms_compose_kd_and_tsd_with_weights(gunpoint, teacher, tmp_path):
-    result = distill(teacher, student(), gunpoint.train,
-                     ["ce", {"name": "kd", "weight": 0.5, "temperature": 4},
-                      {"name": "tsd", "weight": 1, "perturbations": 5, "window": 10}],
-                     epochs=2, work_dir=tmp_path, checkpoint=False, **FAST)
+    result = distill(
+        teacher,
+        student(),
+        gunpoint.train,
+        [
+            "ce",
+            {"name": "kd", "weight": 0.5, "temperature": 4},
+            {"name": "tsd", "weight": 1, "perturbations": 5, "window": 10},
+        ],
+        epochs=2,
+        work_dir=tmp_path,
+        checkpoint=False,
+        **FAST,
+    )
     m = result.metrics
     assert {"train/ce", "train/kd", "train/tsd"} <= set(m)
     assert m["train/kd_weighted"] == pytest.approx(0.5 * m["train/kd"])
@@ -114,8 +182,16 @@ def test_terms_compose_kd_and_tsd_with_weights(gunpoint, teacher, tmp_path):
 
 def test_a_zero_weight_term_trains_exactly_as_without_it(gunpoint, teacher, tmp_path):
     a = distill(teacher, student(), gunpoint.train, ["ce"], epochs=2, work_dir=tmp_path / "a", checkpoint=False, **FAST)
-    b = distill(teacher, student(), gunpoint.train, ["ce", {"name": "kd", "weight": 0}], epochs=2,
-                work_dir=tmp_path / "b", checkpoint=False, **FAST)
+    b = distill(
+        teacher,
+        student(),
+        gunpoint.train,
+        ["ce", {"name": "kd", "weight": 0}],
+        epochs=2,
+        work_dir=tmp_path / "b",
+        checkpoint=False,
+        **FAST,
+    )
     for (name, x), y in zip(a.student.state_dict().items(), b.student.state_dict().values()):
         assert torch.equal(x, y), name
 
@@ -139,8 +215,16 @@ def test_a_student_handed_over_in_eval_mode_still_trains(gunpoint, tmp_path):
 
 def test_models_are_handed_back_without_hooks_and_with_grad_flags(gunpoint, teacher, tmp_path):
     s = student()
-    distill(teacher, s, gunpoint.train, ["hinton", {"name": "fitnets", "layers": {"features.1": "features.1"}}], epochs=1,
-            work_dir=tmp_path, checkpoint=False, **FAST)
+    distill(
+        teacher,
+        s,
+        gunpoint.train,
+        ["hinton", {"name": "fitnets", "layers": {"features.1": "features.1"}}],
+        epochs=1,
+        work_dir=tmp_path,
+        checkpoint=False,
+        **FAST,
+    )
     assert not any(m._forward_hooks for m in s.modules()) and not any(m._forward_hooks for m in teacher.modules())
     assert all(p.requires_grad for p in teacher.parameters())
 
@@ -156,8 +240,9 @@ class Spy(Term):
         self.seen = []
 
     def loss(self, step):
-        self.seen.append((step.batch.x.detach().clone(), step.batch.index.clone(), step.teacher_clean_logits,
-                          step.teacher_logits))
+        self.seen.append(
+            (step.batch.x.detach().clone(), step.batch.index.clone(), step.teacher_clean_logits, step.teacher_logits)
+        )
         return step.student_logits.sum() * 0.0
 
 
@@ -167,8 +252,9 @@ def test_kd_ig_targets_the_teacher_on_the_clean_image_computed_once(gunpoint, te
     spy = Spy()
     terms = build_terms([{"name": "kd_ig", "p": 1.0, "n_steps": 4}]) + [spy]
     assert [t.name for t in terms] == ["ce", "kd", "ig_overlay", "spy"] and terms[1].needs_clean_teacher_logits
-    result = distill(teacher, student(), gunpoint.train, terms, epochs=1, val_fraction=0, work_dir=tmp_path,
-                     checkpoint=False, **FAST)
+    result = distill(
+        teacher, student(), gunpoint.train, terms, epochs=1, val_fraction=0, work_dir=tmp_path, checkpoint=False, **FAST
+    )
     assert not result.used_logit_cache  # the input changes (the overlay), so no cache for transformed inputs
     x, index, clean, _ = spy.seen[0]
     with torch.no_grad():
@@ -177,16 +263,18 @@ def test_kd_ig_targets_the_teacher_on_the_clean_image_computed_once(gunpoint, te
     assert not torch.allclose(x, gunpoint.train.x[index])  # while the student saw overlaid images (p = 1)
     kd = terms[1]
     expected = soft_kl(torch.zeros_like(clean), clean, 2.5)
-    step = Step(Batch(x, gunpoint.train.y[index], index), None, None, torch.zeros_like(clean), None,
-                teacher_clean_logits=clean)
+    step = Step(
+        Batch(x, gunpoint.train.y[index], index), None, None, torch.zeros_like(clean), None, teacher_clean_logits=clean
+    )
     assert kd.loss(step).item() == pytest.approx(expected.item())
 
 
 def test_learnable_parts_of_terms_are_reported_and_train(gunpoint, teacher, tmp_path):
     fitnets = term_from_spec({"name": "fitnets", "layers": {"features.1": "features.1"}})
     assert fitnets.extra_parameters() == []  # built in prepare, from the feature shapes
-    result = distill(teacher, student(), gunpoint.train, ["hinton", fitnets], epochs=1, work_dir=tmp_path,
-                     checkpoint=False, **FAST)
+    result = distill(
+        teacher, student(), gunpoint.train, ["hinton", fitnets], epochs=1, work_dir=tmp_path, checkpoint=False, **FAST
+    )
     extra = fitnets.extra_parameters()
     assert extra and result.extra_parameters == sum(p.numel() for p in extra)
 
@@ -194,6 +282,7 @@ def test_learnable_parts_of_terms_are_reported_and_train(gunpoint, teacher, tmp_
 def test_every_epoch_draws_a_new_order_of_the_whole_training_set(gunpoint, tmp_path):
     """Lightning reaches the order through ``batch_sampler.sampler.set_epoch``; a batch sampler that kept its
     own epoch counter was never told the epoch and repeated the first order every epoch."""
+
     class Orders(Term):
         name, fits_outputs, needs_teacher = "orders", False, False
 
@@ -206,9 +295,18 @@ def test_every_epoch_draws_a_new_order_of_the_whole_training_set(gunpoint, tmp_p
             return step.student_logits.sum() * 0.0
 
     spy = Orders()
-    distill(None, student(), gunpoint.train, ["ce", spy], epochs=3, val_fraction=0, work_dir=tmp_path,
-            checkpoint=False, **FAST)
+    distill(
+        None,
+        student(),
+        gunpoint.train,
+        ["ce", spy],
+        epochs=3,
+        val_fraction=0,
+        work_dir=tmp_path,
+        checkpoint=False,
+        **FAST,
+    )
     per_epoch = len(spy.seen) // 3
-    epochs = [sum(spy.seen[i * per_epoch:(i + 1) * per_epoch], []) for i in range(3)]
+    epochs = [sum(spy.seen[i * per_epoch : (i + 1) * per_epoch], []) for i in range(3)]
     assert all(sorted(e) == list(range(len(gunpoint.train))) for e in epochs)  # each sample once per epoch
     assert epochs[0] != epochs[1] != epochs[2]

@@ -6,8 +6,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from xdistill.hooks import FeatureHooks
-from xdistill.methods import (PRESETS, TERMS, AttentionTransfer, Batch, FitNets, KnowledgeDistillation, PrepareContext,
-                              Step, build_method, build_terms, gradient_saliency, occlusion_saliency, overlay)
+from xdistill.methods import (
+    PRESETS,
+    TERMS,
+    AttentionTransfer,
+    Batch,
+    FitNets,
+    KnowledgeDistillation,
+    PrepareContext,
+    Step,
+    build_method,
+    build_terms,
+    gradient_saliency,
+    occlusion_saliency,
+    overlay,
+)
 from xdistill.methods.tsd import DISTANCES
 from xdistill.models import build_model
 from xdistill.registry import UnknownNameError
@@ -19,8 +32,18 @@ def make_step(student_logits, teacher_logits, y):
 
 
 def test_registry_has_every_term_and_preset():
-    assert {"ce", "kd", "ig_overlay", "tsd", "fitnets", "attention_transfer", "subdistill", "rationale_selection",
-            "rationale_kl", "rationale_prediction_kl"} <= set(TERMS.names())
+    assert {
+        "ce",
+        "kd",
+        "ig_overlay",
+        "tsd",
+        "fitnets",
+        "attention_transfer",
+        "subdistill",
+        "rationale_selection",
+        "rationale_kl",
+        "rationale_prediction_kl",
+    } <= set(TERMS.names())
     assert {"hinton", "kd_ig", "tsd_published", "subdistill_published", "rationale", "rekd"} <= set(PRESETS.names())
     with pytest.raises(UnknownNameError, match="tsd"):
         build_method("tsdd")
@@ -46,14 +69,17 @@ def test_hinton_preset_is_the_weighted_sum_of_ce_and_kd():
         build_terms([{"name": "hinton", "alpha": 1.5}])
 
 
-@pytest.mark.parametrize("spec, hint", [
-    ({"name": "kd", "alpha": 0.5}, "hinton"),
-    ({"name": "kd", "preset": "ig_overlay"}, "kd_ig"),
-    ({"name": "tsd", "lam": 1.0}, "weight"),
-    ({"name": "ig_overlay", "alpha": 0.0}, "kd_ig"),
-    ({"name": "attention_transfer", "layers": {"a": "b"}, "beta": 100}, "weight"),
-    ({"name": "subdistill", "layers": {"a": "b"}, "layer_weight": 100}, "weight"),
-])
+@pytest.mark.parametrize(
+    "spec, hint",
+    [
+        ({"name": "kd", "alpha": 0.5}, "hinton"),
+        ({"name": "kd", "preset": "ig_overlay"}, "kd_ig"),
+        ({"name": "tsd", "lam": 1.0}, "weight"),
+        ({"name": "ig_overlay", "alpha": 0.0}, "kd_ig"),
+        ({"name": "attention_transfer", "layers": {"a": "b"}, "beta": 100}, "weight"),
+        ({"name": "subdistill", "layers": {"a": "b"}, "layer_weight": 100}, "weight"),
+    ],
+)
 def test_old_spellings_are_refused_with_a_hint(spec, hint):
     with pytest.raises(ValueError, match=f"is gone;.*{hint}"):
         build_terms(["ce", spec])
@@ -153,7 +179,9 @@ def test_fitnets_builds_regressors_and_reaches_zero_when_matching():
     x = torch.randn(8, 1, 16)
     with FeatureHooks(student, ["features.1"]) as sh, FeatureHooks(teacher, ["features.1"]) as th:
         student(x), teacher(x)
-        step = Step(Batch(x, torch.zeros(8).long(), torch.arange(8)), student, teacher, None, None, sh.features, th.features)
+        step = Step(
+            Batch(x, torch.zeros(8).long(), torch.arange(8)), student, teacher, None, None, sh.features, th.features
+        )
         loss = method.loss(step)
     manual = F.mse_loss(method.regressors[0](sh.features["features.1"]), th.features["features.1"])
     assert loss.item() == pytest.approx(manual.item())
@@ -163,12 +191,28 @@ def test_attention_transfer_by_hand_and_spatial_mismatch():
     method = AttentionTransfer({"s": "t"})
     fs = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # attention (1, 0, 0, 0)
     ft = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])  # attention (0, 1, 0, 0)
-    step = Step(Batch(fs, torch.zeros(1).long(), torch.arange(1)), nn.Identity(), nn.Identity(), None, None, {"s": fs}, {"t": ft})
+    step = Step(
+        Batch(fs, torch.zeros(1).long(), torch.arange(1)),
+        nn.Identity(),
+        nn.Identity(),
+        None,
+        None,
+        {"s": fs},
+        {"t": ft},
+    )
     # 1/2 * mean((e1 - e2)^2) = 1/2 * 2/4
     assert method.loss(step).item() == pytest.approx(0.25)
     big = torch.rand(2, 3, 8, 8)
     small = torch.rand(2, 5, 4, 4)
-    step = Step(Batch(big, torch.zeros(2).long(), torch.arange(2)), nn.Identity(), nn.Identity(), None, None, {"s": big}, {"t": small})
+    step = Step(
+        Batch(big, torch.zeros(2).long(), torch.arange(2)),
+        nn.Identity(),
+        nn.Identity(),
+        None,
+        None,
+        {"s": big},
+        {"t": small},
+    )
     assert torch.isfinite(method.loss(step))
 
 

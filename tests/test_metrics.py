@@ -90,8 +90,9 @@ def test_evaluate_pair_different_models_report_cost(conv_net, series):
     other = smooth_conv_net()
     for p in other.parameters():
         nn.init.normal_(p, std=0.5)
-    result = M.evaluate_pair(conv_net, other, series, torch.zeros(4, dtype=torch.long),
-                             M.AlignmentConfig(explainer="saliency", k=3))
+    result = M.evaluate_pair(
+        conv_net, other, series, torch.zeros(4, dtype=torch.long), M.AlignmentConfig(explainer="saliency", k=3)
+    )
     assert result["saliency_spearman"].mean < 0.99
     assert result["compression"] == pytest.approx(1.0)
     assert result["speedup_b64"] > 0

@@ -37,7 +37,9 @@ def test_small_cnn_runs_on_8x8_and_28x28():
     "name,expected",
     [
         # published counts for CIFAR-10: He et al.'s option-A ResNets as in akamaster/pytorch_resnet_cifar10
-        ("resnet20", 269_722), ("resnet32", 464_154), ("resnet56", 853_018),
+        ("resnet20", 269_722),
+        ("resnet32", 464_154),
+        ("resnet56", 853_018),
         # kuangliu/pytorch-cifar ResNet18
         ("resnet18", 11_173_962),
         # kuangliu's MobileNetV2 has 2,296,922: it adds 1x1 projection shortcuts (59,152) and an expand

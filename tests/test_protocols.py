@@ -79,8 +79,9 @@ def test_the_tsd_schedule_steps_every_batch_as_the_official_code():
 @pytest.mark.parametrize("name", ["tsd_paper", "kdig_paper", "subdistill_paper", "rekd_paper"])
 def test_each_protocols_objectives_build(name):
     for objective in PROTOCOLS.get(name).objectives.values():
-        specs = [dict(s, layers={"a": "b"}) if isinstance(s, dict) and s.get("layers") == "<pairs>" else s
-                 for s in objective]
+        specs = [
+            dict(s, layers={"a": "b"}) if isinstance(s, dict) and s.get("layers") == "<pairs>" else s for s in objective
+        ]
         assert build_terms(specs)
 
 

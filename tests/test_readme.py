@@ -14,8 +14,9 @@ def test_the_your_own_data_example_runs(tmp_path):
     script = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     bin_dir = str(Path(sys.executable).parent)  # the venv's python and xdistill
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "runs" / "my-study" / "report" / "report.html").exists()
     assert (tmp_path / "runs" / "my-audit" / "report" / "report.md").exists()

@@ -29,9 +29,18 @@ def test_every_shipped_recipe_validates(path):
     [
         (lambda d: d.update(studnets=[]), r"^studnets: unknown key"),
         (lambda d: d["teacher"].update(model="resnet99"), r"^teacher.model: unknown model 'resnet99'; known: .*fcn1d"),
-        (lambda d: d["students"][2]["methods"][1].update(name="tsdd"), r"^students\[2\].methods\[1\]: unknown term 'tsdd'"),
-        (lambda d: d["students"][2]["methods"][1].update(windw=3), r"^students\[2\].methods\[1\]: unknown tsd option 'windw'; accepted: perturbations, window"),
-        (lambda d: d["students"][2]["methods"][1].update(window=0), r"^students\[2\].methods\[1\]: window must be >= 1"),
+        (
+            lambda d: d["students"][2]["methods"][1].update(name="tsdd"),
+            r"^students\[2\].methods\[1\]: unknown term 'tsdd'",
+        ),
+        (
+            lambda d: d["students"][2]["methods"][1].update(windw=3),
+            r"^students\[2\].methods\[1\]: unknown tsd option 'windw'; accepted: perturbations, window",
+        ),
+        (
+            lambda d: d["students"][2]["methods"][1].update(window=0),
+            r"^students\[2\].methods\[1\]: window must be >= 1",
+        ),
         (lambda d: d["training"].update(epochs="many"), r"^training.epochs: Input should be a valid integer"),
         (lambda d: d["training"].update(epochs=0), r"^training.epochs: Input should be greater than or equal to 1"),
         (lambda d: d["dataset"].update(name="imagenet"), r"^dataset.name: unknown dataset 'imagenet'"),
@@ -54,7 +63,9 @@ def test_sweep_expands_into_one_student_per_value():
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "xdistill", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "xdistill", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_cli_reports_recipe_errors_in_one_line_with_exit_2(tmp_path):
@@ -62,8 +73,9 @@ def test_cli_reports_recipe_errors_in_one_line_with_exit_2(tmp_path):
     path.write_text(yaml.safe_dump(broken(lambda d: d["students"][0].update(model="nope"))))
     result = _cli("run", str(path), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == ["xdistill: error: students[0].model: unknown model 'nope'; known: "
-                                                   + result.stderr.split("known: ")[1].strip()]
+    assert result.stderr.strip().splitlines() == [
+        "xdistill: error: students[0].model: unknown model 'nope'; known: " + result.stderr.split("known: ")[1].strip()
+    ]
     path.write_text("name: [unclosed")
     result = _cli("run", str(path))
     assert result.returncode == 2 and "not valid YAML" in result.stderr
@@ -75,7 +87,9 @@ def test_shape_and_class_mismatches_are_clear(tmp_path):
     path = tmp_path / "shape.yaml"
     path.write_text(yaml.safe_dump(broken(lambda d: d["students"][0].update(model="resnet20"))))
     result = _cli("run", str(path), "--out", str(tmp_path / "a"), "--quiet")
-    assert result.returncode == 2 and "students[0]: model 'resnet20' cannot take inputs shaped (1, 150)" in result.stderr
+    assert (
+        result.returncode == 2 and "students[0]: model 'resnet20' cannot take inputs shaped (1, 150)" in result.stderr
+    )
     # teacher weights for another number of classes
     from xdistill.checkpoint import save_weights
     from xdistill.models import build_model
@@ -84,4 +98,6 @@ def test_shape_and_class_mismatches_are_clear(tmp_path):
     save_weights(build_model("fcn1d", 1, 5, width=0.5), weights)
     path.write_text(yaml.safe_dump(broken(lambda d: d["teacher"].update(weights=str(weights)))))
     result = _cli("run", str(path), "--out", str(tmp_path / "b"), "--quiet")
-    assert result.returncode == 2 and "teacher.weights:" in result.stderr and "does not fit model 'fcn1d'" in result.stderr
+    assert (
+        result.returncode == 2 and "teacher.weights:" in result.stderr and "does not fit model 'fcn1d'" in result.stderr
+    )

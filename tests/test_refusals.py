@@ -47,30 +47,52 @@ def changed(change):
 FITNETS = {"name": "fitnets", "layers": {"nope.1": "features.1"}}
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["evaluation"].update(explainer_options={"windw": 5}),
-     r"^evaluation.explainer_options: unknown option 'windw'; accepted: .*window"),
-    (lambda d: d["evaluation"].update(part_options={"sise": 5}),
-     r"^evaluation.part_options: unknown option 'sise'; accepted: size"),
-    (lambda d: d["evaluation"].update(explainer_options={"window": "five"}),
-     r"^evaluation.explainer_options: option 'window': 'five' is not a valid int"),
-    (lambda d: d["evaluation"].update(k=500), r"^evaluation.k: 500 is more than the 15 window parts"),
-    (lambda d: d["students"][1].update(methods=["hinton", FITNETS]),
-     r"^students\[1\].methods: fitnets: student layer: no module at path 'nope.1'"),
-    (lambda d: d["students"][2]["methods"][1].update(window=500),
-     r"^students\[2\].methods: tsd: window 500 must be shorter than the series \(150 steps\)"),
-    (lambda d: d.update(precision="bf17"), r"^precision: .*unknown precision 'bf17'"),
-    (lambda d: d["students"][2]["methods"][1].update(perturbations="many"),
-     r"^students\[2\].methods\[1\]: tsd option 'perturbations': 'many' is not a valid int"),
-    (lambda d: d.update(training={"steps": 40, "epochs": 3}), r"^training: .*give either steps \(40\) or epochs \(3\)"),
-    (lambda d: d.update(training={"steps": 5, "patience": 5, "monitor": "val_loss"}),
-     r"^students\[0\].train: patience needs a validation split"),  # only once the series defaults apply
-    (lambda d: d["students"][0].update(train={"augment": [{"name": "rotate"}]}),
-     r"^students\[0\].train: .*unknown augmentation 'rotate'"),
-    (lambda d: d["dataset"].update(name="ucr:NoSuchSet"), r"^dataset.name: "),
-    (lambda d: d["teacher"].update(options={"widht": 0.5}), r"^teacher.options: "),
-    (lambda d: d["teacher"].update(weights="missing.safetensors"), r"^teacher.weights: "),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["evaluation"].update(explainer_options={"windw": 5}),
+            r"^evaluation.explainer_options: unknown option 'windw'; accepted: .*window",
+        ),
+        (
+            lambda d: d["evaluation"].update(part_options={"sise": 5}),
+            r"^evaluation.part_options: unknown option 'sise'; accepted: size",
+        ),
+        (
+            lambda d: d["evaluation"].update(explainer_options={"window": "five"}),
+            r"^evaluation.explainer_options: option 'window': 'five' is not a valid int",
+        ),
+        (lambda d: d["evaluation"].update(k=500), r"^evaluation.k: 500 is more than the 15 window parts"),
+        (
+            lambda d: d["students"][1].update(methods=["hinton", FITNETS]),
+            r"^students\[1\].methods: fitnets: student layer: no module at path 'nope.1'",
+        ),
+        (
+            lambda d: d["students"][2]["methods"][1].update(window=500),
+            r"^students\[2\].methods: tsd: window 500 must be shorter than the series \(150 steps\)",
+        ),
+        (lambda d: d.update(precision="bf17"), r"^precision: .*unknown precision 'bf17'"),
+        (
+            lambda d: d["students"][2]["methods"][1].update(perturbations="many"),
+            r"^students\[2\].methods\[1\]: tsd option 'perturbations': 'many' is not a valid int",
+        ),
+        (
+            lambda d: d.update(training={"steps": 40, "epochs": 3}),
+            r"^training: .*give either steps \(40\) or epochs \(3\)",
+        ),
+        (
+            lambda d: d.update(training={"steps": 5, "patience": 5, "monitor": "val_loss"}),
+            r"^students\[0\].train: patience needs a validation split",
+        ),  # only once the series defaults apply
+        (
+            lambda d: d["students"][0].update(train={"augment": [{"name": "rotate"}]}),
+            r"^students\[0\].train: .*unknown augmentation 'rotate'",
+        ),
+        (lambda d: d["dataset"].update(name="ucr:NoSuchSet"), r"^dataset.name: "),
+        (lambda d: d["teacher"].update(options={"widht": 0.5}), r"^teacher.options: "),
+        (lambda d: d["teacher"].update(weights="missing.safetensors"), r"^teacher.weights: "),
+    ],
+)
 def test_each_mistake_is_refused_before_work_with_one_line_and_nothing_left(tmp_path, change, message):
     started = time.perf_counter()
     code, stderr, out = run_recipe(tmp_path, changed(change))
@@ -138,23 +160,47 @@ def written(path: Path, content: bytes) -> Path:
 
 def series_npz(path: Path, **overrides) -> Path:
     rng = np.random.default_rng(0)
-    arrays = dict(x_train=rng.normal(size=(6, 12)), y_train=np.arange(6) % 2, x_test=rng.normal(size=(4, 12)),
-                  y_test=np.arange(4) % 2)
+    arrays = dict(
+        x_train=rng.normal(size=(6, 12)),
+        y_train=np.arange(6) % 2,
+        x_test=rng.normal(size=(4, 12)),
+        y_test=np.arange(4) % 2,
+    )
     arrays.update(overrides)
     np.savez(path, **arrays)
     return path
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: f"csv:{write_csv(d / 'a_TRAIN.csv', ['a,1,2,,4', 'b,1,2,3,4'])}", r"a_TRAIN.csv line 2, column 't2': an empty cell inside the series"),
-    (lambda d: f"csv:{write_csv(d / 'b_TRAIN.csv', ['a,1,2,3,4,5', 'b,1,2,3,4'])}", r"b_TRAIN.csv line 2: 6 cells but the header names 5 columns"),
-    (lambda d: f"npz:{series_npz(d / 'e.npz', x_train=np.zeros((0, 12)), y_train=np.zeros(0, int))}", r"x_train holds no samples|x_train/y_train"),
-    (lambda d: f"ts:{written(d / 'z_TRAIN.ts', b'')}", r"z_TRAIN.ts is empty \(0 bytes\)"),
-    (lambda d: f"npz:{(d / 'folder.npz').mkdir() or d / 'folder.npz'}", r"folder.npz is a directory"),
-    (lambda d: f"npz:{written(d / 'r.npz', np.random.default_rng(0).bytes(300))}", r"r.npz is not an .npz archive"),
-    (lambda d: f"npz:{series_npz(d / 'one.npz', y_train=np.zeros(6, int), y_test=np.zeros(4, int))}", r"the training data has 1 class; distillation needs at least 2"),
-    (lambda d: f"npz:{series_npz(d / 'nan.npz', x_test=np.where(np.arange(48).reshape(4, 12) == 30, np.nan, 0.0))}", r"1 test sample\(s\) hold NaN or infinite values \(first: test sample 2\)"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda d: f"csv:{write_csv(d / 'a_TRAIN.csv', ['a,1,2,,4', 'b,1,2,3,4'])}",
+            r"a_TRAIN.csv line 2, column 't2': an empty cell inside the series",
+        ),
+        (
+            lambda d: f"csv:{write_csv(d / 'b_TRAIN.csv', ['a,1,2,3,4,5', 'b,1,2,3,4'])}",
+            r"b_TRAIN.csv line 2: 6 cells but the header names 5 columns",
+        ),
+        (
+            lambda d: f"npz:{series_npz(d / 'e.npz', x_train=np.zeros((0, 12)), y_train=np.zeros(0, int))}",
+            r"x_train holds no samples|x_train/y_train",
+        ),
+        (lambda d: f"ts:{written(d / 'z_TRAIN.ts', b'')}", r"z_TRAIN.ts is empty \(0 bytes\)"),
+        (lambda d: f"npz:{(d / 'folder.npz').mkdir() or d / 'folder.npz'}", r"folder.npz is a directory"),
+        (lambda d: f"npz:{written(d / 'r.npz', np.random.default_rng(0).bytes(300))}", r"r.npz is not an .npz archive"),
+        (
+            lambda d: f"npz:{series_npz(d / 'one.npz', y_train=np.zeros(6, int), y_test=np.zeros(4, int))}",
+            r"the training data has 1 class; distillation needs at least 2",
+        ),
+        (
+            lambda d: (
+                f"npz:{series_npz(d / 'nan.npz', x_test=np.where(np.arange(48).reshape(4, 12) == 30, np.nan, 0.0))}"
+            ),
+            r"1 test sample\(s\) hold NaN or infinite values \(first: test sample 2\)",
+        ),
+    ],
+)
 def test_data_files_that_cannot_be_read_faithfully_are_refused_naming_the_file(tmp_path, make, message):
     import re
     import warnings
@@ -162,7 +208,9 @@ def test_data_files_that_cannot_be_read_faithfully_are_refused_naming_the_file(t
     spec = make(tmp_path)
     data = changed(lambda d: d.update(dataset={"name": spec}))
     if spec.startswith("csv:"):
-        (tmp_path / Path(spec[4:]).name.replace("TRAIN", "TEST")).write_text("label,t0,t1,t2,t3\na,1,2,3,4\nb,1,2,3,4\n")
+        (tmp_path / Path(spec[4:]).name.replace("TRAIN", "TEST")).write_text(
+            "label,t0,t1,t2,t3\na,1,2,3,4\nb,1,2,3,4\n"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy RuntimeWarning before the refusal
         code, stderr, out = run_recipe(tmp_path, data)
@@ -173,8 +221,14 @@ def test_data_files_that_cannot_be_read_faithfully_are_refused_naming_the_file(t
 
 # ---- fuzzing nested options ----------------------------------------------------------------------------------------
 
-NESTED = [("evaluation", "explainer_options"), ("evaluation", "part_options"), ("students", 2, "methods", 1),
-          ("students", 1, "methods", 1), ("students", 0, "train"), ("teacher", "train")]
+NESTED = [
+    ("evaluation", "explainer_options"),
+    ("evaluation", "part_options"),
+    ("students", 2, "methods", 1),
+    ("students", 1, "methods", 1),
+    ("students", 0, "train"),
+    ("teacher", "train"),
+]
 
 
 @st.composite
@@ -192,7 +246,9 @@ def nested_mistake(draw):
         known = {"explainer_options": "window", "part_options": "size", "train": "batch_size"}.get(path[-1])
         if known is None:
             known = "perturbations" if target.get("name") == "tsd" else "temperature"
-        target[known] = draw(st.sampled_from(["many", {"a": 1}]))  # invalid for every annotation (a list may be a tuple)
+        target[known] = draw(
+            st.sampled_from(["many", {"a": 1}])
+        )  # invalid for every annotation (a list may be a tuple)
     return data
 
 
@@ -206,9 +262,25 @@ def test_nested_option_mistakes_are_refused_up_front(tmp_path, data):
 
 
 def test_audit_options_are_checked_before_any_model_is_loaded(tmp_path):
-    code, stderr = cli("audit", "--teacher", "fcn1d", "--student", "fcn1d", "--data", "ucr:GunPoint",
-                       "--teacher-weights", "nowhere.safetensors", "--student-weights", "nowhere.safetensors",
-                       "--explainer", "occlusion", "--explainer-options", '{"windw": 5}', "--out", str(tmp_path / "a"))
+    code, stderr = cli(
+        "audit",
+        "--teacher",
+        "fcn1d",
+        "--student",
+        "fcn1d",
+        "--data",
+        "ucr:GunPoint",
+        "--teacher-weights",
+        "nowhere.safetensors",
+        "--student-weights",
+        "nowhere.safetensors",
+        "--explainer",
+        "occlusion",
+        "--explainer-options",
+        '{"windw": 5}',
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert code == 2 and stderr.count("\n") == 1, stderr
     assert "--explainer-options: unknown option 'windw'" in stderr and not (tmp_path / "a").exists()
 
@@ -217,8 +289,10 @@ def test_audit_options_are_checked_before_any_model_is_loaded(tmp_path):
 def corrupt_csv(draw):
     """A small CSV of series with one corruption the reader must refuse: an empty cell inside a series, a word,
     a row with more cells than the header, or a single class."""
-    rows = [[str(label), *[f"{v:.2f}" for v in draw(st.lists(st.floats(-3, 3), min_size=5, max_size=5))]]
-            for label in ("a", "b", "a", "b")]
+    rows = [
+        [str(label), *[f"{v:.2f}" for v in draw(st.lists(st.floats(-3, 3), min_size=5, max_size=5))]]
+        for label in ("a", "b", "a", "b")
+    ]
     kind = draw(st.sampled_from(["gap", "word", "extra", "one_class"]))
     row = draw(st.integers(0, 3))
     if kind == "gap":

@@ -2,7 +2,6 @@
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from xdistill.store import AttributionStore, CorruptStoreError
 
 PYTHON = sys.executable
 
-TRAIN_SCRIPT = textwrap.dedent('''
+TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import numpy as np, torch
     from xdistill.data import ArrayDataset
@@ -49,7 +48,7 @@ TRAIN_SCRIPT = textwrap.dedent('''
     result = distill(None, model, data, ["ce", Slow()], epochs=int(sys.argv[2]), batch_size=8, lr=3e-3,
                      checkpoint_seconds=0, work_dir=sys.argv[1], progress=False, loggers=())
     print(json.dumps({"epochs_trained": len(result.epoch_seconds)}))
-''')
+""")
 
 
 def wait_for(condition, timeout: float = 120.0, process: subprocess.Popen | None = None) -> None:
@@ -73,14 +72,16 @@ def test_distill_killed_mid_training_resumes_from_the_last_epoch_and_ends_as_an_
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
     epochs = 8
-    whole = subprocess.run([PYTHON, str(script), str(tmp_path / "whole"), str(epochs)], capture_output=True, text=True,
-                           timeout=600)
+    whole = subprocess.run(
+        [PYTHON, str(script), str(tmp_path / "whole"), str(epochs)], capture_output=True, text=True, timeout=600
+    )
     assert whole.returncode == 0, whole.stderr
     assert json.loads(whole.stdout.splitlines()[-1])["epochs_trained"] == epochs
 
     work = tmp_path / "killed"
-    process = subprocess.Popen([PYTHON, str(script), str(work), str(epochs)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [PYTHON, str(script), str(work), str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     last = work / "checkpoints" / "last.safetensors"
     wait_for(lambda: checkpointed_epochs(last) >= 3, process=process)
     process.send_signal(signal.SIGKILL)
@@ -103,14 +104,32 @@ def test_distill_killed_mid_training_resumes_from_the_last_epoch_and_ends_as_an_
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     data = ArrayDataset(np.random.default_rng(0).normal(size=(40, 1, 16)), np.arange(40) % 2, ["a", "b"], "d")
     torch.manual_seed(0)
-    distill(None, build_model("fcn1d", 1, 2, width=0.125), data, ["ce"], epochs=3, work_dir=tmp_path, progress=False,
-            loggers=(), checkpoint_seconds=0)
+    distill(
+        None,
+        build_model("fcn1d", 1, 2, width=0.125),
+        data,
+        ["ce"],
+        epochs=3,
+        work_dir=tmp_path,
+        progress=False,
+        loggers=(),
+        checkpoint_seconds=0,
+    )
     last = tmp_path / "checkpoints" / "last.safetensors"
     last.write_bytes(last.read_bytes()[:100])  # cut off, as a kill during a copy would leave it
     with pytest.raises(CheckpointError, match="last.safetensors is truncated or corrupt"):
         load_tree(last)
-    result = distill(None, build_model("fcn1d", 1, 2, width=0.125), data, ["ce"], epochs=4, work_dir=tmp_path,
-                     progress=False, loggers=(), checkpoint_seconds=0)
+    result = distill(
+        None,
+        build_model("fcn1d", 1, 2, width=0.125),
+        data,
+        ["ce"],
+        epochs=4,
+        work_dir=tmp_path,
+        progress=False,
+        loggers=(),
+        checkpoint_seconds=0,
+    )
     assert len(result.epoch_seconds) == 2  # resumed from previous.safetensors (epoch 2), trained epochs 3 and 4
     weights = tmp_path / "student.safetensors"
     weights.write_bytes(weights.read_bytes()[:50])
@@ -118,7 +137,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
         load_weights(build_model("fcn1d", 1, 2, width=0.125), weights)
 
 
-STORE_SCRIPT = textwrap.dedent('''
+STORE_SCRIPT = textwrap.dedent("""
     import sys, time, torch
     from xdistill.store import AttributionStore
     calls = []
@@ -129,14 +148,16 @@ STORE_SCRIPT = textwrap.dedent('''
     store = AttributionStore.create(sys.argv[1], {"teacher": "t"}, 40, (3,), chunk_size=4)
     store.compute(explain_chunk, progress=False)
     print(len(calls))
-''')
+""")
 
 
 def test_precompute_killed_mid_store_keeps_finished_chunks(tmp_path):
     script = tmp_path / "store.py"
     script.write_text(STORE_SCRIPT)
     root = tmp_path / "store"
-    process = subprocess.Popen([PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     manifest = root / "manifest.json"
 
     def chunks_done() -> int:
@@ -161,11 +182,15 @@ def test_a_store_being_filled_by_another_process_is_refused(tmp_path):
     script = tmp_path / "store.py"
     script.write_text(STORE_SCRIPT)
     root = tmp_path / "store"
-    process = subprocess.Popen([PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_for(lambda: (root / "manifest.json").exists() and "1" in (root / "manifest.json").read_text(), process=process)
     try:
         store = AttributionStore.create(root, {"teacher": "t"}, 40, (3,), chunk_size=4)
-        with pytest.raises(LockedError, match=rf"attribution store .* in use by another xdistill process \(pid {process.pid}\)"):
+        with pytest.raises(
+            LockedError, match=rf"attribution store .* in use by another xdistill process \(pid {process.pid}\)"
+        ):
             store.compute(lambda s, e: torch.zeros(e - s, 3), progress=False)
         with pytest.raises(LockedError, match="in use by another xdistill process"):
             AttributionStore.create(root, {"teacher": "t"}, 40, (3,), chunk_size=4, overwrite=True)
@@ -190,8 +215,14 @@ def small_recipe(tmp_path: Path, student_steps: int = 400) -> Path:
     data = yaml.safe_load(default_recipe_path().read_text())
     data["teacher"]["train"] = {"steps": 30}
     data["training"] = {"steps": student_steps, "checkpoint_seconds": 0}
-    data["students"] = [{"name": "slow", "model": "fcn1d", "options": {"width": 0.125},
-                         "methods": ["ce", {"name": "tsd", "perturbations": 30, "window": 10}]}]
+    data["students"] = [
+        {
+            "name": "slow",
+            "model": "fcn1d",
+            "options": {"width": 0.125},
+            "methods": ["ce", {"name": "tsd", "perturbations": 30, "window": 10}],
+        }
+    ]
     data["evaluation"]["max_samples"] = 20
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -204,8 +235,12 @@ def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def test_study_killed_mid_student_resumes_it_and_refuses_a_concurrent_run(tmp_path):
     recipe, out = small_recipe(tmp_path), tmp_path / "run"
-    process = subprocess.Popen([PYTHON, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = out / "students" / "slow" / "checkpoints" / "last.safetensors"
     wait_for(lambda: checkpointed_epochs(last) >= 2, process=process)
     second = cli("run", str(recipe), "--out", str(out), "--quiet")  # launched while the first is running
@@ -225,9 +260,13 @@ def test_study_killed_mid_student_resumes_it_and_refuses_a_concurrent_run(tmp_pa
 def test_ctrl_c_says_where_it_stopped_and_exits_130(tmp_path):
     recipe, out = small_recipe(tmp_path, student_steps=3000), tmp_path / "run"
     # as from a terminal: a suite started in the background (`pytest &`) passes SIGINT on as ignored
-    process = subprocess.Popen([PYTHON, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [PYTHON, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     last = out / "students" / "slow" / "checkpoints" / "last.safetensors"
     wait_for(lambda: checkpointed_epochs(last) >= 1, process=process)
     process.send_signal(signal.SIGINT)
@@ -235,7 +274,9 @@ def test_ctrl_c_says_where_it_stopped_and_exits_130(tmp_path):
     assert process.returncode == 130
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("xdistill: interrupted while training the student slow (epochs finished and checkpointed: ")
+    assert lines[0].startswith(
+        "xdistill: interrupted while training the student slow (epochs finished and checkpointed: "
+    )
     assert lines[0].endswith("run the same command again to resume")
 
 
@@ -251,8 +292,17 @@ class Explode(Method):
 def test_a_non_finite_loss_stops_with_the_term_and_epoch(tmp_path):
     data = ArrayDataset(np.random.default_rng(0).normal(size=(20, 1, 8)), np.arange(20) % 2, ["a", "b"], "d")
     with pytest.raises(FloatingPointError, match=r"loss term 'bad' became (inf|-inf|nan) in epoch 1"):
-        distill(None, build_model("fcn1d", 1, 2, width=0.125), data, ["ce", Explode()], epochs=2, work_dir=tmp_path,
-                progress=False, loggers=(), checkpoint=False)
+        distill(
+            None,
+            build_model("fcn1d", 1, 2, width=0.125),
+            data,
+            ["ce", Explode()],
+            epochs=2,
+            work_dir=tmp_path,
+            progress=False,
+            loggers=(),
+            checkpoint=False,
+        )
 
 
 def test_bad_data_is_refused_where_it_enters(tmp_path):
@@ -260,8 +310,17 @@ def test_bad_data_is_refused_where_it_enters(tmp_path):
         ArrayDataset(torch.randn(4, 1, 3), torch.tensor([0, 1, 5, 0]), ["a", "b"], "d")
     empty = ArrayDataset(torch.randn(0, 1, 3), torch.zeros(0), ["a", "b"], "empty")
     with pytest.raises(ValueError, match="the training set is empty"):
-        distill(None, build_model("fcn1d", 1, 2), empty, ["ce"], epochs=1, val_fraction=0, work_dir=tmp_path,
-                progress=False, loggers=())
+        distill(
+            None,
+            build_model("fcn1d", 1, 2),
+            empty,
+            ["ce"],
+            epochs=1,
+            val_fraction=0,
+            work_dir=tmp_path,
+            progress=False,
+            loggers=(),
+        )
 
 
 # ---- malformed recipes, generated -------------------------------------------------------------------------------
@@ -285,10 +344,23 @@ def _paths(node, prefix=()):
 
 
 PATHS = [p for p, _ in _paths(BASE) if p]
-NAMES = [p for p, v in _paths(BASE) if p and p[-1] in ("model", "name") and isinstance(v, str) and p != ("name",)
-         and "students" in p[:1] + ("students",) and p[0] != "name"]
-NUMBERS = [p for p, v in _paths(BASE) if isinstance(v, (int, float)) and not isinstance(v, bool)
-           and p[-1] in ("width", "steps", "k", "window", "perturbations", "size", "stride", "examples")]
+NAMES = [
+    p
+    for p, v in _paths(BASE)
+    if p
+    and p[-1] in ("model", "name")
+    and isinstance(v, str)
+    and p != ("name",)
+    and "students" in p[:1] + ("students",)
+    and p[0] != "name"
+]
+NUMBERS = [
+    p
+    for p, v in _paths(BASE)
+    if isinstance(v, (int, float))
+    and not isinstance(v, bool)
+    and p[-1] in ("width", "steps", "k", "window", "perturbations", "size", "stride", "examples")
+]
 
 
 def _set(tree, path, value):
@@ -303,8 +375,15 @@ def malformed(draw):
     tree = json.loads(json.dumps(BASE))
     kind = draw(st.sampled_from(["unknown_key", "wrong_type", "unknown_name", "out_of_range", "not_a_mapping"]))
     if kind == "unknown_key":
-        containers = [p for p, v in _paths(tree) if isinstance(v, dict) and "options" not in p and "part_options" not in p
-                      and "explainer_options" not in p and not (p and p[-1] == "options")]
+        containers = [
+            p
+            for p, v in _paths(tree)
+            if isinstance(v, dict)
+            and "options" not in p
+            and "part_options" not in p
+            and "explainer_options" not in p
+            and not (p and p[-1] == "options")
+        ]
         path = draw(st.sampled_from(containers))
         node = tree
         for key in path:
@@ -314,13 +393,43 @@ def malformed(draw):
         else:
             node["zz_" + draw(st.text("abcdefgh", min_size=1, max_size=6))] = draw(st.integers())
     elif kind == "wrong_type":
-        path = draw(st.sampled_from([("students",), ("teacher",), ("dataset",), ("evaluation",), ("training",),
-                                     ("teacher", "model"), ("dataset", "name"), ("students", 0, "methods")]))
-        _set(tree, path, draw(st.one_of(st.integers(), st.just([]) if path != ("students",) else st.just(7),
-                                        st.just({"zz": 1}) if path[-1] in ("model", "name") else st.just(3.5))))
+        path = draw(
+            st.sampled_from(
+                [
+                    ("students",),
+                    ("teacher",),
+                    ("dataset",),
+                    ("evaluation",),
+                    ("training",),
+                    ("teacher", "model"),
+                    ("dataset", "name"),
+                    ("students", 0, "methods"),
+                ]
+            )
+        )
+        _set(
+            tree,
+            path,
+            draw(
+                st.one_of(
+                    st.integers(),
+                    st.just([]) if path != ("students",) else st.just(7),
+                    st.just({"zz": 1}) if path[-1] in ("model", "name") else st.just(3.5),
+                )
+            ),
+        )
     elif kind == "unknown_name":
-        path = draw(st.sampled_from([("teacher", "model"), ("dataset", "name"), ("students", 1, "model"),
-                                     ("evaluation", "explainer"), ("evaluation", "parts")]))
+        path = draw(
+            st.sampled_from(
+                [
+                    ("teacher", "model"),
+                    ("dataset", "name"),
+                    ("students", 1, "model"),
+                    ("evaluation", "explainer"),
+                    ("evaluation", "parts"),
+                ]
+            )
+        )
         _set(tree, path, "zz" + draw(st.text("abcdefghij", min_size=1, max_size=8)))
     elif kind == "out_of_range":
         path = draw(st.sampled_from([("training", "steps"), ("evaluation", "k"), ("evaluation", "examples")]))

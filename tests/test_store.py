@@ -98,8 +98,9 @@ def test_ig_overlay_precompute_resumes_and_produces_identical_maps(tmp_path):
     # another teacher: the store is stale and refused
     other = build_model("cnn", 1, 10, width=0.25)
     with pytest.raises(StaleStoreError, match="teacher"):
-        IGOverlay(n_steps=8, store_chunk=8).prepare(PrepareContext(other, other, train.x, train.y, train.fingerprint,
-                                                                    tmp_path / "run", progress=False))
+        IGOverlay(n_steps=8, store_chunk=8).prepare(
+            PrepareContext(other, other, train.x, train.y, train.fingerprint, tmp_path / "run", progress=False)
+        )
 
 
 def test_ig_overlay_blends_about_p_of_the_samples(tmp_path):

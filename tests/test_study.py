@@ -14,8 +14,15 @@ SMALL["training"] = {"steps": 12}
 SMALL["students"][2]["methods"][1].update(perturbations=8, bank=16)
 SMALL["evaluation"]["max_samples"] = 40
 SMALL["evaluation"]["examples"] = 2
-SMALL["students"].append({"name": "sweep", "model": "fcn1d", "options": {"width": 0.125}, "methods": ["hinton"],
-                          "sweep": {"option": "alpha", "values": [0.0, 0.9]}})
+SMALL["students"].append(
+    {
+        "name": "sweep",
+        "model": "fcn1d",
+        "options": {"width": 0.125},
+        "methods": ["hinton"],
+        "sweep": {"option": "alpha", "values": [0.0, 0.9]},
+    }
+)
 
 
 def cli(*args):
@@ -45,8 +52,16 @@ def test_run_writes_everything_and_skips_finished_stages(finished_run):
     assert stages["teacher"] == early["teacher"] and stages["student:alone"] == early["student:alone"]
     students = ["alone", "kd", "tsd", "sweep[alpha=0.0]", "sweep[alpha=0.9]"]
     assert {f"evaluate:{s}" for s in students} <= set(stages)
-    for name in ("recipe.json", "environment.json", "log.txt", "teacher/teacher.safetensors",
-                 "students/tsd/student.safetensors", "report/report.html", "report/report.md", "report/figures.json"):
+    for name in (
+        "recipe.json",
+        "environment.json",
+        "log.txt",
+        "teacher/teacher.safetensors",
+        "students/tsd/student.safetensors",
+        "report/report.html",
+        "report/report.md",
+        "report/figures.json",
+    ):
         assert (out / name).exists(), name
     env = json.loads((out / "environment.json").read_text())
     assert env["versions"]["torch"].startswith("2.13.0") and env["seed"] == 0
@@ -54,8 +69,17 @@ def test_run_writes_everything_and_skips_finished_stages(finished_run):
     assert [s["student"] for s in figures["students"]] == students
     assert figures["sweeps"]["sweep"]["option"] == "alpha" and len(figures["sweeps"]["sweep"]["points"]) == 2
     for student in figures["students"]:
-        for key in ("student_accuracy", "agreement", "logit_spearman", "saliency_spearman", "topk_focus",
-                    "student_params", "compression", "speedup_b1", "speedup_b64"):
+        for key in (
+            "student_accuracy",
+            "agreement",
+            "logit_spearman",
+            "saliency_spearman",
+            "topk_focus",
+            "student_params",
+            "compression",
+            "speedup_b1",
+            "speedup_b64",
+        ):
             assert key in student
     md = (out / "report" / "report.md").read_text()
     assert "| tsd |" in md and "Sweep of alpha" in md
@@ -68,7 +92,7 @@ def test_html_is_self_contained(finished_run):
     _, out, _ = finished_run
     page = (out / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # bars, saliency examples, sweep curve
-    assert "src=\"http" not in page and "<link" not in page
+    assert 'src="http' not in page and "<link" not in page
 
 
 def test_a_changed_recipe_is_refused_in_the_same_run_dir(finished_run, tmp_path):
@@ -89,10 +113,15 @@ def test_report_command_rebuilds_from_a_run_dir(finished_run):
 
 def test_explain_precomputes_one_ig_store_that_students_share_and_training_reuses(tmp_path):
     ig = {"model": "fcn1d", "options": {"width": 0.125}}
-    data = dict(SMALL, students=[dict(ig, name="ig", methods=[{"name": "kd_ig", "n_steps": 4}]),
-                                 dict(ig, name="ig_more", methods=[{"name": "kd_ig", "n_steps": 4, "p": 0.5}]),
-                                 dict(ig, name="ig_finer", methods=[{"name": "kd_ig", "n_steps": 8}])],
-                training={"steps": 6, "val_fraction": 0.2, "monitor": "val_loss"})
+    data = dict(
+        SMALL,
+        students=[
+            dict(ig, name="ig", methods=[{"name": "kd_ig", "n_steps": 4}]),
+            dict(ig, name="ig_more", methods=[{"name": "kd_ig", "n_steps": 4, "p": 0.5}]),
+            dict(ig, name="ig_finer", methods=[{"name": "kd_ig", "n_steps": 8}]),
+        ],
+        training={"steps": 6, "val_fraction": 0.2, "monitor": "val_loss"},
+    )
     path = tmp_path / "ig.yaml"
     path.write_text(yaml.safe_dump(data))
     result = cli("explain", str(path), "--out", str(tmp_path / "run"), "--quiet")
@@ -116,10 +145,25 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     _, out, _ = finished_run
     shot = out / "report" / "screenshot.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2400",
-                    (out / "report" / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,2400",
+            (out / "report" / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 50_000
     from PIL import Image
 
@@ -150,7 +194,8 @@ def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limi
         assert written["test_samples_all"] == len(test)
         assert written["student_accuracy_all"] == pytest.approx(expected, abs=1e-12)
         assert written["teacher_accuracy_all"] == pytest.approx(
-            accuracy(predict(study.student_teacher(), test.x), test.y), abs=1e-12)
+            accuracy(predict(study.student_teacher(), test.x), test.y), abs=1e-12
+        )
     finally:
         study.lock.release()
 

@@ -10,8 +10,14 @@ from xdistill.data import load_dataset
 from xdistill.engine import distill
 from xdistill.methods import build_method, build_terms
 from xdistill.methods.base import Batch, PrepareContext, Step
-from xdistill.methods.subdistill import (Centering, Rotation, SubDistillPCA, SubDistillPRCA, estimate_subspace,
-                                         prca_basis, subspace_layer_loss)
+from xdistill.methods.subdistill import (
+    Centering,
+    Rotation,
+    SubDistillPCA,
+    SubDistillPRCA,
+    estimate_subspace,
+    prca_basis,
+)
 from xdistill.metrics import AlignmentConfig, accuracy, evaluate_pair, predict
 from xdistill.metrics.faithfulness import curve_area, deletion_curve, part_index, pixel_flipping
 from xdistill.models import build_model
@@ -54,8 +60,9 @@ def test_centering_is_the_official_batch_norm_without_affine_in_both_modes(shape
     training divides by the batch standard deviation too (despite its comment), evaluation by √(1 + eps)."""
     torch.manual_seed(0)
     centre = Centering(2, momentum=0.5).double()
-    x = (torch.randn(*shape, dtype=torch.float64) * torch.tensor([2.0, 0.5], dtype=torch.float64).view(1, 2, *[1] * (len(shape) - 2))
-         + torch.tensor([3.0, -1.0], dtype=torch.float64).view(1, 2, *[1] * (len(shape) - 2)))
+    x = torch.randn(*shape, dtype=torch.float64) * torch.tensor([2.0, 0.5], dtype=torch.float64).view(
+        1, 2, *[1] * (len(shape) - 2)
+    ) + torch.tensor([3.0, -1.0], dtype=torch.float64).view(1, 2, *[1] * (len(shape) - 2))
     dims = (0,) + tuple(range(2, len(shape)))
     view = (1, 2) + (1,) * (len(shape) - 2)
     mean, var = x.mean(dims), x.var(dims, unbiased=False)
@@ -119,7 +126,9 @@ def test_layer_loss_is_zero_when_the_student_equals_the_rotated_target_and_match
         # s_raw = √(1+eps) Rᵀ t: R · Centering(s_raw) = t in evaluation mode with the running mean at zero
         scaled = (1 + 1e-5) ** 0.5 * (rotations[t].matrix.T @ target.flatten(2))
         student_feats[s] = scaled.reshape(target.shape).detach()
-    step = Step(Batch(x, train.y[:6], torch.arange(6)), student, teacher, t_logits.clone(), t_logits, student_feats, t_feats)
+    step = Step(
+        Batch(x, train.y[:6], torch.arange(6)), student, teacher, t_logits.clone(), t_logits, student_feats, t_feats
+    )
     assert method.loss(step).abs() < 1e-9
     # a perturbed student: the published normalisation, by hand
     noisy = {s: f + 0.1 * torch.randn_like(f) for s, f in student_feats.items()}
@@ -142,8 +151,18 @@ def test_subdistill_trains_series_and_images_with_several_layer_pairs(subtask, t
     torch.manual_seed(0)
     student = build_model("cnn", 1, 3, width=0.125)
     method = {"name": "subdistill_published", "layers": {"features.1": "features.1", "features.4": "features.4"}}
-    result = distill(teacher, student, train, [method], steps=400, batch_size=32, lr=3e-3, work_dir=tmp_path / "img",
-                     progress=False, loggers=())
+    result = distill(
+        teacher,
+        student,
+        train,
+        [method],
+        steps=400,
+        batch_size=32,
+        lr=3e-3,
+        work_dir=tmp_path / "img",
+        progress=False,
+        loggers=(),
+    )
     assert accuracy(predict(result.student, test.x), test.y) > 0.85
     # 1D feature maps: FCN teacher/student on GunPoint, every time step is a position
     gp_train, _ = load_dataset("ucr:GunPoint")
@@ -152,8 +171,17 @@ def test_subdistill_trains_series_and_images_with_several_layer_pairs(subtask, t
     train_classifier(fcn_teacher, gp_train, epochs=20, lr=3e-3, batch_size=16)
     series_method = build_method("subdistill", layers={"features.2": "features.2"})
     torch.manual_seed(0)
-    distill(fcn_teacher, build_model("fcn1d", 1, 2, width=0.125), gp_train, ["kd", series_method], epochs=2, batch_size=16,
-            work_dir=tmp_path / "series", progress=False, loggers=())
+    distill(
+        fcn_teacher,
+        build_model("fcn1d", 1, 2, width=0.125),
+        gp_train,
+        ["kd", series_method],
+        epochs=2,
+        batch_size=16,
+        work_dir=tmp_path / "series",
+        progress=False,
+        loggers=(),
+    )
     basis, sigma = series_method.bases["features.2"]
     assert basis.shape == (32, 32) and series_method.rotations[0].matrix.shape == (16, 16)
 

@@ -1,3 +1,4 @@
+import math
 from statistics import fmean
 
 import pytest
@@ -6,8 +7,6 @@ import torch.nn.functional as F
 
 from xdistill.data import load_dataset
 from xdistill.engine import distill
-import math
-
 from xdistill.methods import Batch, Step, StepState, SubDistill, build_terms, estimate_subspace
 from xdistill.methods.rekd import gumbel_temperature
 from xdistill.methods.subdistill import as_vectors, coordinates
@@ -96,13 +95,22 @@ def test_subdistill_trains_on_a_digits_subtask(tmp_path):
     torch.manual_seed(0)
     student = build_model("cnn", 1, 3, width=0.125)
     method = SubDistill({"features.4": "features.4"}, basis="pca", variance=0.9)
-    result = distill(ClassSubset(teacher, classes), student, sub_train, ["hinton", method], epochs=6, work_dir=tmp_path,
-                     **{**FAST, "loggers": ("csv",)})
+    result = distill(
+        ClassSubset(teacher, classes),
+        student,
+        sub_train,
+        ["hinton", method],
+        epochs=6,
+        work_dir=tmp_path,
+        **{**FAST, "loggers": ("csv",)},
+    )
     space = method.subspaces["features.4"]
     assert 1 <= space.k < 32 and method.regressors[0].weight.shape[:2] == (space.k, 8)
     import csv
 
-    rows = [r for r in csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))) if r.get("train/subdistill")]
+    rows = [
+        r for r in csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))) if r.get("train/subdistill")
+    ]
     values = [float(r["train/subdistill"]) for r in rows]
     assert values[-1] < values[0]
     assert accuracy(predict(result.student, sub_test.x), sub_test.y) > 0.8
@@ -190,7 +198,9 @@ def rationale_step(student, teacher, terms, x, y, index, state):
     out = student.forward_structured(x, **options)
     with torch.no_grad():
         t_out = teacher.forward_structured(x)
-    return Step(batch, student, teacher, out.logits, t_out.logits, state=state, student_output=out, teacher_output=t_out)
+    return Step(
+        batch, student, teacher, out.logits, t_out.logits, state=state, student_output=out, teacher_output=t_out
+    )
 
 
 def test_rekd_preset_terms_by_hand():
@@ -200,11 +210,26 @@ def test_rekd_preset_terms_by_hand():
     student = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.1})
     teacher = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.2}).eval()
     x, y, index = torch.randn(3, 1, 16), torch.tensor([0, 1, 0]), torch.arange(3)
-    terms = build_terms([{"name": "rekd", "ratio": 0.25, "select_lambda": 0.3, "alpha_re": 0.4, "kd_r_lambda": 0.2,
-                          "tau_init": 2.0, "tau_final": 2.0}])
+    terms = build_terms(
+        [
+            {
+                "name": "rekd",
+                "ratio": 0.25,
+                "select_lambda": 0.3,
+                "alpha_re": 0.4,
+                "kd_r_lambda": 0.2,
+                "tau_init": 2.0,
+                "tau_final": 2.0,
+            }
+        ]
+    )
     assert [(t.name, round(t.weight, 12)) for t in terms] == [
-        ("ce", 0.4), ("rationale_selection", 0.12), ("gumbel_anneal", 1.0), ("rationale_kl", 0.12),
-        ("rationale_prediction_kl", 0.6)]
+        ("ce", 0.4),
+        ("rationale_selection", 0.12),
+        ("gumbel_anneal", 1.0),
+        ("rationale_kl", 0.12),
+        ("rationale_prediction_kl", 0.6),
+    ]
     state = StepState(7, 100, 0)
     step = rationale_step(student.train(), teacher, terms, x, y, index, state)
     raw = {t.name: t.loss(step) for t in terms if t.has_loss}
@@ -213,7 +238,9 @@ def test_rekd_preset_terms_by_hand():
     assert raw["ce"].item() == pytest.approx(F.cross_entropy(s_logits, y).item(), rel=1e-6)
     assert raw["rationale_selection"].item() == pytest.approx((z.sum(1).mean().item() - 0.25 * 4) ** 2, rel=1e-6)
     u = state.streams(index, _TEACHER_NOISE_SALT)(8).reshape(3, 4, 2)  # the teacher's selection noise
-    log_q_t = torch.log_softmax((step.teacher_output.selector_logits - torch.log(-torch.log(u + 1e-20) + 1e-20)) / 2.0, -1)
+    log_q_t = torch.log_softmax(
+        (step.teacher_output.selector_logits - torch.log(-torch.log(u + 1e-20) + 1e-20)) / 2.0, -1
+    )
     kl_r = (log_q_t.exp() * (log_q_t - step.student_output.log_probs)).sum() / 3
     assert raw["rationale_kl"].item() == pytest.approx(kl_r.item(), rel=1e-5)
     with torch.no_grad():  # the prediction term: the teacher's predictor on the *student's* mask
@@ -246,7 +273,9 @@ def test_rekd_gumbel_masks_are_keyed_by_sample_and_step_not_by_batch():
     def draw(step_number, parts):
         masks, log_probs, teacher_kl = [], [], []
         for part in parts:
-            step = rationale_step(student, teacher, terms, x[part], y[part], index[part], StepState(step_number, 100, 3))
+            step = rationale_step(
+                student, teacher, terms, x[part], y[part], index[part], StepState(step_number, 100, 3)
+            )
             masks.append(step.student_output.mask)
             log_probs.append(step.student_output.log_probs)
             teacher_kl.append(kl_term.loss(step))
@@ -297,10 +326,26 @@ def test_rekd_student_beats_a_rationale_student_without_teacher(tmp_path):
     # one seed is a coin toss at this budget, so the claims are checked over four training seeds
     accuracy_gain, disagreement_rekd, disagreement_alone = [], [], []
     for seed in range(4):
-        alone = distill(teacher, student(), train, [{"name": "rationale", "ratio": 0.2}], epochs=20, seed=seed,
-                        work_dir=tmp_path / f"re{seed}", **FAST).student
-        rekd = distill(teacher, student(), train, [{"name": "rekd", "ratio": 0.2}], epochs=20, seed=seed,
-                       work_dir=tmp_path / f"rekd{seed}", **FAST).student
+        alone = distill(
+            teacher,
+            student(),
+            train,
+            [{"name": "rationale", "ratio": 0.2}],
+            epochs=20,
+            seed=seed,
+            work_dir=tmp_path / f"re{seed}",
+            **FAST,
+        ).student
+        rekd = distill(
+            teacher,
+            student(),
+            train,
+            [{"name": "rekd", "ratio": 0.2}],
+            epochs=20,
+            seed=seed,
+            work_dir=tmp_path / f"rekd{seed}",
+            **FAST,
+        ).student
         accuracy_gain.append(accuracy(predict(rekd, test.x), test.y) - accuracy(predict(alone, test.x), test.y))
         disagreement_rekd.append(1 - _mask_iou(rekd, teacher, test))
         disagreement_alone.append(1 - _mask_iou(alone, teacher, test))
@@ -329,8 +374,14 @@ def test_text_rationale_model_finds_the_key_phrase(tmp_path):
 
 def test_bert_predictor_from_a_config_masks_token_embeddings():
     pytest.importorskip("transformers")
-    config = {"vocab_size": 60, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "intermediate_size": 32, "max_position_embeddings": 32}
+    config = {
+        "vocab_size": 60,
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 32,
+    }
     torch.manual_seed(0)
     model = build_rationale_model(1, 2, "token", 1, "bert", {"config": config}, vocab_size=60)
     tokens = torch.randint(1, 60, (3, 10))

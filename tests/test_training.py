@@ -74,18 +74,30 @@ def test_training_never_sees_the_test_split_and_selection_uses_only_the_validati
     trained_on = rows(torch.cat(spy.seen))
     forwarded = rows(torch.cat(seen_by_forward))
     fit_part, val_part = validation_split(train, 0.2, seed=0)
-    assert trained_on == rows(fit_part.x)                  # every fit sample, nothing else, is trained on
-    assert not trained_on & rows(val_part.x)               # the validation part is held out
-    assert rows(val_part.x) <= forwarded                   # ... and used for selection
-    assert not forwarded & rows(test.x)                    # the test split is never touched
+    assert trained_on == rows(fit_part.x)  # every fit sample, nothing else, is trained on
+    assert not trained_on & rows(val_part.x)  # the validation part is held out
+    assert rows(val_part.x) <= forwarded  # ... and used for selection
+    assert not forwarded & rows(test.x)  # the test split is never touched
 
 
 def test_early_stopping_restores_the_best_epoch(tmp_path):
     data = blobs(90, noise_labels=0.5, seed=1)  # noisy labels: the validation loss rises once it memorises
     torch.manual_seed(0)
     student = build_model("fcn1d", 2, 3, width=0.25)
-    result = distill(None, student, data, ["ce"], epochs=60, batch_size=8, lr=1e-2, patience=5, schedule="constant",
-                     work_dir=tmp_path, progress=False, loggers=("csv",))
+    result = distill(
+        None,
+        student,
+        data,
+        ["ce"],
+        epochs=60,
+        batch_size=8,
+        lr=1e-2,
+        patience=5,
+        schedule="constant",
+        work_dir=tmp_path,
+        progress=False,
+        loggers=("csv",),
+    )
     logged = [r for r in csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))) if r.get("val/loss")]
     losses = [float(r["val/loss"]) for r in logged]
     best = int(np.argmin(losses))
@@ -124,7 +136,7 @@ def test_variable_length_multivariate_normalisation_keeps_padding_at_zero():
     train, _ = load_dataset("ucr:JapaneseVowels")
     lengths = train.info["lengths"]
     short = int(np.argmin(lengths))
-    assert torch.all(train.x[short, :, lengths[short]:] == 0)
+    assert torch.all(train.x[short, :, lengths[short] :] == 0)
 
 
 def test_resampling_to_a_fixed_length_is_linear_interpolation():
@@ -145,20 +157,31 @@ def test_non_finite_inputs_are_refused_with_count_and_first_index():
 
 
 def test_train_config_is_what_recipes_and_distill_both_use(tmp_path):
-    recipe = parse_recipe({
-        "dataset": {"name": "ucr:GunPoint"}, "teacher": {"model": "fcn1d", "train": {"steps": 10, "patience": 3}},
-        "students": [{"name": "s", "model": "fcn1d", "methods": ["hinton"], "train": {"lr": 0.01}}],
-        "training": {"batch_size": 8},
-    })
+    recipe = parse_recipe(
+        {
+            "dataset": {"name": "ucr:GunPoint"},
+            "teacher": {"model": "fcn1d", "train": {"steps": 10, "patience": 3}},
+            "students": [{"name": "s", "model": "fcn1d", "methods": ["hinton"], "train": {"lr": 0.01}}],
+            "training": {"batch_size": 8},
+        }
+    )
     assert isinstance(recipe.teacher.train, TrainConfig) and recipe.teacher.train.patience == 3
     merged = resolve(recipe.students[0].train, "series", "student")
     assert merged.lr == 0.01 and merged.steps == 3000  # family default kept for the unset budget
     assert resolve(TrainConfig(epochs=7), "series", "teacher").epoch_budget(5) == 7
-    with pytest.raises(RecipeError, match=r"^training.patience: Value error, patience needs a validation split|"
-                                          r"^training: patience needs a validation split"):
-        parse_recipe({"dataset": {"name": "ucr:GunPoint"}, "teacher": {"model": "fcn1d"},
-                      "students": [{"name": "s", "model": "fcn1d", "methods": ["ce"]}],
-                      "training": {"patience": 3, "val_fraction": 0}})
+    with pytest.raises(
+        RecipeError,
+        match=r"^training.patience: Value error, patience needs a validation split|"
+        r"^training: patience needs a validation split",
+    ):
+        parse_recipe(
+            {
+                "dataset": {"name": "ucr:GunPoint"},
+                "teacher": {"model": "fcn1d"},
+                "students": [{"name": "s", "model": "fcn1d", "methods": ["ce"]}],
+                "training": {"patience": 3, "val_fraction": 0},
+            }
+        )
     with pytest.raises(TypeError, match="unknown option"):
         distill(None, build_model("fcn1d", 1, 2), blobs(10, 2), ["ce"], epoch=3, work_dir=tmp_path, **QUIET)
     with pytest.raises(ValueError, match="^lr: Input should be greater than 0"):
@@ -168,4 +191,12 @@ def test_train_config_is_what_recipes_and_distill_both_use(tmp_path):
 def test_mismatched_class_counts_are_refused(tmp_path):
     data = blobs(30, classes=3)
     with pytest.raises(ValueError, match="the teacher outputs 5 classes but blobs has 3"):
-        distill(build_model("fcn1d", 2, 5), build_model("fcn1d", 2, 3), data, ["hinton"], epochs=1, work_dir=tmp_path, **QUIET)
+        distill(
+            build_model("fcn1d", 2, 5),
+            build_model("fcn1d", 2, 3),
+            data,
+            ["hinton"],
+            epochs=1,
+            work_dir=tmp_path,
+            **QUIET,
+        )

@@ -10,8 +10,15 @@ from xdistill.engine import distill
 from xdistill.methods import build_method, build_terms
 from xdistill.methods.base import Batch, PrepareContext, Step, StepState
 from xdistill.methods.keyed_random import SampleStreams
-from xdistill.methods.tsd import (PerturbationTSD, WindowSaliencyTSD, forward_copies, normalize_saliency, perturbation_saliency,
-                                  sample_perturbations, saliency_loss)
+from xdistill.methods.tsd import (
+    PerturbationTSD,
+    WindowSaliencyTSD,
+    forward_copies,
+    normalize_saliency,
+    perturbation_saliency,
+    saliency_loss,
+    sample_perturbations,
+)
 from xdistill.metrics import average_precision, macro_auc_pr
 from xdistill.models import build_model
 
@@ -50,8 +57,11 @@ def test_perturbation_saliency_equals_the_per_sample_per_window_loop():
     assert fast.shape == (3, 6, 3)
     assert torch.allclose(fast, slow, atol=1e-6)
     assert torch.allclose(summed, slow.sum(-1), atol=1e-6)
-    kl = F.kl_div(F.log_softmax(model(train_x[donors][0, 0:1] * 0 + x[:1]) / 8, 1), F.softmax(model(x[:1]) / 8, 1),
-                  reduction="sum")
+    kl = F.kl_div(
+        F.log_softmax(model(train_x[donors][0, 0:1] * 0 + x[:1]) / 8, 1),
+        F.softmax(model(x[:1]) / 8, 1),
+        reduction="sum",
+    )
     assert kl.abs() < 1e-12  # an unperturbed copy has zero saliency: the terms are those of KL(p(x) || p(x~))
 
 
@@ -65,7 +75,9 @@ def test_donors_are_of_another_class_and_starts_distinct_and_in_range():
         assert (train_y[donors[i]] != y[i]).all()
         assert len(set(starts[i].tolist())) == 20 and starts[i].min() >= 0 and starts[i].max() < 40
         assert len(set(donors[i].tolist())) == 20  # enough donors of other classes: without replacement
-    few, _ = sample_perturbations(torch.tensor([2]), torch.tensor([0, 0, 1, 2, 2]), K=8, window=2, length=20, generator=g)
+    few, _ = sample_perturbations(
+        torch.tensor([2]), torch.tensor([0, 0, 1, 2, 2]), K=8, window=2, length=20, generator=g
+    )
     assert set(few[0].tolist()) <= {0, 1, 2} and few.shape == (1, 8)  # only 3 donors: drawn with replacement
     capped, capped_starts = sample_perturbations(torch.tensor([0]), train_y, K=50, window=10, length=15, generator=g)
     assert capped.shape == (1, 5) and sorted(capped_starts[0].tolist()) == [0, 1, 2, 3, 4]  # K capped at T - w
@@ -137,8 +149,10 @@ def test_draws_depend_on_the_sample_and_step_not_on_how_the_batch_is_split():
     train_y = torch.arange(40) % 4
     y, index = train_y[:8], torch.arange(8)
     whole = sample_perturbations(y, train_y, 6, 3, 20, uniform=SampleStreams(index, 3, 11))
-    halves = [sample_perturbations(y[i:i + 4], train_y, 6, 3, 20, uniform=SampleStreams(index[i:i + 4], 3, 11))
-              for i in (0, 4)]
+    halves = [
+        sample_perturbations(y[i : i + 4], train_y, 6, 3, 20, uniform=SampleStreams(index[i : i + 4], 3, 11))
+        for i in (0, 4)
+    ]
     for part, full in zip(zip(*halves), whole):  # (donors, starts) of the halves, stacked, equal the whole batch's
         assert torch.equal(torch.cat(part), full)
     later = sample_perturbations(y, train_y, 6, 3, 20, uniform=SampleStreams(index, 3, 12))
@@ -169,8 +183,9 @@ def test_teacher_bank_fills_on_first_use_from_keyed_draws():
     method.loss(_bank_step(method, teacher, student, train_x, train_y, torch.tensor([3, 1])))
     assert bank.filled.tolist() == [i in (1, 3) for i in range(10)] and bank.saliency.shape == (10, 8, 2)
     with torch.no_grad():
-        direct = perturbation_saliency(teacher.eval(), train_x[[1, 3]], train_x[bank.donors[[1, 3]]],
-                                       bank.starts[[1, 3]], 3, 8.0)
+        direct = perturbation_saliency(
+            teacher.eval(), train_x[[1, 3]], train_x[bank.donors[[1, 3]]], bank.starts[[1, 3]], 3, 8.0
+        )
     assert torch.allclose(bank.saliency[[1, 3]], direct, atol=1e-10)
     for i in (1, 3):
         assert (train_y[bank.donors[i]] != train_y[i]).all()
@@ -233,7 +248,8 @@ def test_macro_auc_pr_matches_sklearn():
     probs = torch.softmax(logits, 1).numpy()
     for c in range(4):
         assert average_precision(torch.tensor(probs[:, c]), labels == c) == pytest.approx(
-            average_precision_score(labels.numpy() == c, probs[:, c]), abs=1e-12)
+            average_precision_score(labels.numpy() == c, probs[:, c]), abs=1e-12
+        )
     expected = np.mean([average_precision_score(labels.numpy() == c, probs[:, c]) for c in range(4)])
     assert macro_auc_pr(logits, labels) == pytest.approx(expected, abs=1e-12)
 
@@ -246,9 +262,30 @@ def test_tsd_trains_an_lstm_student_end_to_end(tmp_path):
     data = ArrayDataset(x, y, ["a", "b"], "bump")
     torch.manual_seed(0)
     teacher = build_model("lstm", 1, 2, hidden=16, layers=2)
-    distill(None, teacher, data, ["ce"], steps=150, batch_size=16, lr=5e-3, work_dir=tmp_path / "t", progress=False, loggers=())
+    distill(
+        None,
+        teacher,
+        data,
+        ["ce"],
+        steps=150,
+        batch_size=16,
+        lr=5e-3,
+        work_dir=tmp_path / "t",
+        progress=False,
+        loggers=(),
+    )
     torch.manual_seed(1)
     student = build_model("lstm", 1, 2, hidden=8, layers=1)
-    result = distill(teacher, student, data, ["ce", {"name": "tsd", "perturbations": 10, "window": 5}], steps=60,
-                     batch_size=16, lr=5e-3, work_dir=tmp_path / "s", progress=False, loggers=("csv",))
+    result = distill(
+        teacher,
+        student,
+        data,
+        ["ce", {"name": "tsd", "perturbations": 10, "window": 5}],
+        steps=60,
+        batch_size=16,
+        lr=5e-3,
+        work_dir=tmp_path / "s",
+        progress=False,
+        loggers=("csv",),
+    )
     assert np.isfinite(result.metrics["train/tsd"]) and result.metrics["train/tsd"] > 0

@@ -14,8 +14,15 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"explain", "parts", "metrics", "data", "models", "training", "demo"}
 #: the main API, loaded on first use: ``from xdistill import distill, train_teacher, TrainConfig, evaluate_pair, explain``
-_API = {"distill": "engine", "train_teacher": "engine", "TrainConfig": "config", "RunConfig": "config",
-        "evaluate_pair": "metrics", "AlignmentConfig": "metrics", "explain": "explain.explain"}
+_API = {
+    "distill": "engine",
+    "train_teacher": "engine",
+    "TrainConfig": "config",
+    "RunConfig": "config",
+    "evaluate_pair": "metrics",
+    "AlignmentConfig": "metrics",
+    "explain": "explain.explain",
+}
 
 __all__ = sorted(_API)
 

@@ -19,45 +19,75 @@ from .errors import UserError
 from .files import DirectoryLock, write_json
 
 
-def load_model(spec: str, in_channels: int, num_classes: int, weights: str | None = None,
-               options: dict[str, Any] | None = None, role: str = "model") -> nn.Module:
+def load_model(
+    spec: str,
+    in_channels: int,
+    num_classes: int,
+    weights: str | None = None,
+    options: dict[str, Any] | None = None,
+    role: str = "model",
+) -> nn.Module:
     """A TorchScript file, or an architecture (registered name or import path) with optional safetensors weights."""
     from .checkpoint import load_weights
     from .models import build_model
-    from .models.user import TORCHSCRIPT_SUFFIXES, load_torchscript
+    from .models.user import is_model_file, load_model_file
 
-    if spec.endswith(TORCHSCRIPT_SUFFIXES) and ":" not in spec:
+    if is_model_file(spec):
         if weights:
-            raise UserError(f"--{role}-weights: a TorchScript {role} carries its own weights")
-        return load_torchscript(spec)
+            raise UserError(f"--{role}-weights: a {role} model file carries its own weights")
+        return load_model_file(spec)
     model = build_model(spec, in_channels, num_classes, **(options or {}))
     if weights:
         try:
             load_weights(model, weights)
         except RuntimeError as error:
-            raise UserError(f"--{role}-weights: {weights} does not fit {spec!r} ({str(error).splitlines()[0]})") from None
+            raise UserError(
+                f"--{role}-weights: {weights} does not fit {spec!r} ({str(error).splitlines()[0]})"
+            ) from None
         except (FileNotFoundError, OSError) as error:
             raise UserError(f"--{role}-weights: cannot read {weights} ({error})") from None
     elif role != "model":
-        raise UserError(f"--{role}-weights: give the trained weights of {spec!r} (a safetensors file), or a TorchScript file")
+        raise UserError(
+            f"--{role}-weights: give the trained weights of {spec!r} (a safetensors file), or a TorchScript file"
+        )
     return model.eval()
 
 
-def audit(teacher: str, student: str, data: str, out: str | Path, *, data_options: dict | None = None,
-          teacher_weights: str | None = None, student_weights: str | None = None, teacher_options: dict | None = None,
-          student_options: dict | None = None, explainer: str = "integrated_gradients",
-          explainer_options: dict | None = None, parts: str = "timestep", part_options: dict | None = None,
-          k: int = 5, target: str = "teacher", max_samples: int | None = 500) -> Path:
+def audit(
+    teacher: str,
+    student: str,
+    data: str,
+    out: str | Path,
+    *,
+    data_options: dict | None = None,
+    teacher_weights: str | None = None,
+    student_weights: str | None = None,
+    teacher_options: dict | None = None,
+    student_options: dict | None = None,
+    explainer: str = "integrated_gradients",
+    explainer_options: dict | None = None,
+    parts: str = "timestep",
+    part_options: dict | None = None,
+    k: int = 5,
+    target: str = "teacher",
+    max_samples: int | None = 500,
+) -> Path:
     """Evaluate ``student`` against ``teacher`` on the test split of ``data``; returns the report's HTML path."""
     from .data import load_dataset
     from .errors import UserError
     from .metrics import AlignmentConfig, evaluate_pair, to_jsonable
+    from .models.user import is_model_file
     from .recipe import Recipe, check_evaluation_options, check_k
     from .report import build_report
 
     try:  # (a RecipeError is a UserError already)
-        check_evaluation_options(explainer, dict(explainer_options or {}), parts, dict(part_options or {}),
-                                 ("--explainer-options", "--part-options"))
+        check_evaluation_options(
+            explainer,
+            dict(explainer_options or {}),
+            parts,
+            dict(part_options or {}),
+            ("--explainer-options", "--part-options"),
+        )
     except LookupError as error:
         raise UserError(str(error)) from None
     try:
@@ -68,8 +98,10 @@ def audit(teacher: str, student: str, data: str, out: str | Path, *, data_option
     limit = max_samples or len(test)
     x, y = test.x[:limit], test.y[:limit]
     models = {}
-    for role, spec, weights, options in (("teacher", teacher, teacher_weights, teacher_options),
-                                         ("student", student, student_weights, student_options)):
+    for role, spec, weights, options in (
+        ("teacher", teacher, teacher_weights, teacher_options),
+        ("student", student, student_weights, student_options),
+    ):
         try:
             model = load_model(spec, test.input_shape[0], test.num_classes, weights, options, role)
         except UserError:
@@ -86,14 +118,30 @@ def audit(teacher: str, student: str, data: str, out: str | Path, *, data_option
     with DirectoryLock(run_dir, "run directory"):
         result = to_jsonable(evaluate_pair(models["teacher"], models["student"], x, y, config))
         result.update(student="student", model=student, methods=["audit"], class_names=test.class_names)
-        teacher_spec = {"torchscript": teacher} if teacher.endswith((".pt", ".pth", ".ts", ".torchscript")) and \
-            ":" not in teacher else {"model": teacher, "options": teacher_options or {}, "weights": teacher_weights}
-        recipe = Recipe.model_validate({
-            "name": "audit", "dataset": {"name": data, "options": data_options or {}}, "teacher": teacher_spec,
-            "students": [{"name": "student", "model": student, "options": student_options or {}, "methods": ["audit"]}],
-            "evaluation": {"explainer": explainer, "explainer_options": explainer_options or {}, "parts": parts,
-                           "part_options": part_options or {}, "k": k, "target": target, "max_samples": max_samples},
-        })
+        teacher_spec = (
+            {"file": teacher}
+            if is_model_file(teacher)
+            else {"model": teacher, "options": teacher_options or {}, "weights": teacher_weights}
+        )
+        recipe = Recipe.model_validate(
+            {
+                "name": "audit",
+                "dataset": {"name": data, "options": data_options or {}},
+                "teacher": teacher_spec,
+                "students": [
+                    {"name": "student", "model": student, "options": student_options or {}, "methods": ["audit"]}
+                ],
+                "evaluation": {
+                    "explainer": explainer,
+                    "explainer_options": explainer_options or {},
+                    "parts": parts,
+                    "part_options": part_options or {},
+                    "k": k,
+                    "target": target,
+                    "max_samples": max_samples,
+                },
+            }
+        )
         write_json(run_dir / "recipe.json", json.loads(recipe.model_dump_json()))
         write_json(run_dir / "evaluation" / "student.json", result)
         return build_report(run_dir)

@@ -10,7 +10,8 @@ one would, and N processes draw what one would. ``TrainConfig.augment`` lists th
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,8 +109,9 @@ def build_augmentations(specs: Sequence[str | dict[str, Any]]) -> list[Augmentat
     """``["hflip", {"name": "random_crop", "padding": 4}]`` -> augmentation objects (a bad one: ``ValueError``)."""
     built = []
     for i, spec in enumerate(specs):
-        name, options = (spec, {}) if isinstance(spec, str) else (spec.get("name"), {k: v for k, v in spec.items()
-                                                                                       if k != "name"})
+        name, options = (
+            (spec, {}) if isinstance(spec, str) else (spec.get("name"), {k: v for k, v in spec.items() if k != "name"})
+        )
         if not isinstance(name, str):
             raise ValueError(f"augment[{i}]: give a name, e.g. {{name: hflip}}")
         try:
@@ -124,8 +126,9 @@ def build_augmentations(specs: Sequence[str | dict[str, Any]]) -> list[Augmentat
 AUGMENT_SALT = 0x415547  # "AUG": keeps augmentation draws apart from the terms' at the same seed
 
 
-def apply_augmentations(augmentations: Sequence[Augmentation], x: torch.Tensor, streams_for: Callable[[int], Uniform]
-                        ) -> torch.Tensor:
+def apply_augmentations(
+    augmentations: Sequence[Augmentation], x: torch.Tensor, streams_for: Callable[[int], Uniform]
+) -> torch.Tensor:
     """Apply each augmentation in order; augmentation ``i`` draws from ``streams_for(salt_i)``."""
     for i, augmentation in enumerate(augmentations):
         x = augmentation(x, streams_for(AUGMENT_SALT + i))

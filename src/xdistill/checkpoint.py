@@ -24,8 +24,10 @@ class CheckpointError(ValueError):
 
 
 def _open_error(path: str | Path, error: Exception) -> CheckpointError:
-    return CheckpointError(f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete it to start that "
-                           "step over, or restore it from a backup")
+    return CheckpointError(
+        f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete it to start that "
+        "step over, or restore it from a backup"
+    )
 
 
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
@@ -36,7 +38,9 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
-        return {"__dict__": [[_encode(k, tensors, where), _encode(v, tensors, f"{where}.{k}")] for k, v in value.items()]}
+        return {
+            "__dict__": [[_encode(k, tensors, where), _encode(v, tensors, f"{where}.{k}")] for k, v in value.items()]
+        }
     if isinstance(value, tuple):
         return {"__tuple__": [_encode(v, tensors, where) for v in value]}
     if isinstance(value, list):

@@ -20,8 +20,11 @@ def _study(args: argparse.Namespace):
 
     recipe_path = args.recipe or default_recipe_path()
     recipe = load_recipe(recipe_path)
-    hardware = {k: v for k, v in (("devices", getattr(args, "devices", None)),
-                                  ("num_nodes", getattr(args, "num_nodes", None))) if v is not None}
+    hardware = {
+        k: v
+        for k, v in (("devices", getattr(args, "devices", None)), ("num_nodes", getattr(args, "num_nodes", None)))
+        if v is not None
+    }
     if hardware:
         recipe.hardware = recipe.hardware.model_copy(update=hardware)
     out = Path(args.out) if args.out else Path("runs") / recipe.name
@@ -84,8 +87,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     study.check()
     for student in _selected_students(study, args.student):
         r = study.evaluate(student)
-        print(f"{student.name}: accuracy {r['student_accuracy']:.3f}, agreement {r['agreement']['mean']:.3f}, "
-              f"saliency Spearman {r['saliency_spearman']['mean']:.3f}, top-k focus {r['topk_focus']['mean']:.3f}")
+        print(
+            f"{student.name}: accuracy {r['student_accuracy']:.3f}, agreement {r['agreement']['mean']:.3f}, "
+            f"saliency Spearman {r['saliency_spearman']['mean']:.3f}, top-k focus {r['topk_focus']['mean']:.3f}"
+        )
     return 0
 
 
@@ -121,17 +126,28 @@ def _json_option(text: str | None, flag: str) -> dict:
 def _audit(args: argparse.Namespace) -> int:
     from .audit import audit
 
-    report = audit(args.teacher, args.student, args.data, args.out or "runs/audit",
-                   data_options=_json_option(args.data_options, "--data-options"),
-                   teacher_weights=args.teacher_weights, student_weights=args.student_weights,
-                   teacher_options=_json_option(args.teacher_options, "--teacher-options"),
-                   student_options=_json_option(args.student_options, "--student-options"),
-                   explainer=args.explainer, explainer_options=_json_option(args.explainer_options, "--explainer-options"),
-                   parts=args.parts, part_options=_json_option(args.part_options, "--part-options"), k=args.k,
-                   max_samples=args.max_samples)
+    report = audit(
+        args.teacher,
+        args.student,
+        args.data,
+        args.out or "runs/audit",
+        data_options=_json_option(args.data_options, "--data-options"),
+        teacher_weights=args.teacher_weights,
+        student_weights=args.student_weights,
+        teacher_options=_json_option(args.teacher_options, "--teacher-options"),
+        student_options=_json_option(args.student_options, "--student-options"),
+        explainer=args.explainer,
+        explainer_options=_json_option(args.explainer_options, "--explainer-options"),
+        parts=args.parts,
+        part_options=_json_option(args.part_options, "--part-options"),
+        k=args.k,
+        max_samples=args.max_samples,
+    )
     summary = json.loads((report.parent / "figures.json").read_text())["students"][0]
-    print(f"agreement {summary['agreement']['mean']:.3f}, logit Spearman {summary['logit_spearman']['mean']:.3f}, "
-          f"saliency Spearman {summary['saliency_spearman']['mean']:.3f}, top-k focus {summary['topk_focus']['mean']:.3f}")
+    print(
+        f"agreement {summary['agreement']['mean']:.3f}, logit Spearman {summary['logit_spearman']['mean']:.3f}, "
+        f"saliency Spearman {summary['saliency_spearman']['mean']:.3f}, top-k focus {summary['topk_focus']['mean']:.3f}"
+    )
     print(f"report: {report}")
     return 0
 
@@ -152,9 +168,9 @@ def _list(args: argparse.Namespace) -> int:
     from .data import DATASETS, aeon_shipped
     from .explain import EXPLAINERS
     from .methods import PRESETS, TERMS
-    from .protocols import PROTOCOLS
     from .models import MODELS
     from .parts import PARTS
+    from .protocols import PROTOCOLS
 
     print("datasets:   " + ", ".join(DATASETS.names()))
     print("  offline ucr:<name>: " + ", ".join(aeon_shipped()))
@@ -185,14 +201,20 @@ def _recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> Non
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--restart", action="store_true", help="start over when the run directory holds another recipe")
-    parser.add_argument("--devices", type=_positive_int, metavar="N",
-                        help="training processes per node (overrides the recipe's hardware.devices)")
+    parser.add_argument(
+        "--devices",
+        type=_positive_int,
+        metavar="N",
+        help="training processes per node (overrides the recipe's hardware.devices)",
+    )
     parser.add_argument("--num-nodes", type=_positive_int, metavar="N", help="nodes (overrides hardware.num_nodes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xdistill", description="Explainable knowledge distillation: keep the "
-                                     "teacher's predictions and its reasons.")
+    parser = argparse.ArgumentParser(
+        prog="xdistill",
+        description="Explainable knowledge distillation: keep the teacher's predictions and its reasons.",
+    )
     parser.add_argument("--version", action="version", version=f"xdistill {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -209,8 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(explain)
     explain.set_defaults(handler=_explain)
 
-    for name, handler, text in (("distill", _distill, "train the recipe's students"),
-                                ("evaluate", _evaluate, "compare each student with the teacher on held-out data")):
+    for name, handler, text in (
+        ("distill", _distill, "train the recipe's students"),
+        ("evaluate", _evaluate, "compare each student with the teacher on held-out data"),
+    ):
         sub = commands.add_parser(name, help=text)
         _recipe_args(sub)
         sub.add_argument("--student", action="append", metavar="NAME", help="only this student (repeatable)")
@@ -223,21 +247,30 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_report)
 
     demo = commands.add_parser("demo", help="train a teacher and a small student on GunPoint and compare their reasons")
-    demo.add_argument("--dataset", default="ucr:GunPoint", help="dataset spec (default: ucr:GunPoint, bundled with aeon)")
+    demo.add_argument(
+        "--dataset", default="ucr:GunPoint", help="dataset spec (default: ucr:GunPoint, bundled with aeon)"
+    )
     demo.add_argument("--epochs", type=_positive_int, default=60, help="training epochs for each model (default 60)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     demo.set_defaults(handler=_demo)
 
-    audit = commands.add_parser("audit", help="compare any teacher and student (weights, import paths or TorchScript) "
-                                "on a dataset: agreement, alignment, faithfulness, and a report")
-    audit.add_argument("--teacher", required=True, help="TorchScript file, or an architecture name / package.module:Class")
+    audit = commands.add_parser(
+        "audit",
+        help="compare any teacher and student (weights, import paths or TorchScript) "
+        "on a dataset: agreement, alignment, faithfulness, and a report",
+    )
+    audit.add_argument(
+        "--teacher", required=True, help="TorchScript file, or an architecture name / package.module:Class"
+    )
     audit.add_argument("--student", required=True, help="as --teacher")
     audit.add_argument("--data", required=True, help="dataset spec, e.g. ucr:GunPoint or npz:my_data.npz")
     audit.add_argument("--data-options", metavar="JSON")
     for role in ("teacher", "student"):
         audit.add_argument(f"--{role}-weights", metavar="FILE", help=f"safetensors weights of an architecture {role}")
-        audit.add_argument(f"--{role}-options", metavar="JSON", help="the architecture's options, e.g. '{\"width\": 0.5}'")
+        audit.add_argument(
+            f"--{role}-options", metavar="JSON", help="the architecture's options, e.g. '{\"width\": 0.5}'"
+        )
     audit.add_argument("--explainer", default="integrated_gradients")
     audit.add_argument("--explainer-options", metavar="JSON")
     audit.add_argument("--parts", default="timestep", help="timestep, window, pixel, patch, token, feature")

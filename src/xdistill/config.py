@@ -17,10 +17,15 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: str | None = Field(default=None, description="a paper's training protocol (tsd_paper, kdig_paper, "
-                                 "subdistill_paper, rekd_paper): its settings fill every field not given beside it")
+    protocol: str | None = Field(
+        default=None,
+        description="a paper's training protocol (tsd_paper, kdig_paper, "
+        "subdistill_paper, rekd_paper): its settings fill every field not given beside it",
+    )
     epochs: int | None = Field(default=None, ge=1, description="epoch budget (used when steps is not given)")
-    steps: int | None = Field(default=None, ge=1, description="optimiser-step budget: exactly this many steps (the last epoch may be partial)")
+    steps: int | None = Field(
+        default=None, ge=1, description="optimiser-step budget: exactly this many steps (the last epoch may be partial)"
+    )
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
@@ -32,22 +37,36 @@ class TrainConfig(BaseModel):
     gamma: float = Field(default=0.5, gt=0, le=1, description="decay factor (schedules 'step', 'multistep', 'plateau')")
     milestones: list[int] = Field(default=[], description="schedule 'multistep': where the lr is multiplied by gamma")
     schedule_interval: Literal["epoch", "step"] = Field(
-        default="epoch", description="what milestones/step_size count for 'step' and 'multistep': epochs, or optimiser "
-        "steps (TSD's official code steps its MultiStepLR after every batch)")
+        default="epoch",
+        description="what milestones/step_size count for 'step' and 'multistep': epochs, or optimiser "
+        "steps (TSD's official code steps its MultiStepLR after every batch)",
+    )
     augment: list[str | dict[str, Any]] = Field(
-        default=[], description="training-data augmentations applied per batch, e.g. [{name: random_crop, padding: 4}, "
-        "{name: hflip}] (images) or [{name: jitter, sigma: 0.03}] (series)")
-    val_fraction: float = Field(default=0.2, ge=0, lt=1,
-                                description="stratified share of the training data held out for model selection; 0 = none")
+        default=[],
+        description="training-data augmentations applied per batch, e.g. [{name: random_crop, padding: 4}, "
+        "{name: hflip}] (images) or [{name: jitter, sigma: 0.03}] (series)",
+    )
+    val_fraction: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="stratified share of the training data held out for model selection; 0 = none",
+    )
     monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
-        default="val_loss", description="what picks the best epoch; train_loss (the protocol of Ismail Fawaz et al. "
-        "2019 for small UCR sets) needs no validation split")
+        default="val_loss",
+        description="what picks the best epoch; train_loss (the protocol of Ismail Fawaz et al. "
+        "2019 for small UCR sets) needs no validation split",
+    )
     patience: int | None = Field(default=None, ge=1, description="stop after this many epochs without improvement")
     restore_best: bool = Field(default=True, description="end with the weights of the best validation epoch")
     seed: int = 0
     checkpoint_every: int = Field(default=1, ge=1, description="epochs between resumable checkpoints")
-    checkpoint_seconds: float = Field(default=10.0, ge=0, description="and at least this many seconds between them "
-                                      "(a kill loses at most this much work, or one epoch if longer); 0 = every epoch")
+    checkpoint_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="and at least this many seconds between them "
+        "(a kill loses at most this much work, or one epoch if longer); 0 = every epoch",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -66,7 +85,7 @@ class TrainConfig(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _augmentations_exist(self) -> "TrainConfig":
+    def _augmentations_exist(self) -> TrainConfig:
         from .augment import build_augmentations
 
         build_augmentations(self.augment)
@@ -77,13 +96,13 @@ class TrainConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _one_budget(self) -> "TrainConfig":
+    def _one_budget(self) -> TrainConfig:
         if self.steps is not None and self.epochs is not None:
             raise ValueError(f"give either steps ({self.steps}) or epochs ({self.epochs}), not both")
         return self
 
     @model_validator(mode="after")
-    def _selection_needs_validation(self) -> "TrainConfig":
+    def _selection_needs_validation(self) -> TrainConfig:
         if self.monitor != "train_loss" and self.patience is not None and self.val_fraction == 0:
             raise ValueError("patience needs a validation split: set val_fraction > 0 (e.g. 0.2) or monitor train_loss")
         return self
@@ -95,7 +114,7 @@ class TrainConfig(BaseModel):
         return self.epochs or 100
 
     @classmethod
-    def build(cls, base: "TrainConfig | dict[str, Any] | None" = None, **overrides: Any) -> "TrainConfig":
+    def build(cls, base: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
         """A validated config from a config, a dict or nothing, with keyword overrides on top."""
         data = base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
         return cls.model_validate(with_fields(data, {k: v for k, v in overrides.items() if v is not None}))
@@ -112,8 +131,20 @@ def with_fields(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Lightning's precision names (``L.Trainer(precision=...)``)
-PRECISIONS = ("64", "64-true", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true",
-              "transformer-engine", "transformer-engine-float16")
+PRECISIONS = (
+    "64",
+    "64-true",
+    "32",
+    "32-true",
+    "16",
+    "16-mixed",
+    "16-true",
+    "bf16",
+    "bf16-mixed",
+    "bf16-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 
 
 def known_precision(value: Any) -> str | None:
@@ -130,7 +161,9 @@ class RunConfig(BaseModel):
 
     work_dir: str = Field(default="runs/distill", description="checkpoints, logs and the final weights go here")
     accelerator: str = Field(default="auto", description="auto, cpu, gpu, mps (Lightning's names)")
-    devices: int | str = Field(default=1, description="processes per node (or 'auto', or a list spec as Lightning takes)")
+    devices: int | str = Field(
+        default=1, description="processes per node (or 'auto', or a list spec as Lightning takes)"
+    )
     num_nodes: int = Field(default=1, ge=1)
     strategy: str = Field(default="auto", description="auto, ddp, ddp_spawn, ... (several devices: ddp)")
     precision: str | None = Field(default=None, description="Lightning's precision, e.g. 32-true, bf16-mixed")
@@ -139,8 +172,10 @@ class RunConfig(BaseModel):
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes")
     checkpoint: bool = Field(default=True, description="write resumable checkpoints")
     resume: bool = Field(default=True, description="continue from the last checkpoint in work_dir")
-    teacher_logit_cache: bool = Field(default=True, description="compute the teacher's logits once per sample "
-                                      "when the input does not change between epochs")
+    teacher_logit_cache: bool = Field(
+        default=True,
+        description="compute the teacher's logits once per sample when the input does not change between epochs",
+    )
     cache_dir: str | None = Field(default=None, description="a folder shared by several runs for teacher attributions")
 
     @field_validator("precision", mode="before")
@@ -154,7 +189,7 @@ class RunConfig(BaseModel):
         return None if value is None else str(value)
 
     @classmethod
-    def build(cls, base: "RunConfig | dict[str, Any] | None" = None, **overrides: Any) -> "RunConfig":
+    def build(cls, base: RunConfig | dict[str, Any] | None = None, **overrides: Any) -> RunConfig:
         data = base.model_dump(exclude_unset=True) if isinstance(base, RunConfig) else dict(base or {})
         data.update(overrides)
         return cls.model_validate(data)
@@ -166,12 +201,18 @@ class RunConfig(BaseModel):
 # on the whole training split and keep the epoch of lowest training loss (the protocol of Ismail
 # Fawaz et al. 2019). Images converge in epochs and select on a 10% validation split.
 FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("series", "teacher"): dict(steps=2000, batch_size=16, lr=1e-3, warmup=0.05, val_fraction=0.0, monitor="train_loss"),
-    ("series", "student"): dict(steps=3000, batch_size=16, lr=1e-3, warmup=0.05, val_fraction=0.0, monitor="train_loss"),
-    ("image", "teacher"): dict(epochs=15, batch_size=128, lr=2e-3, weight_decay=5e-4, optimizer="adamw",
-                               warmup=0.02, val_fraction=0.1),
-    ("image", "student"): dict(epochs=15, batch_size=128, lr=2e-3, weight_decay=5e-4, optimizer="adamw",
-                               warmup=0.02, val_fraction=0.1),
+    ("series", "teacher"): dict(
+        steps=2000, batch_size=16, lr=1e-3, warmup=0.05, val_fraction=0.0, monitor="train_loss"
+    ),
+    ("series", "student"): dict(
+        steps=3000, batch_size=16, lr=1e-3, warmup=0.05, val_fraction=0.0, monitor="train_loss"
+    ),
+    ("image", "teacher"): dict(
+        epochs=15, batch_size=128, lr=2e-3, weight_decay=5e-4, optimizer="adamw", warmup=0.02, val_fraction=0.1
+    ),
+    ("image", "student"): dict(
+        epochs=15, batch_size=128, lr=2e-3, weight_decay=5e-4, optimizer="adamw", warmup=0.02, val_fraction=0.1
+    ),
     ("tokens", "teacher"): dict(epochs=30, batch_size=32, lr=2e-3, warmup=0.05, val_fraction=0.2),
     ("tokens", "student"): dict(epochs=30, batch_size=32, lr=2e-3, warmup=0.05, val_fraction=0.2),
 }

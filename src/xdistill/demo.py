@@ -24,7 +24,9 @@ EXPLAINER_SETTINGS = {
 }
 
 
-def run_demo(dataset: str = "ucr:GunPoint", epochs: int = 60, seed: int = 0, json_path: str | None = None) -> dict[str, Any]:
+def run_demo(
+    dataset: str = "ucr:GunPoint", epochs: int = 60, seed: int = 0, json_path: str | None = None
+) -> dict[str, Any]:
     start = time.perf_counter()
     train, test = load_dataset(dataset)
     channels, classes = train.input_shape[0], train.num_classes
@@ -32,12 +34,19 @@ def run_demo(dataset: str = "ucr:GunPoint", epochs: int = 60, seed: int = 0, jso
     teacher = build_model("fcn1d", channels, classes, width=0.5)
     student = build_model("fcn1d", channels, classes, width=0.125)
     train_classifier(teacher, train, epochs=epochs, lr=3e-3, batch_size=16, seed=seed, progress=True, label="teacher")
-    train_classifier(student, train, epochs=epochs, lr=3e-3, batch_size=16, seed=seed + 1, progress=True, label="student")
+    train_classifier(
+        student, train, epochs=epochs, lr=3e-3, batch_size=16, seed=seed + 1, progress=True, label="student"
+    )
     results = {}
     for name, config in EXPLAINER_SETTINGS.items():
         results[name] = evaluate_pair(teacher, student, test.x, test.y, config, cost=(name == "occlusion"))
-    report = {"dataset": dataset, "n_train": len(train), "n_test": len(test), "seconds": time.perf_counter() - start,
-              **{name: to_jsonable(r) for name, r in results.items()}}
+    report = {
+        "dataset": dataset,
+        "n_train": len(train),
+        "n_test": len(test),
+        "seconds": time.perf_counter() - start,
+        **{name: to_jsonable(r) for name, r in results.items()},
+    }
     print(format_report(dataset, results))
     print(f"done in {report['seconds']:.1f} s")
     if json_path:
@@ -60,6 +69,8 @@ def format_report(dataset: str, results: dict[str, dict[str, Any]]) -> str:
         f"  {'explainer':<22}{'Spearman':>16}{'top-5 focus':>16}{'top-5 IoU':>16}{'cosine':>16}",
     ]
     for name, r in results.items():
-        lines.append(f"  {name:<22}{str(r['saliency_spearman']):>16}{str(r['topk_focus']):>16}"
-                     f"{str(r['topk_iou']):>16}{str(r['cosine']):>16}")
+        lines.append(
+            f"  {name:<22}{str(r['saliency_spearman']):>16}{str(r['topk_focus']):>16}"
+            f"{str(r['topk_iou']):>16}{str(r['cosine']):>16}"
+        )
     return "\n".join(lines)

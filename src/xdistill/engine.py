@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import signal
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -37,9 +38,13 @@ from .data.mapped import as_training_data
 from .hooks import FeatureHooks
 from .methods import Batch, PrepareContext, Step, StepState, Term, build_terms
 
-
-_CHATTY = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed",
-           "lightning.fabric.utilities.distributed", "lightning.pytorch.utilities.distributed")
+_CHATTY = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
+    "lightning.fabric.utilities.distributed",
+    "lightning.pytorch.utilities.distributed",
+)
 
 
 @contextmanager
@@ -134,13 +139,31 @@ class EpochBatches(Sampler[list[int]]):
 class DistillationModule(L.LightningModule):
     """Minimises ``Σ weight · term`` for a student against a frozen teacher; logs every term raw and weighted."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, methods: Sequence[Term], *,
-                 config: TrainConfig | None = None, train: Any = None, val: Any = None, work_dir: Path | None = None,
-                 progress: bool = True, cache_teacher_logits: bool = False,
-                 teacher_logits: torch.Tensor | None = None, cache_dir: Path | None = None) -> None:
+    # declared for type checkers (nn.Module's __getattr__ would type them as Tensor | Module)
+    student: nn.Module
+    teacher: nn.Module | None
+    methods: nn.ModuleList
+    teacher_logits: torch.Tensor | None
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        methods: Sequence[Term],
+        *,
+        config: TrainConfig | None = None,
+        train: Any = None,
+        val: Any = None,
+        work_dir: Path | None = None,
+        progress: bool = True,
+        cache_teacher_logits: bool = False,
+        teacher_logits: torch.Tensor | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.student = student
         self.methods = nn.ModuleList(methods)
+        self.terms: list[Term] = list(methods)  # the same modules, typed
         object.__setattr__(self, "teacher", teacher)  # not a sub-module: never saved, never DDP-wrapped
         if teacher is not None:
             teacher.eval()
@@ -181,18 +204,31 @@ class DistillationModule(L.LightningModule):
         trainer, train = self.trainer, self.train_data
         device = trainer.strategy.root_device
         distributed = trainer.world_size > 1
-        preparing = any(type(m).prepare is not Term.prepare for m in self.methods)
+        preparing = any(type(m).prepare is not Term.prepare for m in self.terms)
         train_x = train.x if preparing or isinstance(train, ArrayDataset) else torch.empty(0)
-        context = PrepareContext(self.teacher, self.student, train_x, train.y, train.fingerprint,
-                                 self.work_dir, device, self.progress and trainer.is_global_zero,
-                                 rank=trainer.global_rank, world_size=trainer.world_size,
-                                 barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-                                 data_info=dict(train.info), cache_dir=self.cache_dir, seed=self.config.seed,
-                                 batch_size=self.config.batch_size, total_steps=self.planned_steps())
-        for method in self.methods:
+        context = PrepareContext(
+            self.teacher,
+            self.student,
+            train_x,
+            train.y,
+            train.fingerprint,
+            self.work_dir,
+            device,
+            self.progress and trainer.is_global_zero,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
+            data_info=dict(train.info),
+            cache_dir=self.cache_dir,
+            seed=self.config.seed,
+            batch_size=self.config.batch_size,
+            total_steps=self.planned_steps(),
+        )
+        for method in self.terms:
             method.prepare(context)
         self.student.cpu()
         if self.cache_teacher_logits or self.needs_clean_logits:
+            assert self.teacher is not None
             self.teacher_logits = teacher_logits_for(self.teacher, train.x, device).cpu()
         if self.teacher is not None:
             self.teacher.cpu()
@@ -233,13 +269,19 @@ class DistillationModule(L.LightningModule):
     def _teacher_pass(self, batch: Batch, transformed: bool) -> tuple[torch.Tensor | None, Any]:
         if not (self.needs_teacher or self.teacher_forward) or self.teacher is None:
             return None, None
-        cached = (self.teacher_logits is not None and self.cache_teacher_logits and not transformed
-                  and self.teacher_hooks is None and not self.teacher_forward)
-        if cached:
-            return self.teacher_logits[batch.index.cpu()].to(self.device), None
+        logits = self.teacher_logits
+        cached = (
+            logits is not None
+            and self.cache_teacher_logits
+            and not transformed
+            and self.teacher_hooks is None
+            and not self.teacher_forward
+        )
+        if cached and logits is not None:
+            return logits[batch.index.cpu()].to(self.device), None
         with torch.no_grad():
             if self.teacher_forward and hasattr(self.teacher, "forward_structured"):
-                output = self.teacher.forward_structured(batch.x)
+                output = self.teacher.forward_structured(batch.x)  # type: ignore[operator]
                 return output.logits, output
             return self.teacher(batch.x), None
 
@@ -249,29 +291,44 @@ class DistillationModule(L.LightningModule):
         batch = Batch(x, y, index)
         if self.augmentations:
             batch = Batch(apply_augmentations(self.augmentations, x, lambda salt: state.streams(index, salt)), y, index)
-        for method in self.methods:
+        for method in self.terms:
             batch = method.transform(batch, state)
         transformed = batch.x is not x
         student_output = None
         if self.structured:
             options: dict[str, Any] = {}
-            for method in self.methods:
+            for method in self.terms:
                 options.update(method.forward_options(state, batch))
-            student_output = self.student.forward_structured(batch.x, **options)
+            student_output = self.student.forward_structured(batch.x, **options)  # type: ignore[operator]
             student_logits = student_output.logits
         else:
             student_logits = self.student(batch.x)
         student_features = dict(self.student_hooks.features) if self.student_hooks else {}
         teacher_logits, teacher_output = self._teacher_pass(batch, transformed)
         teacher_features = dict(self.teacher_hooks.features) if self.teacher_hooks else {}
-        clean = self.teacher_logits[index.cpu()].to(self.device) if self.needs_clean_logits else None
-        step = Step(batch, self.student, self.teacher, student_logits, teacher_logits, student_features,
-                    teacher_features, state, clean, student_output, teacher_output)
+        clean = (
+            self.teacher_logits[index.cpu()].to(self.device)
+            if self.needs_clean_logits and self.teacher_logits is not None
+            else None
+        )
+        step = Step(
+            batch,
+            self.student,
+            self.teacher,
+            student_logits,
+            teacher_logits,
+            student_features,
+            teacher_features,
+            state,
+            clean,
+            student_output,
+            teacher_output,
+        )
         share, counted = self._share(batch_idx, len(y))
         loss = student_logits.new_zeros(())
         logged = student_logits.new_zeros(())
         seen: set[str] = set()
-        for method in self.methods:
+        for method in self.terms:
             if not method.has_loss:
                 continue
             value = method.loss(step)
@@ -280,7 +337,8 @@ class DistillationModule(L.LightningModule):
             if not torch.isfinite(value).all():
                 raise FloatingPointError(
                     f"loss term {name!r} became {value.item()} in epoch {self.current_epoch + 1} (step {self.global_step}); "
-                    "lower the learning rate or check the inputs for extreme values")
+                    "lower the learning rate or check the inputs for extreme values"
+                )
             # a per-process batch mean counts for this process's share of the global batch; a statistic already
             # summed over processes counts once (DDP averages the gradients over the processes)
             loss = loss + method.weight * value * (1.0 if method.global_batch_statistic else share)
@@ -297,8 +355,10 @@ class DistillationModule(L.LightningModule):
     # -- end of an epoch: exact, reduced metrics -----------------------------------------------------------------------
     def on_train_epoch_end(self) -> None:
         names = sorted(self._sums)
-        totals = torch.stack([torch.as_tensor(self._sums[n], dtype=torch.float64) for n in names]
-                             + [torch.tensor(float(self._count), dtype=torch.float64)]).to(self.device)
+        totals = torch.stack(
+            [torch.as_tensor(self._sums[n], dtype=torch.float64) for n in names]
+            + [torch.tensor(float(self._count), dtype=torch.float64)]
+        ).to(self.device)
         totals = self._reduce(totals)
         count = max(float(totals[-1]), 1.0)
         metrics = {f"train/{n}": float(t) / count for n, t in zip(names, totals[:-1])}
@@ -311,8 +371,9 @@ class DistillationModule(L.LightningModule):
 
     def _reduce(self, totals: torch.Tensor) -> torch.Tensor:
         if self.trainer.world_size > 1:
-            totals = self.trainer.strategy.reduce(totals.float() if self.device.type == "mps" else totals,
-                                                  reduce_op="sum")
+            totals = self.trainer.strategy.reduce(
+                totals.float() if self.device.type == "mps" else totals, reduce_op="sum"
+            )
         return totals.double().cpu()
 
     def _validate(self) -> dict[str, float]:
@@ -363,8 +424,9 @@ def _items(data: Any, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]
     if isinstance(data, ArrayDataset):
         return data.x[start:end], data.y[start:end]
     items = [data[i] for i in range(start, end)]
-    return torch.stack([torch.as_tensor(item[0]) for item in items]), torch.stack([torch.as_tensor(item[1])
-                                                                                  for item in items]).long()
+    return torch.stack([torch.as_tensor(item[0]) for item in items]), torch.stack(
+        [torch.as_tensor(item[1]) for item in items]
+    ).long()
 
 
 class _IndexedArrays(Dataset):
@@ -402,12 +464,15 @@ def _already_batched(batch):
     return batch
 
 
-def indexed_loader(data: Any, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
-                   rank: int = 0, world_size: int = 1) -> DataLoader:
+def indexed_loader(
+    data: Any, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """Batches of ``(x, y, index)``; the index keys per-sample caches and random streams.
 
     ``batch_size`` is the global batch; with ``world_size`` processes each loads its share of it.
     """
+    dataset: Dataset
+    collate: Any
     if isinstance(data, ArrayDataset):
         dataset, collate = _IndexedArrays(data), _already_batched
     else:
@@ -421,7 +486,9 @@ def indexed_loader(data: Any, batch_size: int, shuffle: bool, seed: int, num_wor
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
 
 
-def teacher_logits_for(teacher: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+def teacher_logits_for(
+    teacher: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512
+) -> torch.Tensor:
     """Teacher logits for every training sample (eval mode, no grad), kept on the CPU."""
     from .metrics import predict
 
@@ -455,7 +522,7 @@ class DistillResult:
         return found
 
 
-def _validated(kind: type, base: Any, overrides: dict[str, Any]) -> Any:
+def _validated(kind: type[TrainConfig] | type[RunConfig], base: Any, overrides: dict[str, Any]) -> Any:
     """``kind`` (TrainConfig or RunConfig) from ``base`` with keyword overrides; a bad field is one ValueError line."""
     try:
         return kind.build(base, **overrides)
@@ -471,8 +538,10 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     run = {k: v for k, v in options.items() if k in RunConfig.model_fields}
     unknown = sorted(set(options) - set(train) - set(run))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; TrainConfig fields: {', '.join(TrainConfig.model_fields)}; "
-                        f"RunConfig fields: {', '.join(RunConfig.model_fields)}")
+        raise TypeError(
+            f"unknown option(s) {unknown}; TrainConfig fields: {', '.join(TrainConfig.model_fields)}; "
+            f"RunConfig fields: {', '.join(RunConfig.model_fields)}"
+        )
     return train, run
 
 
@@ -493,8 +562,14 @@ def resume_checkpoint(directory: Path) -> Path | None:
 
 
 def distill(
-    teacher: nn.Module | None, student: nn.Module, train: Any, methods: Sequence[Term | str | dict],
-    *, val: Any = None, config: TrainConfig | dict | None = None, run: RunConfig | dict | None = None,
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Any,
+    methods: Sequence[Term | str | dict],
+    *,
+    val: Any = None,
+    config: TrainConfig | dict | None = None,
+    run: RunConfig | dict | None = None,
     **options: Any,
 ) -> DistillResult:
     """Train ``student`` to minimise ``Σ weight · term`` against a frozen ``teacher``; returns the trained student.
@@ -511,9 +586,10 @@ def distill(
     finished epoch. The final weights go to ``work_dir/student.safetensors``.
     """
     train_options, run_options = split_options(options)
-    config = _validated(TrainConfig, config, train_options)
-    run = _validated(RunConfig, run, run_options)
-    work_dir = Path(run.work_dir)
+    train_config: TrainConfig = _validated(TrainConfig, config, train_options)
+    run_config: RunConfig = _validated(RunConfig, run, run_options)
+    config, run = train_config, run_config
+    work_dir = Path(run_config.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     terms = build_terms(methods)
     train, val = as_training_data(train), as_training_data(val)
@@ -525,19 +601,35 @@ def distill(
         check_pair(teacher, student, train)
         if terms and len(terms) == 1 and terms[0].name == "kd":
             logging.getLogger("xdistill").warning(
-                "the objective is kd alone (T²·KL, no cross-entropy); Hinton's mix of both is the preset 'hinton'")
+                "the objective is kd alone (T²·KL, no cross-entropy); Hinton's mix of both is the preset 'hinton'"
+            )
         return _fit(teacher, student, train, val, terms, config, run, work_dir)
 
 
 def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfig, work_dir: Path) -> DistillResult:
-    use_cache = (run.teacher_logit_cache and teacher is not None and not config.augment
-                 and not any(m.changes_input for m in terms) and any(m.needs_teacher for m in terms if m.has_loss)
-                 and not any(m.teacher_layers for m in terms) and not any(m.needs_teacher_forward for m in terms))
+    use_cache = (
+        run.teacher_logit_cache
+        and teacher is not None
+        and not config.augment
+        and not any(m.changes_input for m in terms)
+        and any(m.needs_teacher for m in terms if m.has_loss)
+        and not any(m.teacher_layers for m in terms)
+        and not any(m.needs_teacher_forward for m in terms)
+    )
     teacher_grad_flags = [(p, p.requires_grad) for p in teacher.parameters()] if teacher is not None else []
     has_val = val is not None and len(val) > 0
-    module = DistillationModule(student, teacher, terms, config=config, train=train, val=val if has_val else None,
-                                work_dir=work_dir, progress=run.progress, cache_teacher_logits=use_cache,
-                                cache_dir=Path(run.cache_dir) if run.cache_dir is not None else None)
+    module = DistillationModule(
+        student,
+        teacher,
+        terms,
+        config=config,
+        train=train,
+        val=val if has_val else None,
+        work_dir=work_dir,
+        progress=run.progress,
+        cache_teacher_logits=use_cache,
+        cache_dir=Path(run.cache_dir) if run.cache_dir is not None else None,
+    )
     timer = EpochTimer()
     callbacks: list[Callback] = [timer]
     best = None
@@ -548,17 +640,29 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
     if run.checkpoint:
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     trainer = L.Trainer(
-        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)), max_steps=config.steps or -1,
+        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)),
+        max_steps=config.steps or -1,
         accelerator=run.accelerator,
-        devices=run.devices, strategy=run.strategy, num_nodes=run.num_nodes, precision=run.precision,
-        logger=_loggers(run.loggers, work_dir), callbacks=callbacks, enable_progress_bar=run.progress,
-        enable_model_summary=False, plugins=[SafetensorsCheckpointIO()], default_root_dir=work_dir,
-        deterministic=False, log_every_n_steps=1, num_sanity_val_steps=0,
+        devices=run.devices,
+        strategy=run.strategy,
+        num_nodes=run.num_nodes,
+        precision=run.precision,  # type: ignore[arg-type]  # a string checked by RunConfig
+        logger=_loggers(run.loggers, work_dir),
+        callbacks=callbacks,
+        enable_progress_bar=run.progress,
+        enable_model_summary=False,
+        plugins=[SafetensorsCheckpointIO()],
+        default_root_dir=work_dir,
+        deterministic=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
         enable_checkpointing=best is not None or run.checkpoint,  # (Checkpoint subclasses; Lightning adds no other)
-        use_distributed_sampler=False, limit_val_batches=0,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
     )
-    train_loader = indexed_loader(train, config.batch_size, True, config.seed, run.num_workers, trainer.global_rank,
-                                  trainer.world_size)
+    train_loader = indexed_loader(
+        train, config.batch_size, True, config.seed, run.num_workers, trainer.global_rank, trainer.world_size
+    )
     ckpt_path = resume_checkpoint(checkpoints) if (run.resume and run.checkpoint) else None
     try:
         trainer.fit(module, train_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
@@ -577,8 +681,18 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
     metrics = dict(module.epoch_metrics)
     metrics.update(selection_metrics(best, trainer.current_epoch))
     extra = sum(p.numel() for term in terms for p in term.extra_parameters())
-    return DistillResult(student, work_dir, timer.seconds, metrics, used_logit_cache=use_cache, config=config,
-                         run=run, extra_parameters=extra, train_data=train, val_data=val)
+    return DistillResult(
+        student,
+        work_dir,
+        timer.seconds,
+        metrics,
+        used_logit_cache=use_cache,
+        config=config,
+        run=run,
+        extra_parameters=extra,
+        train_data=train,
+        val_data=val,
+    )
 
 
 def selection_metrics(best: BestEpoch | None, epochs_run: int) -> dict[str, float]:
@@ -602,23 +716,34 @@ def check_pair(teacher: nn.Module | None, student: nn.Module, train: Any) -> Non
         with torch.no_grad(), eval_mode(model):
             classes = model(probe).shape[-1]
         if classes != train.num_classes:
-            raise ValueError(f"the {role} outputs {classes} classes but {train.name} has {train.num_classes}; "
-                             "build it with num_classes matching the data (or wrap a full-task teacher in ClassSubset)")
+            raise ValueError(
+                f"the {role} outputs {classes} classes but {train.name} has {train.num_classes}; "
+                "build it with num_classes matching the data (or wrap a full-task teacher in ClassSubset)"
+            )
 
 
 def _loggers(names: Sequence[str], work_dir: Path) -> list | bool:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    known = {"csv": lambda: CSVLogger(work_dir, name="logs"),
-             "tensorboard": lambda: TensorBoardLogger(work_dir, name="tensorboard")}
+    known = {
+        "csv": lambda: CSVLogger(work_dir, name="logs"),
+        "tensorboard": lambda: TensorBoardLogger(work_dir, name="tensorboard"),
+    }
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown logger(s) {unknown}; choose from {sorted(known)}")
     return [known[n]() for n in names] or False
 
 
-def train_teacher(model: nn.Module, train: Any, *, val: Any = None, config: TrainConfig | dict | None = None,
-                  run: RunConfig | dict | None = None, **options: Any) -> DistillResult:
+def train_teacher(
+    model: nn.Module,
+    train: Any,
+    *,
+    val: Any = None,
+    config: TrainConfig | dict | None = None,
+    run: RunConfig | dict | None = None,
+    **options: Any,
+) -> DistillResult:
     """Train a classifier on its own (cross-entropy) with the same engine, for users without a teacher."""
     if run is None and "work_dir" not in options:
         options["work_dir"] = "runs/teacher"

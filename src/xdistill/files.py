@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import UserError
 
@@ -44,10 +44,10 @@ class DirectoryLock:
     def __init__(self, directory: str | Path, what: str, wait_seconds: float = 0.0) -> None:
         self.path, self.what = Path(directory) / ".lock", what
         self.wait_seconds = wait_seconds
-        self._handle = None
+        self._handle: IO[str] | None = None
         self._depth = 0
 
-    def acquire(self) -> "DirectoryLock":
+    def acquire(self) -> DirectoryLock:
         import fcntl
 
         if self._depth:
@@ -67,8 +67,10 @@ class DirectoryLock:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"
                 handle.close()
-                raise LockedError(f"{self.what} {self.path.parent} is in use by another xdistill process (pid {holder}); "
-                                  "wait for it to finish or stop it, or choose another directory") from None
+                raise LockedError(
+                    f"{self.what} {self.path.parent} is in use by another xdistill process (pid {holder}); "
+                    "wait for it to finish or stop it, or choose another directory"
+                ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -87,7 +89,7 @@ class DirectoryLock:
             self._handle.close()
             self._handle = None
 
-    def __enter__(self) -> "DirectoryLock":
+    def __enter__(self) -> DirectoryLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

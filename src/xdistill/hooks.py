@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -22,7 +22,9 @@ class FeatureHooks:
                 module = model.get_submodule(path)
             except AttributeError:
                 names = ", ".join(n for n, _ in model.named_modules() if n)
-                raise ValueError(f"no module at path {path!r} in {type(model).__name__}; module paths: {names}") from None
+                raise ValueError(
+                    f"no module at path {path!r} in {type(model).__name__}; module paths: {names}"
+                ) from None
             self._handles.append(module.register_forward_hook(self._keep(path)))
 
     def _keep(self, path: str):
@@ -36,7 +38,7 @@ class FeatureHooks:
             handle.remove()
         self._handles.clear()
 
-    def __enter__(self) -> "FeatureHooks":
+    def __enter__(self) -> FeatureHooks:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import torch
 
@@ -13,8 +14,11 @@ from .registry import Registry
 OPTIMIZERS: Registry[Callable[[Iterable, TrainConfig], torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("adam")(lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay))
 OPTIMIZERS.register("adamw")(lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay))
-OPTIMIZERS.register("sgd")(lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,
-                                                             weight_decay=c.weight_decay, nesterov=c.momentum > 0))
+OPTIMIZERS.register("sgd")(
+    lambda params, c: torch.optim.SGD(
+        params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.momentum > 0
+    )
+)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -34,7 +38,9 @@ def warmup_constant(warmup_steps: int) -> Callable[[int], float]:
 
 
 def _cosine(optimizer, config: TrainConfig, total_steps: int) -> dict[str, Any]:
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, round(config.warmup * total_steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total_steps, round(config.warmup * total_steps))
+    )
     return {"scheduler": schedule, "interval": "step"}
 
 
@@ -55,9 +61,10 @@ def _multistep(optimizer, config: TrainConfig, total_steps: int) -> dict[str, An
 
 
 def _plateau(optimizer, config: TrainConfig, total_steps: int) -> dict[str, Any]:
-    mode = "min" if config.monitor == "val_loss" else "max"
-    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.gamma,
-                                                          patience=max(1, (config.patience or 20) // 2))
+    mode: Literal["min", "max"] = "min" if config.monitor == "val_loss" else "max"
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=config.gamma, patience=max(1, (config.patience or 20) // 2)
+    )
     return {"scheduler": schedule, "interval": "epoch", "monitor": config.monitor.replace("_", "/")}
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def _target(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,13 +29,17 @@ def _type_name(hint: Any) -> str:
 def accepted(fn: Callable[..., Any], skip: Iterable[str] = ()) -> tuple[list[str], bool]:
     """(keyword parameter names of ``fn`` minus ``skip``, whether it takes ``**kwargs``)."""
     parameters = inspect.signature(_target(fn)).parameters.values()
-    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-             and p.name not in ("self", *skip)]
+    names = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", *skip)
+    ]
     return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-def check_options(fn: Callable[..., Any], options: dict[str, Any], skip: Iterable[str] = (),
-                  what: str = "option") -> None:
+def check_options(
+    fn: Callable[..., Any], options: dict[str, Any], skip: Iterable[str] = (), what: str = "option"
+) -> None:
     """Raise ``ValueError`` naming the first unknown option or the first value its annotation refuses."""
     from pydantic import TypeAdapter, ValidationError
 

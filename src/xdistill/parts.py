@@ -7,7 +7,7 @@ negative evidence cancel within a part.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -31,58 +31,129 @@ class Protocol:
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
-PROTOCOLS.register("tsd_paper")(Protocol(
-    paper="Temporal Saliency Distillation (arXiv 2601.04263; hewadehigaha/tsd-supplementary)",
-    training=dict(optimizer="adam", lr=0.005, weight_decay=1e-5, schedule="multistep", milestones=[25, 30, 35],
-                  gamma=0.5, schedule_interval="step", warmup=0.0, batch_size=32, epochs=500, steps=None,
-                  val_fraction=0.2, monitor="val_loss", patience=50, restore_best=True, augment=[]),
-    objectives={"no_kd": ["ce"], "kd": [{"name": "hinton", "alpha": 0.5, "temperature": 8.0}],
-                "tsd": [{"name": "tsd_published", "lam": 1.0, "perturbations": 50, "window": 10, "tau": 8.0}]},
-    models={"teacher": {"model": "lstm", "options": {"hidden": 100, "layers": 3}},
+PROTOCOLS.register("tsd_paper")(
+    Protocol(
+        paper="Temporal Saliency Distillation (arXiv 2601.04263; hewadehigaha/tsd-supplementary)",
+        training=dict(
+            optimizer="adam",
+            lr=0.005,
+            weight_decay=1e-5,
+            schedule="multistep",
+            milestones=[25, 30, 35],
+            gamma=0.5,
+            schedule_interval="step",
+            warmup=0.0,
+            batch_size=32,
+            epochs=500,
+            steps=None,
+            val_fraction=0.2,
+            monitor="val_loss",
+            patience=50,
+            restore_best=True,
+            augment=[],
+        ),
+        objectives={
+            "no_kd": ["ce"],
+            "kd": [{"name": "hinton", "alpha": 0.5, "temperature": 8.0}],
+            "tsd": [{"name": "tsd_published", "lam": 1.0, "perturbations": 50, "window": 10, "tau": 8.0}],
+        },
+        models={
+            "teacher": {"model": "lstm", "options": {"hidden": 100, "layers": 3}},
             "student": {"model": "lstm", "options": {"hidden": 16, "layers": 1}},
-            "data": {"length": 100}},
-    departures=(
-        "the teacher seed is chosen on the validation split, not on the test split's AUC-PR as the official code does",
-        "validation loss is the exact mean over validation samples (the official code averages per-batch means)",
-    ),
-))
+            "data": {"length": 100},
+        },
+        departures=(
+            "the teacher seed is chosen on the validation split, not on the test split's AUC-PR as the official code does",
+            "validation loss is the exact mean over validation samples (the official code averages per-batch means)",
+        ),
+    )
+)
 
-PROTOCOLS.register("kdig_paper")(Protocol(
-    paper="KD with Integrated-Gradients overlays (arXiv 2503.13008; nordlinglab/ModelCompression-IntegratedGradients)",
-    training=dict(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant", warmup=0.0, batch_size=64,
-                  epochs=100, steps=None, val_fraction=0.0, monitor="train_loss", patience=None, restore_best=False,
-                  augment=[{"name": "random_crop", "padding": 4}, {"name": "hflip"}]),
-    objectives={"baseline": ["ce"], "kd": [{"name": "kd_ig", "p": 0.0}], "kd_ig": [{"name": "kd_ig", "p": 0.1}]},
-    departures=("the overlay maps are indexed by sample (the official precompute iterates a shuffled, augmented "
-                "loader, so its maps and samples are misaligned)",),
-))
+PROTOCOLS.register("kdig_paper")(
+    Protocol(
+        paper="KD with Integrated-Gradients overlays (arXiv 2503.13008; nordlinglab/ModelCompression-IntegratedGradients)",
+        training=dict(
+            optimizer="adam",
+            lr=1e-3,
+            weight_decay=0.0,
+            schedule="constant",
+            warmup=0.0,
+            batch_size=64,
+            epochs=100,
+            steps=None,
+            val_fraction=0.0,
+            monitor="train_loss",
+            patience=None,
+            restore_best=False,
+            augment=[{"name": "random_crop", "padding": 4}, {"name": "hflip"}],
+        ),
+        objectives={"baseline": ["ce"], "kd": [{"name": "kd_ig", "p": 0.0}], "kd_ig": [{"name": "kd_ig", "p": 0.1}]},
+        departures=(
+            "the overlay maps are indexed by sample (the official precompute iterates a shuffled, augmented "
+            "loader, so its maps and samples are misaligned)",
+        ),
+    )
+)
 
-PROTOCOLS.register("subdistill_paper")(Protocol(
-    paper="SubDistill (arXiv 2601.05913; p16i/subdistill)",
-    training=dict(optimizer="adamw", lr=1e-3, weight_decay=0.0, schedule="step", step_size=25, gamma=0.5,
-                  schedule_interval="epoch", warmup=0.0, batch_size=64, epochs=100, steps=None, val_fraction=0.2,
-                  monitor="val_acc", patience=None, restore_best=True, augment=[]),
-    objectives={"kd": [{"name": "hinton"}], "subdistill": [{"name": "subdistill_published", "layers": "<pairs>"}]},
-))
+PROTOCOLS.register("subdistill_paper")(
+    Protocol(
+        paper="SubDistill (arXiv 2601.05913; p16i/subdistill)",
+        training=dict(
+            optimizer="adamw",
+            lr=1e-3,
+            weight_decay=0.0,
+            schedule="step",
+            step_size=25,
+            gamma=0.5,
+            schedule_interval="epoch",
+            warmup=0.0,
+            batch_size=64,
+            epochs=100,
+            steps=None,
+            val_fraction=0.2,
+            monitor="val_acc",
+            patience=None,
+            restore_best=True,
+            augment=[],
+        ),
+        objectives={"kd": [{"name": "hinton"}], "subdistill": [{"name": "subdistill_published", "layers": "<pairs>"}]},
+    )
+)
 
-PROTOCOLS.register("rekd_paper")(Protocol(
-    paper="Rationale-extraction KD (arXiv 2601.22531; JiayiDai/REKD)",
-    training=dict(optimizer="adamw", weight_decay=1e-3, schedule="constant", warmup=0.0, batch_size=32, epochs=35,
-                  steps=None, val_fraction=0.2, monitor="val_loss", patience=None, restore_best=True, augment=[]),
-    objectives={"rationale_alone": [{"name": "rationale", "ratio": 0.15, "select_lambda": 1e-2}],
-                "rekd": [{"name": "rekd", "ratio": 0.15, "select_lambda": 1e-2, "alpha_re": 0.5,
-                          "kd_r_lambda": 0.5}]},
-    departures=(
-        "the learning rate is not set: the official 1e-5 fine-tunes a pretrained ViT; models trained from scratch "
-        "keep the data family's default",
-        "selection on the validation split's cross-entropy (monitor val_loss), not the dev set's re_loss "
-        "(cross-entropy + select_lambda · selection cost)",
-        "the official halve-and-reload on a plateau (patience 999) never fires within 35 epochs and is not offered",
-    ),
-))
+PROTOCOLS.register("rekd_paper")(
+    Protocol(
+        paper="Rationale-extraction KD (arXiv 2601.22531; JiayiDai/REKD)",
+        training=dict(
+            optimizer="adamw",
+            weight_decay=1e-3,
+            schedule="constant",
+            warmup=0.0,
+            batch_size=32,
+            epochs=35,
+            steps=None,
+            val_fraction=0.2,
+            monitor="val_loss",
+            patience=None,
+            restore_best=True,
+            augment=[],
+        ),
+        objectives={
+            "rationale_alone": [{"name": "rationale", "ratio": 0.15, "select_lambda": 1e-2}],
+            "rekd": [{"name": "rekd", "ratio": 0.15, "select_lambda": 1e-2, "alpha_re": 0.5, "kd_r_lambda": 0.5}],
+        },
+        departures=(
+            "the learning rate is not set: the official 1e-5 fine-tunes a pretrained ViT; models trained from scratch "
+            "keep the data family's default",
+            "selection on the validation split's cross-entropy (monitor val_loss), not the dev set's re_loss "
+            "(cross-entropy + select_lambda · selection cost)",
+            "the official halve-and-reload on a plateau (patience 999) never fires within 35 epochs and is not offered",
+        ),
+    )
+)
 
 
 def protocol_settings(name: str) -> dict[str, Any]:
     """The TrainConfig fields protocol ``name`` sets (a copy)."""
-    return {key: (list(value) if isinstance(value, list) else value)
-            for key, value in PROTOCOLS.get(name).training.items()}
+    return {
+        key: (list(value) if isinstance(value, list) else value) for key, value in PROTOCOLS.get(name).training.items()
+    }

@@ -31,28 +31,38 @@ class DatasetSpec(Strict):
     options: dict[str, Any] = {}
     max_train: int | None = Field(default=None, ge=1)
     max_test: int | None = Field(default=None, ge=1)
-    subtask: list[int] | None = Field(default=None, min_length=2,
-                                      description="class indices the students learn (SubDistill); the teacher sees all")
+    subtask: list[int] | None = Field(
+        default=None, min_length=2, description="class indices the students learn (SubDistill); the teacher sees all"
+    )
 
 
 class TeacherSpec(Strict):
     model: str | None = Field(default=None, description="a registered model, or package.module:Class (runs that code)")
-    torchscript: str | None = Field(default=None, description="a TorchScript file to distill from instead of a model")
+    file: str | None = Field(
+        default=None,
+        description="a model file to distill from instead of a model: torch.export (.pt2) or TorchScript (.pt, .ts)",
+    )
+    torchscript: str | None = Field(default=None, description="the older name of file (a TorchScript file)")
     options: dict[str, Any] = {}
     weights: str | None = Field(default=None, description="safetensors file to load instead of training")
-    methods: list[str | dict[str, Any]] = Field(default=["ce"], min_length=1,
-                                                description="how the teacher trains: ce, or rationale for a rationale model")
+    methods: list[str | dict[str, Any]] = Field(
+        default=["ce"], min_length=1, description="how the teacher trains: ce, or rationale for a rationale model"
+    )
     train: TrainConfig | None = Field(default=None, description="unset fields: the data family's teacher defaults")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "TeacherSpec":
-        if (self.model is None) == (self.torchscript is None):
-            raise ValueError("give exactly one of model (an architecture) or torchscript (a model file)")
+    def _one_source(self) -> TeacherSpec:
+        if self.torchscript is not None:
+            if self.file is not None:
+                raise ValueError("give file or its older name torchscript, not both")
+            self.file, self.torchscript = self.torchscript, None
+        if (self.model is None) == (self.file is None):
+            raise ValueError("give exactly one of model (an architecture) or file (a .pt2 or TorchScript model file)")
         return self
 
     @property
     def label(self) -> str:
-        return self.model or f"torchscript:{Path(self.torchscript).name}"
+        return self.model or f"file:{Path(str(self.file)).name}"
 
 
 class SweepSpec(Strict):
@@ -65,7 +75,9 @@ class StudentSpec(Strict):
     model: str
     options: dict[str, Any] = {}
     methods: list[str | dict[str, Any]] = Field(min_length=1)
-    train: TrainConfig | None = Field(default=None, description="overrides the recipe's training section for this student")
+    train: TrainConfig | None = Field(
+        default=None, description="overrides the recipe's training section for this student"
+    )
     sweep: SweepSpec | None = None
 
 
@@ -87,7 +99,8 @@ class HardwareSpec(Strict):
     Not part of the study's identity: the same run directory may be resumed on other hardware."""
 
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] | None = Field(
-        default=None, description="default: the recipe's device")
+        default=None, description="default: the recipe's device"
+    )
     devices: int | Literal["auto"] = Field(default=1, description="processes per node (e.g. 2 for two CPU processes)")
     num_nodes: int = Field(default=1, ge=1)
     strategy: str = Field(default="auto", description="auto, ddp, ... (several devices: ddp)")
@@ -109,7 +122,9 @@ class Recipe(Strict):
     dataset: DatasetSpec
     teacher: TeacherSpec
     students: list[StudentSpec] = Field(min_length=1)
-    training: TrainConfig | None = Field(default=None, description="the students' training; unset fields: family defaults")
+    training: TrainConfig | None = Field(
+        default=None, description="the students' training; unset fields: family defaults"
+    )
     evaluation: EvaluationSpec = EvaluationSpec()
 
     @field_validator("precision", mode="before")
@@ -138,8 +153,15 @@ class Recipe(Strict):
                 first = {"name": methods[0]} if isinstance(methods[0], str) else dict(methods[0])
                 first[student.sweep.option] = value
                 methods[0] = first
-                out.append(student.model_copy(update={"name": f"{student.name}[{student.sweep.option}={value}]",
-                                                      "methods": methods, "sweep": None}))
+                out.append(
+                    student.model_copy(
+                        update={
+                            "name": f"{student.name}[{student.sweep.option}={value}]",
+                            "methods": methods,
+                            "sweep": None,
+                        }
+                    )
+                )
         return out
 
 
@@ -158,7 +180,9 @@ def _location(loc: tuple) -> str:
 def _first_error(error: ValidationError) -> str:
     errors = error.errors()
     # for a str|dict union pydantic reports each branch; prefer the dict branch's message
-    detail = errors[-1] if len(errors) > 1 and all(e["loc"][:-1] == errors[0]["loc"][:-1] for e in errors) else errors[0]
+    detail = (
+        errors[-1] if len(errors) > 1 and all(e["loc"][:-1] == errors[0]["loc"][:-1] for e in errors) else errors[0]
+    )
     message = detail["msg"].removeprefix("Value error, ")
     if detail["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; see recipes/ for examples)"
@@ -185,8 +209,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise RecipeError(f"{key}: given twice (line {seen[key] + 1} and line {key_node.start_mark.line + 1}); "
-                                  "keep one")
+                raise RecipeError(
+                    f"{key}: given twice (line {seen[key] + 1} and line {key_node.start_mark.line + 1}); keep one"
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -227,8 +252,8 @@ def resolve_files(recipe: Recipe, recipe_dir: Path) -> None:
             recipe.dataset.options["test"] = _beside(recipe_dir, recipe.dataset.options["test"])
     if recipe.teacher.weights:
         recipe.teacher.weights = _beside(recipe_dir, recipe.teacher.weights)
-    if recipe.teacher.torchscript and not Path(recipe.teacher.torchscript).is_absolute():
-        recipe.teacher.torchscript = str(recipe_dir / recipe.teacher.torchscript)
+    if recipe.teacher.file and not Path(recipe.teacher.file).is_absolute():
+        recipe.teacher.file = str(recipe_dir / recipe.teacher.file)
 
 
 def default_recipe_path() -> Path:
@@ -239,7 +264,6 @@ def check_names(recipe: Recipe) -> None:
     """Names that must exist in a registry, and options the constructors accept."""
     from .data import DATASETS
     from .explain import EXPLAINERS
-    from .models import MODELS
     from .parts import PARTS
 
     _known("dataset.name", DATASETS, recipe.dataset.name.partition(":")[0])
@@ -249,32 +273,48 @@ def check_names(recipe: Recipe) -> None:
         _known_model(f"students[{i}].model", student.model)
     _known("evaluation.explainer", EXPLAINERS, recipe.evaluation.explainer)
     _known("evaluation.parts", PARTS, recipe.evaluation.parts)
-    check_evaluation_options(recipe.evaluation.explainer, recipe.evaluation.explainer_options,
-                             recipe.evaluation.parts, recipe.evaluation.part_options,
-                             ("evaluation.explainer_options", "evaluation.part_options"))
+    check_evaluation_options(
+        recipe.evaluation.explainer,
+        recipe.evaluation.explainer_options,
+        recipe.evaluation.parts,
+        recipe.evaluation.part_options,
+        ("evaluation.explainer_options", "evaluation.part_options"),
+    )
     _check_methods("teacher.methods", recipe.teacher.methods)
     for student in recipe.expanded_students():
         _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)
 
 
-def check_evaluation_options(explainer: str, explainer_options: dict, parts: str, part_options: dict,
-                             fields: tuple[str, str] = ("explainer_options", "part_options")) -> None:
+def check_evaluation_options(
+    explainer: str,
+    explainer_options: dict,
+    parts: str,
+    part_options: dict,
+    fields: tuple[str, str] = ("explainer_options", "part_options"),
+) -> None:
     """Explainer and part options against the functions that will take them (names and types); ``fields``
     names the two in the message (recipe fields, or the audit's flags)."""
     from .explain import EXPLAINERS
     from .options import check_options
     from .parts import PARTS
 
-    for field, fn, options, skip in ((fields[0], EXPLAINERS.get(explainer), explainer_options, ("model", "x", "target")),
-                                     (fields[1], PARTS.get(parts), part_options, ("attr",))):
+    for field, fn, options, skip in (
+        (fields[0], EXPLAINERS.get(explainer), explainer_options, ("model", "x", "target")),
+        (fields[1], PARTS.get(parts), part_options, ("attr",)),
+    ):
         try:
             check_options(fn, options, skip=skip, what="option")
         except ValueError as error:
             raise RecipeError(f"{field}: {error}") from None
 
 
-def check_k(k: int, input_shape: tuple[int, ...], parts: str, part_options: dict,
-            fields: tuple[str, str] = ("evaluation.k", "evaluation.parts")) -> None:
+def check_k(
+    k: int,
+    input_shape: tuple[int, ...],
+    parts: str,
+    part_options: dict,
+    fields: tuple[str, str] = ("evaluation.k", "evaluation.parts"),
+) -> None:
     """``k`` (top-k parts) against the number of parts inputs of ``input_shape`` give; ``fields`` names k and parts."""
     import torch
 
@@ -285,8 +325,10 @@ def check_k(k: int, input_shape: tuple[int, ...], parts: str, part_options: dict
     except ValueError as error:
         raise RecipeError(f"{fields[1]}: {error}") from None
     if k > count:
-        raise RecipeError(f"{fields[0]}: {k} is more than the {count} {parts} parts of inputs shaped "
-                          f"{tuple(input_shape)}; choose k <= {count}")
+        raise RecipeError(
+            f"{fields[0]}: {k} is more than the {count} {parts} parts of inputs shaped "
+            f"{tuple(input_shape)}; choose k <= {count}"
+        )
 
 
 def _known(where: str, registry, name: str) -> None:

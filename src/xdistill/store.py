@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,11 +30,13 @@ class CorruptStoreError(ValueError):
 
 
 def _corrupt(path: Path, error: Exception) -> CorruptStoreError:
-    return CorruptStoreError(f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete the folder "
-                             f"{path.parent} to recompute the attribution store")
+    return CorruptStoreError(
+        f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete the folder "
+        f"{path.parent} to recompute the attribution store"
+    )
 
 
-def _load_maps(path: Path, mode: str) -> np.ndarray:
+def _load_maps(path: Path, mode: Literal["r+", "r"]) -> Any:
     try:
         return np.load(path, mmap_mode=mode, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -43,8 +46,14 @@ def _load_maps(path: Path, mode: str) -> np.ndarray:
 class AttributionStore:
     """Per-sample attribution maps for a whole dataset, keyed by sample index."""
 
-    def __init__(self, root: str | Path, identity: dict[str, Any], n_samples: int, sample_shape: tuple[int, ...],
-                 chunk_size: int = 256) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        identity: dict[str, Any],
+        n_samples: int,
+        sample_shape: tuple[int, ...],
+        chunk_size: int = 256,
+    ) -> None:
         self.root = Path(root)
         self.identity = json.loads(json.dumps(identity, sort_keys=True))  # normalise tuples -> lists
         self.n_samples, self.sample_shape, self.chunk_size = n_samples, tuple(sample_shape), chunk_size
@@ -57,8 +66,14 @@ class AttributionStore:
         return -(-self.n_samples // self.chunk_size)
 
     def _expected(self) -> dict[str, Any]:
-        return {"identity": self.identity, "n_samples": self.n_samples, "sample_shape": list(self.sample_shape),
-                "chunk_size": self.chunk_size, "dtype": "float32", "format": 1}
+        return {
+            "identity": self.identity,
+            "n_samples": self.n_samples,
+            "sample_shape": list(self.sample_shape),
+            "chunk_size": self.chunk_size,
+            "dtype": "float32",
+            "format": 1,
+        }
 
     def _open(self) -> None:
         expected = self._expected()
@@ -85,8 +100,9 @@ class AttributionStore:
             # DDP ranks open one new store at once: the first creates it, the others wait a moment
             with DirectoryLock(self.root, "attribution store", wait_seconds=60):
                 if not self.maps_path.exists():  # another process may have created it meanwhile
-                    np.lib.format.open_memmap(self.maps_path, mode="w+", dtype=np.float32,
-                                              shape=(self.n_samples, *self.sample_shape)).flush()
+                    np.lib.format.open_memmap(
+                        self.maps_path, mode="w+", dtype=np.float32, shape=(self.n_samples, *self.sample_shape)
+                    ).flush()
                     self._save_manifest()
 
     def _save_manifest(self) -> None:
@@ -120,8 +136,15 @@ class AttributionStore:
             path.unlink(missing_ok=True)
 
     @classmethod
-    def create(cls, root: str | Path, identity: dict[str, Any], n_samples: int, sample_shape: tuple[int, ...],
-               chunk_size: int = 256, overwrite: bool = False) -> "AttributionStore":
+    def create(
+        cls,
+        root: str | Path,
+        identity: dict[str, Any],
+        n_samples: int,
+        sample_shape: tuple[int, ...],
+        chunk_size: int = 256,
+        overwrite: bool = False,
+    ) -> AttributionStore:
         root = Path(root)
         if overwrite:
             with DirectoryLock(root, "attribution store"):  # never delete what another process is filling
@@ -133,8 +156,14 @@ class AttributionStore:
     def complete(self) -> bool:
         return len(self.done) == self.n_chunks
 
-    def compute(self, explain_chunk: Callable[[int, int], torch.Tensor], progress: bool = True, rank: int = 0,
-                world_size: int = 1, barrier: Callable[[], None] | None = None) -> None:
+    def compute(
+        self,
+        explain_chunk: Callable[[int, int], torch.Tensor],
+        progress: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        barrier: Callable[[], None] | None = None,
+    ) -> None:
         """Fill every unfinished chunk with ``explain_chunk(start, end)``; resumable after a kill.
 
         Single process: the store is locked while computing (a second process is refused).
@@ -147,13 +176,18 @@ class AttributionStore:
             return
         with DirectoryLock(self.root, "attribution store"):
             self.done |= self._rank_progress()
-            self._fill([c for c in range(self.n_chunks) if c not in self.done], explain_chunk, progress,
-                       on_chunk=lambda: self._save_manifest())
+            self._fill(
+                [c for c in range(self.n_chunks) if c not in self.done],
+                explain_chunk,
+                progress,
+                on_chunk=lambda: self._save_manifest(),
+            )
 
     def _compute_share(self, explain_chunk, progress: bool, rank: int, world_size: int, barrier) -> None:
         if barrier is None:
             raise ValueError("a distributed store computation needs a barrier")
         mine = [c for c in range(self.n_chunks) if c not in self.done and c % world_size == rank]
+
         def record() -> None:
             write_json(self._rank_file(rank), sorted(set(self.done) & set(mine)))
 
@@ -179,7 +213,12 @@ class AttributionStore:
                 self.done.add(chunk)
                 on_chunk()
                 if progress:
-                    print(f"\rattribution store: {len(self.done)}/{self.n_chunks} chunks", end="", file=sys.stderr, flush=True)
+                    print(
+                        f"\rattribution store: {len(self.done)}/{self.n_chunks} chunks",
+                        end="",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         finally:
             del maps
             if progress:

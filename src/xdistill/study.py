@@ -15,15 +15,15 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import TrainConfig
 from .explain import eval_mode
 from .files import DirectoryLock, write_json
-from .config import TrainConfig
 from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
 
 if TYPE_CHECKING:
@@ -69,16 +69,19 @@ class Study:
         #: the run directory holds another recipe (only allowed with --restart: its stages then no longer count)
         self._other_recipe = recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity
         if self._other_recipe and not restart:
-            raise RecipeError(f"out: run directory {self.run_dir} holds a different recipe; "
-                              "choose another --out or pass --restart to start it over")
+            raise RecipeError(
+                f"out: run directory {self.run_dir} holds a different recipe; "
+                "choose another --out or pass --restart to start it over"
+            )
         self._created_dir = not self.run_dir.exists()
         self._had_lock_file = (self.run_dir / ".lock").exists()
         self._committed = False
         self.lock: DirectoryLock | None = None
         if self.rank == 0:
             self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
-        self.stages: dict[str, Any] = json.loads(self.stages_path.read_text()) \
-            if self.stages_path.exists() and not self._other_recipe else {}
+        self.stages: dict[str, Any] = (
+            json.loads(self.stages_path.read_text()) if self.stages_path.exists() and not self._other_recipe else {}
+        )
         self._splits = None
         self._teacher: nn.Module | None = None
         self._teacher_side: Any = None
@@ -127,8 +130,11 @@ class Study:
 
         if self.in_progress is None:
             return "between stages"
-        work = self.run_dir / "teacher" if self.in_progress == "teacher" else \
-            self.run_dir / "students" / safe_name(self.in_progress.removeprefix("student "))
+        work = (
+            self.run_dir / "teacher"
+            if self.in_progress == "teacher"
+            else self.run_dir / "students" / safe_name(self.in_progress.removeprefix("student "))
+        )
         last = work / "checkpoints" / "last.safetensors"
         try:
             epoch = load_tree(last)["epoch"] + 1 if last.exists() else 0
@@ -199,33 +205,39 @@ class Study:
             with torch.no_grad(), eval_mode(model):
                 out = model(train.x[:2])
         except RuntimeError as error:
-            raise RecipeError(f"{where}: model {name!r} cannot take inputs shaped {train.input_shape} "
-                              f"({str(error).splitlines()[0]})") from None
+            raise RecipeError(
+                f"{where}: model {name!r} cannot take inputs shaped {train.input_shape} ({str(error).splitlines()[0]})"
+            ) from None
         if out.shape != (2, train.num_classes):
-            raise RecipeError(f"{where}: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes")
+            raise RecipeError(
+                f"{where}: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes"
+            )
         return model
 
     def build_teacher(self) -> nn.Module:
-        """The recipe's teacher architecture, or its TorchScript model."""
+        """The recipe's teacher architecture, or its model file (.pt2 or TorchScript)."""
         spec = self.recipe.teacher
-        if spec.torchscript is None:
+        if spec.file is None:
+            assert spec.model is not None  # the recipe requires model or file
             return self.build("teacher", spec.model, spec.options)
-        from .models.user import load_torchscript
+        from .models.user import load_model_file
 
         try:
-            model = load_torchscript(spec.torchscript)
+            model = load_model_file(spec.file)
         except (FileNotFoundError, ValueError) as error:
-            raise RecipeError(f"teacher.torchscript: {error}") from None
+            raise RecipeError(f"teacher.file: {error}") from None
         train = self.splits[0]
         try:
             with torch.no_grad():
-                out = model(train.x[:2])
-        except RuntimeError as error:
-            raise RecipeError(f"teacher.torchscript: the model cannot take inputs shaped {train.input_shape} "
-                              f"({str(error).splitlines()[0]})") from None
-        if out.shape != (2, train.num_classes):
-            raise RecipeError(f"teacher.torchscript: model output {tuple(out.shape[1:])} does not match "
-                              f"{train.num_classes} classes")
+                out = model(train.x[:3])
+        except (RuntimeError, ValueError) as error:
+            raise RecipeError(
+                f"teacher.file: the model cannot take inputs shaped {train.input_shape} ({str(error).splitlines()[0]})"
+            ) from None
+        if out.shape != (min(3, len(train)), train.num_classes):
+            raise RecipeError(
+                f"teacher.file: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes"
+            )
         return model
 
     def check(self) -> None:
@@ -258,16 +270,22 @@ class Study:
         """Each model's training settings as they resolve (family defaults, recipe, per-student overrides)."""
         from pydantic import ValidationError
 
-        checks = [("teacher.train", "teacher", (self.recipe.teacher.train,))]
-        checks += [(f"students[{i}].train", "student", (self.recipe.training, s.train))
-                   for i, s in enumerate(self.recipe.students)]
+        checks: list[tuple[str, Literal["teacher", "student"], tuple[TrainConfig | None, ...]]] = [
+            ("teacher.train", "teacher", (self.recipe.teacher.train,))
+        ]
+        checks += [
+            (f"students[{i}].train", "student", (self.recipe.training, s.train))
+            for i, s in enumerate(self.recipe.students)
+        ]
         for where, role, specs in checks:
             try:
                 self.train_config(role, *specs)
             except ValidationError as error:
                 detail = error.errors()[0]
-                raise RecipeError(f"{where}: {detail['msg'].removeprefix('Value error, ')} (with the data family's "
-                                  "defaults and the recipe's training section)") from None
+                raise RecipeError(
+                    f"{where}: {detail['msg'].removeprefix('Value error, ')} (with the data family's "
+                    "defaults and the recipe's training section)"
+                ) from None
 
     def _load_teacher_weights(self, teacher: nn.Module) -> None:
         """Load ``teacher.weights`` into ``teacher`` (if the recipe names them): a missing file, or weights that do
@@ -282,8 +300,9 @@ class Study:
         except (FileNotFoundError, OSError) as error:
             raise RecipeError(f"teacher.weights: cannot read {spec.weights} ({error})") from None
         except (RuntimeError, ValueError) as error:
-            raise RecipeError(f"teacher.weights: {spec.weights} does not fit model {spec.model!r} "
-                              f"({str(error).splitlines()[0]}...)") from None
+            raise RecipeError(
+                f"teacher.weights: {spec.weights} does not fit model {spec.model!r} ({str(error).splitlines()[0]}...)"
+            ) from None
 
     def teacher(self) -> nn.Module:
         from .checkpoint import load_weights, save_weights
@@ -299,8 +318,8 @@ class Study:
             return self._teacher
         started = time.perf_counter()
         self.in_progress = "teacher"
-        if spec.torchscript:
-            self.log(f"teacher: TorchScript model {spec.torchscript}")
+        if spec.file:
+            self.log(f"teacher: model file {spec.file}")
             self.finish("teacher", started)
             self._teacher = model
             return model
@@ -311,24 +330,35 @@ class Study:
             self.log(f"teacher: loaded {spec.weights}")
         else:
             config = self.train_config("teacher", spec.train)
-            self.log(f"teacher: training {spec.model} ({self._budget(config)}, {self._selection(config)}; "
-                     "the test split is only used by evaluation)")
-            result = distill(None, model, self.splits[0], spec.methods, config=config, work_dir=self.run_dir / "teacher",
-                             **self._runtime())
+            self.log(
+                f"teacher: training {spec.model} ({self._budget(config)}, {self._selection(config)}; "
+                "the test split is only used by evaluation)"
+            )
+            result = distill(
+                None,
+                model,
+                self.splits[0],
+                spec.methods,
+                config=config,
+                work_dir=self.run_dir / "teacher",
+                **self._runtime(),
+            )
             if self.rank == 0:
                 save_weights(model, path)
             self._log_fit("teacher", result)
             chance = 1.0 / self.splits[0].num_classes
             if result.metrics["train_acc"] < chance + 0.1:
-                self.log(f"WARNING: the teacher is near chance on its own training data (accuracy "
-                         f"{result.metrics['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
-                         "distilled from it means anything. Check the data and the teacher's training settings.")
+                self.log(
+                    f"WARNING: the teacher is near chance on its own training data (accuracy "
+                    f"{result.metrics['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
+                    "distilled from it means anything. Check the data and the teacher's training settings."
+                )
             info = self._fit_info(result)
         self.finish("teacher", started, **(info if not spec.weights else {}))
         self._teacher = model.eval()
         return self._teacher
 
-    def train_config(self, role: str, *specs: TrainConfig | None) -> TrainConfig:
+    def train_config(self, role: Literal["teacher", "student"], *specs: TrainConfig | None) -> TrainConfig:
         """The data family's defaults for ``role``, then each spec's explicitly set fields; seed from the recipe."""
         from .config import data_family, resolve, with_fields
 
@@ -353,21 +383,32 @@ class Study:
     def _runtime(self) -> dict[str, Any]:
         hardware = self.recipe.hardware
         accelerator = hardware.accelerator or {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[self.recipe.device]
-        return dict(accelerator=accelerator, precision=self.recipe.precision, progress=self.progress,
-                    devices=hardware.devices, num_nodes=hardware.num_nodes, strategy=hardware.strategy)
+        return dict(
+            accelerator=accelerator,
+            precision=self.recipe.precision,
+            progress=self.progress,
+            devices=hardware.devices,
+            num_nodes=hardware.num_nodes,
+            strategy=hardware.strategy,
+        )
 
     def _log_fit(self, who: str, result) -> None:
         result.accuracy()
         m = result.metrics
-        self.log(f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
-                 f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
-                 + (f", validation {m['val_acc']:.3f}" if "val_acc" in m else " (no validation split)"))
+        self.log(
+            f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
+            f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
+            + (f", validation {m['val_acc']:.3f}" if "val_acc" in m else " (no validation split)")
+        )
 
     @staticmethod
     def _fit_info(result) -> dict[str, Any]:
         keys = ("train_acc", "val_acc", "best_epoch", "epochs_run")
-        return {"epoch_seconds": result.epoch_seconds, **{k: result.metrics[k] for k in keys if k in result.metrics},
-                "config": result.config.model_dump() if result.config else None}
+        return {
+            "epoch_seconds": result.epoch_seconds,
+            **{k: result.metrics[k] for k in keys if k in result.metrics},
+            "config": result.config.model_dump() if result.config else None,
+        }
 
     @property
     def attribution_dir(self) -> Path:
@@ -381,7 +422,9 @@ class Study:
         from .checkpoint import load_weights
         from .engine import distill
 
-        model = self.build(f"students[{student_index(self.recipe, student)}]", student.model, student.options, student=True)
+        model = self.build(
+            f"students[{student_index(self.recipe, student)}]", student.model, student.options, student=True
+        )
         work = self.student_dir(student)
         stage = f"student:{student.name}"
         if self.done(stage) and (work / "student.safetensors").exists():
@@ -391,8 +434,17 @@ class Study:
         config = self.train_config("student", self.recipe.training, student.train)
         self.log(f"student {student.name}: {student.model} with {student.methods}, {self._budget(config)}")
         started = time.perf_counter()
-        result = distill(teacher, model, self.student_splits[0], student.methods, config=config, work_dir=work,
-                         resume=True, cache_dir=self.attribution_dir, **self._runtime())
+        result = distill(
+            teacher,
+            model,
+            self.student_splits[0],
+            student.methods,
+            config=config,
+            work_dir=work,
+            resume=True,
+            cache_dir=self.attribution_dir,
+            **self._runtime(),
+        )
         self._log_fit(f"student {student.name}", result)
         self.finish(stage, started, **self._fit_info(result))
         return result.student
@@ -402,20 +454,27 @@ class Study:
         from .metrics import AlignmentConfig
 
         spec = self.recipe.evaluation
-        return AlignmentConfig(spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target,
-                               spec.flip_steps)
+        return AlignmentConfig(
+            spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target, spec.flip_steps
+        )
 
-    def _whole_test_accuracy(self, student: StudentSpec, test: ArrayDataset, limit: int,
-                             result: dict[str, Any]) -> dict[str, float]:
+    def _whole_test_accuracy(
+        self, student: StudentSpec, test: ArrayDataset, limit: int, result: dict[str, Any]
+    ) -> dict[str, float]:
         """Teacher and student accuracy on the whole test split (``evaluation.max_samples`` limits the rest)."""
         from .metrics import accuracy, predict
 
         if limit >= len(test):  # the evaluation sample is the whole split
-            return {"teacher_accuracy_all": result["teacher_accuracy"],
-                    "student_accuracy_all": result["student_accuracy"], "test_samples_all": len(test)}
-        return {"teacher_accuracy_all": accuracy(predict(self.student_teacher(), test.x), test.y),
-                "student_accuracy_all": accuracy(predict(self.student(student), test.x), test.y),
-                "test_samples_all": len(test)}
+            return {
+                "teacher_accuracy_all": result["teacher_accuracy"],
+                "student_accuracy_all": result["student_accuracy"],
+                "test_samples_all": len(test),
+            }
+        return {
+            "teacher_accuracy_all": accuracy(predict(self.student_teacher(), test.x), test.y),
+            "student_accuracy_all": accuracy(predict(self.student(student), test.x), test.y),
+            "test_samples_all": len(test),
+        }
 
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
         from .metrics import evaluate_pair, to_jsonable
@@ -442,8 +501,12 @@ class Study:
         result.update(self._whole_test_accuracy(student, test, limit, result))
         n = self.recipe.evaluation.examples
         if n:
-            examples = {"x": x[:n].numpy(), "y": y[:n].numpy(), "teacher": side.example_maps.numpy(),
-                        "student": self._maps(model, x[:n], side.target[:n])}
+            examples = {
+                "x": x[:n].numpy(),
+                "y": y[:n].numpy(),
+                "teacher": side.example_maps.numpy(),
+                "student": self._maps(model, x[:n], side.target[:n]),
+            }
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path.with_suffix(".npz"), **examples)
         write_json(path, result)
@@ -464,8 +527,13 @@ class Study:
         limit = min(self.recipe.evaluation.max_samples or len(test), len(test))
         n = self.recipe.evaluation.examples
         config = self.alignment_config()
-        key = {"teacher": fingerprint(teacher), "test": test.fingerprint, "samples": limit, "examples": n,
-               "alignment": dataclasses.asdict(config)}
+        key = {
+            "teacher": fingerprint(teacher),
+            "test": test.fingerprint,
+            "samples": limit,
+            "examples": n,
+            "alignment": dataclasses.asdict(config),
+        }
         path = self.run_dir / "evaluation" / "teacher_side"
         side = TeacherSide.load(path, key)
         if side is None:
@@ -485,10 +553,8 @@ class Study:
 
     def explain(self) -> list[Path]:
         """Precompute the attribution stores that the recipe's methods read (resumable)."""
-        from .methods import PrepareContext
-        from .methods import build_terms
-
         from .data.dataset import validation_split
+        from .methods import PrepareContext, build_terms
 
         stores = []
         for student in self.recipe.expanded_students():
@@ -501,12 +567,20 @@ class Study:
                     train = validation_split(train, config.val_fraction, config.seed)[0]
                 device = torch.device("cuda" if self.recipe.device != "cpu" and torch.cuda.is_available() else "cpu")
                 self.log(f"attribution store for {student.name}")
-                context = PrepareContext(self.student_teacher(),
-                                         self.build("student", student.model, student.options, student=True),
-                                         train.x, train.y, train.fingerprint, self.student_dir(student), device, self.progress,
-                                         data_info=dict(train.info), cache_dir=self.attribution_dir)
+                context = PrepareContext(
+                    self.student_teacher(),
+                    self.build("student", student.model, student.options, student=True),
+                    train.x,
+                    train.y,
+                    train.fingerprint,
+                    self.student_dir(student),
+                    device,
+                    self.progress,
+                    data_info=dict(train.info),
+                    cache_dir=self.attribution_dir,
+                )
                 method.prepare(context)
-                stores.append(method.store.root)
+                stores.append(Path(method.store.root))  # type: ignore[union-attr, arg-type]
         return stores
 
     def report(self) -> Path:
@@ -519,9 +593,11 @@ class Study:
         """Every stage in order; finished ones are skipped. Ranks other than 0 stop after training (None)."""
         self.check()
         train, test = self.splits
-        self.log(f"data {self.recipe.dataset.name}: {len(train)} train, {len(test)} test, input {train.input_shape}, "
-                 f"{train.num_classes} classes" + (f"; students on subtask {self.recipe.dataset.subtask}"
-                                                   if self.recipe.dataset.subtask else ""))
+        self.log(
+            f"data {self.recipe.dataset.name}: {len(train)} train, {len(test)} test, input {train.input_shape}, "
+            f"{train.num_classes} classes"
+            + (f"; students on subtask {self.recipe.dataset.subtask}" if self.recipe.dataset.subtask else "")
+        )
         self.teacher()
         students = self.recipe.expanded_students()
         for student in students:
@@ -536,11 +612,17 @@ class Study:
 def environment(seed: int) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("xdistill", "torch", "lightning", "numpy", "aeon", "captum"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "seed": seed,
-            "versions": versions, "argv": sys.argv, "cuda": torch.cuda.is_available()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "seed": seed,
+        "versions": versions,
+        "argv": sys.argv,
+        "cuda": torch.cuda.is_available(),
+    }

@@ -8,7 +8,7 @@ wrapped teacher is KD restricted to the subtask logits).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

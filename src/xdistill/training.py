@@ -20,8 +20,16 @@ class History:
 
 
 def train_classifier(
-    model: nn.Module, data: ArrayDataset, *, epochs: int = 30, lr: float = 1e-3, batch_size: int = 32,
-    weight_decay: float = 0.0, seed: int = 0, device: str | torch.device = "cpu", progress: bool = False,
+    model: nn.Module,
+    data: ArrayDataset,
+    *,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
     label: str = "train",
 ) -> History:
     """Adam + cosine schedule on cross-entropy; returns per-epoch mean loss and training accuracy."""
@@ -50,7 +58,11 @@ def train_classifier(
         history.loss.append(total / count)
         history.accuracy.append(correct / count)
         if progress:
-            print(f"\r{label}: epoch {epoch + 1}/{epochs} loss {history.loss[-1]:.4f} acc {history.accuracy[-1]:.3f}",
-                  end="" if epoch + 1 < epochs else "\n", file=sys.stderr, flush=True)
+            print(
+                f"\r{label}: epoch {epoch + 1}/{epochs} loss {history.loss[-1]:.4f} acc {history.accuracy[-1]:.3f}",
+                end="" if epoch + 1 < epochs else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
     model.eval()
     return history

@@ -5,6 +5,7 @@ into OUT/CASE, one after the other in the same processes (the process group is r
 covers several cases. Cases named ``*_defaults`` keep every TrainConfig default (checkpoint_seconds
 10, val_fraction 0.2) and set only a budget and patience.
 """
+
 import json
 import sys
 
@@ -32,7 +33,9 @@ def run_case(case: str, epochs: int) -> dict:
     torch.manual_seed(1)
     student = build_model("lstm", 1, 2, hidden=8, layers=1)
     options = dict(epochs=epochs, batch_size=16, lr=1e-2, val_fraction=0, checkpoint_seconds=0)
-    if case == "rekd":  # rationale models: a seeded (untrained) teacher, an LSTM predictor (no batch norm) for the student
+    if (
+        case == "rekd"
+    ):  # rationale models: a seeded (untrained) teacher, an LSTM predictor (no batch norm) for the student
         torch.manual_seed(2)
         teacher = build_rationale_model(1, 2, "window", 4, "fcn1d", {"width": 0.25})
         student = build_rationale_model(1, 2, "window", 4, "lstm", {"hidden": 8, "layers": 1}, selector_width=0.5)
@@ -44,18 +47,41 @@ def run_case(case: str, epochs: int) -> dict:
         data = ArrayDataset(images, y, ["a", "b"], "blocks")
         teacher = None
         torch.manual_seed(1)
-        student = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                                nn.Linear(16, 2))
+        student = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 2)
+        )
         options["augment"] = [{"name": "random_crop", "padding": 2}, {"name": "hflip"}]
-    spec = {"kd": ["hinton"], "ig_overlay": [{"name": "kd_ig", "p": 0.5, "n_steps": 8, "store_chunk": 8}],
-            "tsd": [{"name": "tsd_published", "perturbations": 5, "window": 4}], "rekd": [{"name": "rekd", "ratio": 0.3}],
-            "ce_defaults": ["ce"], "augment_defaults": ["ce"],
-            "ce_kd_tsd_defaults": ["ce", {"name": "kd", "weight": 0.5, "temperature": 4},
-                                   {"name": "tsd", "weight": 1, "perturbations": 5, "window": 4}]}[case]
-    result = distill(teacher, student, data, spec, work_dir=f"{root}/{case}", accelerator="cpu", devices=devices,
-                     strategy="ddp" if devices > 1 else "auto", progress=False, loggers=(), **options)
-    return {"epochs": len(result.epoch_seconds), "best_epoch": result.metrics.get("best_epoch"),
-            "val_loss": result.metrics.get("val/loss")}
+    spec = {
+        "kd": ["hinton"],
+        "ig_overlay": [{"name": "kd_ig", "p": 0.5, "n_steps": 8, "store_chunk": 8}],
+        "tsd": [{"name": "tsd_published", "perturbations": 5, "window": 4}],
+        "rekd": [{"name": "rekd", "ratio": 0.3}],
+        "ce_defaults": ["ce"],
+        "augment_defaults": ["ce"],
+        "ce_kd_tsd_defaults": [
+            "ce",
+            {"name": "kd", "weight": 0.5, "temperature": 4},
+            {"name": "tsd", "weight": 1, "perturbations": 5, "window": 4},
+        ],
+    }[case]
+    result = distill(
+        teacher,
+        student,
+        data,
+        spec,
+        work_dir=f"{root}/{case}",
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        progress=False,
+        loggers=(),
+        **options,
+    )
+    return {
+        "epochs": len(result.epoch_seconds),
+        "best_epoch": result.metrics.get("best_epoch"),
+        "val_loss": result.metrics.get("val/loss"),
+    }
 
 
 results = {case: run_case(case, int(epochs)) for case, epochs in cases}

@@ -8,6 +8,16 @@ from .registry import DATASETS, cache_dir, load_dataset
 from .timeseries import aeon_shipped, pad_series
 
 __all__ = [
-    "ArrayDataset", "DATASETS", "Splits", "aeon_shipped", "cache_dir", "encode_labels", "load_dataset",
-    "pad_series", "read_cifar_tarball", "read_idx", "safe_unpickle", "stratified_split",
+    "ArrayDataset",
+    "DATASETS",
+    "Splits",
+    "aeon_shipped",
+    "cache_dir",
+    "encode_labels",
+    "load_dataset",
+    "pad_series",
+    "read_cifar_tarball",
+    "read_idx",
+    "safe_unpickle",
+    "stratified_split",
 ]

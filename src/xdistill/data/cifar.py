@@ -13,6 +13,7 @@ import pickle
 import tarfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +27,13 @@ SOURCES = {
     "imdb": ("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz", "7c2ac02c03563afcf9b574c7e56c153a"),
 }
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
 }
 
 
@@ -66,8 +71,10 @@ def fetch(kind: str, root: Path) -> Path:
     try:
         urllib.request.urlretrieve(url, partial)
     except OSError as error:
-        raise FileNotFoundError(f"{path} is missing and could not be downloaded from {url} ({error}); "
-                                f"download it by hand into {root} or pass root=") from error
+        raise FileNotFoundError(
+            f"{path} is missing and could not be downloaded from {url} ({error}); "
+            f"download it by hand into {root} or pass root="
+        ) from error
     if _md5(partial) != md5:
         partial.unlink()
         raise ValueError(f"downloaded {url} has the wrong md5 checksum; try again")
@@ -79,7 +86,9 @@ def _labels_and_names(batches: list[dict], meta: dict, fine: bool) -> tuple[list
     if "labels" in batches[0]:
         key, names = "labels", meta["label_names"]
     else:
-        key, names = ("fine_labels", meta["fine_label_names"]) if fine else ("coarse_labels", meta["coarse_label_names"])
+        key, names = (
+            ("fine_labels", meta["fine_label_names"]) if fine else ("coarse_labels", meta["coarse_label_names"])
+        )
     labels = [label for batch in batches for label in batch[key]]
     return labels, [n.decode() if isinstance(n, bytes) else n for n in names]
 
@@ -88,9 +97,19 @@ def read_cifar_tarball(path: str | Path, fine: bool = True, name: str = "cifar")
     """Parse a cifar-10/100 python tarball into (N, 3, 32, 32) float32 images in [0, 1]."""
     with tarfile.open(path, "r:gz") as tar:
         files = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        read = lambda name: safe_unpickle(tar.extractfile(files[name]).read())  # noqa: E731
+
+        def read(name: str) -> Any:
+            member = tar.extractfile(files[name])
+            if member is None:
+                raise ValueError(f"{path}: {name} is not a regular file")
+            return safe_unpickle(member.read())
+
         if "batches.meta" in files:
-            meta, train_names, test_names = read("batches.meta"), sorted(n for n in files if n.startswith("data_batch_")), ["test_batch"]
+            meta, train_names, test_names = (
+                read("batches.meta"),
+                sorted(n for n in files if n.startswith("data_batch_")),
+                ["test_batch"],
+            )
         elif "meta" in files:
             meta, train_names, test_names = read("meta"), ["train"], ["test"]
         else:

@@ -28,22 +28,40 @@ class ArrayDataset(Dataset):
     rationale: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        x = torch.as_tensor(self.x)
-        self.x = x.long() if not (x.is_floating_point() or x.is_complex()) else x.float()
-        self.y = torch.as_tensor(self.y, dtype=torch.long)
+    def __init__(
+        self,
+        x: torch.Tensor | np.ndarray,
+        y: torch.Tensor | np.ndarray,
+        class_names: list[str],
+        name: str,
+        rationale: torch.Tensor | np.ndarray | None = None,
+        info: dict | None = None,
+    ) -> None:
+        tensor = torch.as_tensor(x)
+        self.x = tensor.long() if not (tensor.is_floating_point() or tensor.is_complex()) else tensor.float()
+        self.y = torch.as_tensor(y, dtype=torch.long)
+        self.class_names, self.name, self.info = class_names, name, dict(info or {})
+        self.rationale = None if rationale is None else torch.as_tensor(rationale, dtype=torch.float32)
+        self._check()
+
+    def _check(self) -> None:
         if self.x.ndim < 2 or self.y.ndim != 1 or self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"{self.name}: x must be (N, ...) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+            raise ValueError(
+                f"{self.name}: x must be (N, ...) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
         if self.x.is_floating_point():
             bad = ~torch.isfinite(self.x.flatten(1)).all(1)
             if bad.any():
                 first = int(torch.nonzero(bad)[0])
-                raise ValueError(f"{self.name}: {int(bad.sum())} sample(s) hold NaN or infinite values (first at index "
-                                 f"{first}); clean or impute them before training")
+                raise ValueError(
+                    f"{self.name}: {int(bad.sum())} sample(s) hold NaN or infinite values (first at index "
+                    f"{first}); clean or impute them before training"
+                )
         if self.y.numel() and not (0 <= int(self.y.min()) and int(self.y.max()) < len(self.class_names)):
-            raise ValueError(f"{self.name}: labels must lie in [0, {len(self.class_names)}), got {int(self.y.min())}..{int(self.y.max())}")
+            raise ValueError(
+                f"{self.name}: labels must lie in [0, {len(self.class_names)}), got {int(self.y.min())}..{int(self.y.max())}"
+            )
         if self.rationale is not None:
-            self.rationale = torch.as_tensor(self.rationale, dtype=torch.float32)
             if self.rationale.shape[0] != self.x.shape[0]:
                 raise ValueError(f"{self.name}: rationale needs one mask per sample")
 
@@ -74,10 +92,12 @@ class ArrayDataset(Dataset):
             digest.update(self.rationale.contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def subset(self, indices: torch.Tensor | np.ndarray | list[int], name: str | None = None) -> "ArrayDataset":
+    def subset(self, indices: torch.Tensor | np.ndarray | list[int], name: str | None = None) -> ArrayDataset:
         indices = torch.as_tensor(indices, dtype=torch.long)
         rationale = None if self.rationale is None else self.rationale[indices]
-        return ArrayDataset(self.x[indices], self.y[indices], list(self.class_names), name or self.name, rationale, dict(self.info))
+        return ArrayDataset(
+            self.x[indices], self.y[indices], list(self.class_names), name or self.name, rationale, dict(self.info)
+        )
 
     def __repr__(self) -> str:
         return f"ArrayDataset({self.name!r}, n={len(self)}, input_shape={self.input_shape}, classes={self.num_classes})"
@@ -88,7 +108,9 @@ class Splits(NamedTuple):
     test: ArrayDataset
 
 
-def stratified_split(n_test: float, y: np.ndarray, seed: int = 0, keep_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    n_test: float, y: np.ndarray, seed: int = 0, keep_one: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, test) with ``n_test`` (a fraction) of every class in the test part.
 
     ``keep_one`` leaves at least one sample of every class in the train part.

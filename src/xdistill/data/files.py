@@ -53,7 +53,9 @@ def _integer_labels(y: np.ndarray, where: str) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"{where} must be one label per sample (shape (N,)), got shape {y.shape}")
     if not np.issubdtype(y.dtype, np.number) or (np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y))):
-        raise ValueError(f"{where} must hold integer class numbers 0..K-1, got {y.dtype} values such as {y[:3].tolist()}")
+        raise ValueError(
+            f"{where} must hold integer class numbers 0..K-1, got {y.dtype} values such as {y[:3].tolist()}"
+        )
     return y.astype(np.int64)
 
 
@@ -84,11 +86,15 @@ def load_npz(path: str, kind: str = "auto", normalize: str | bool = "auto", leng
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     y_train, y_test = _integer_labels(arrays["y_train"], "y_train"), _integer_labels(arrays["y_test"], "y_test")
     if x_train.shape[0] != y_train.shape[0] or x_test.shape[0] != y_test.shape[0]:
-        raise ValueError(f"{file}: x_train/y_train have {x_train.shape[0]}/{y_train.shape[0]} samples and "
-                         f"x_test/y_test {x_test.shape[0]}/{y_test.shape[0]}; they must match")
+        raise ValueError(
+            f"{file}: x_train/y_train have {x_train.shape[0]}/{y_train.shape[0]} samples and "
+            f"x_test/y_test {x_test.shape[0]}/{y_test.shape[0]}; they must match"
+        )
     if x_train.shape[1:] != x_test.shape[1:] or x_train.ndim not in (2, 3, 4):
-        raise ValueError(f"{file}: x_train {x_train.shape} and x_test {x_test.shape} must share a sample shape "
-                         "(T), (C, T), (H, W) or (C, H, W)")
+        raise ValueError(
+            f"{file}: x_train {x_train.shape} and x_test {x_test.shape} must share a sample shape "
+            "(T), (C, T), (H, W) or (C, H, W)"
+        )
     if not np.issubdtype(x_train.dtype, np.number):
         raise ValueError(f"{file}: x_train must be numeric, got {x_train.dtype}")
     for split, array in (("x_train", x_train), ("x_test", x_test)):
@@ -110,8 +116,15 @@ def load_npz(path: str, kind: str = "auto", normalize: str | bool = "auto", leng
     if image:
         splits = Splits(ArrayDataset(x_train, y_train, classes, name), ArrayDataset(x_test, y_test, classes, name))
         return standardize_images(splits) if normalize else splits
-    return series_splits(list(x_train.astype(np.float64)), y_train, list(x_test.astype(np.float64)), y_test, name,
-                         "none" if normalize is False else normalize, length)
+    return series_splits(
+        list(x_train.astype(np.float64)),
+        y_train,
+        list(x_test.astype(np.float64)),
+        y_test,
+        name,
+        "none" if normalize is False else str(normalize),
+        length,
+    )
 
 
 def _aeon_file(path: str, test: str | None, reader_name: str, normalize: str, length: int | None) -> Splits:
@@ -123,7 +136,9 @@ def _aeon_file(path: str, test: str | None, reader_name: str, normalize: str, le
         try:
             splits.append(reader(str(file)))
         except Exception as error:  # aeon raises IOError/ValueError/TsFileParseException for damaged files
-            raise ValueError(f"{file} could not be read as a {file.suffix} file ({str(error).splitlines()[0]})") from None
+            raise ValueError(
+                f"{file} could not be read as a {file.suffix} file ({str(error).splitlines()[0]})"
+            ) from None
     (x_train, y_train), (x_test, y_test) = splits
     return series_splits(list(x_train), y_train, list(x_test), y_test, f"file:{Path(path).stem}", normalize, length)
 
@@ -144,21 +159,26 @@ def _read_csv(path: Path, label_column: str) -> tuple[list[np.ndarray], list[str
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or label_column not in reader.fieldnames:
-            raise ValueError(f"{path} has no column {label_column!r} (columns: {reader.fieldnames}); "
-                             "pass label_column=NAME")
+            raise ValueError(
+                f"{path} has no column {label_column!r} (columns: {reader.fieldnames}); pass label_column=NAME"
+            )
         series, labels = [], []
         for line, row in enumerate(reader, start=2):
             if None in row:  # more cells than the header names
-                raise ValueError(f"{path} line {line}: {len(reader.fieldnames) + len(row[None])} cells but the header "
-                                 f"names {len(reader.fieldnames)} columns")
+                raise ValueError(
+                    f"{path} line {line}: {len(reader.fieldnames) + len(row[None])} cells but the header "
+                    f"names {len(reader.fieldnames)} columns"
+                )
             labels.append(row.pop(label_column))
             values = list(row.items())
             filled = [i for i, (_, v) in enumerate(values) if v not in ("", None)]
             last = filled[-1] if filled else -1
             gaps = [column for i, (column, v) in enumerate(values) if i < last and v in ("", None)]
             if gaps:  # an empty cell inside a series would shift the rest of it one step to the left
-                raise ValueError(f"{path} line {line}, column {gaps[0]!r}: an empty cell inside the series; fill it "
-                                 "(a shorter series may only leave its last cells empty)")
+                raise ValueError(
+                    f"{path} line {line}, column {gaps[0]!r}: an empty cell inside the series; fill it "
+                    "(a shorter series may only leave its last cells empty)"
+                )
             try:
                 series.append(np.array([float(v) for _, v in values[: last + 1]], dtype=np.float64)[None])
             except ValueError as error:
@@ -171,8 +191,9 @@ def _read_csv(path: Path, label_column: str) -> tuple[list[np.ndarray], list[str
 
 
 @DATASETS.register("csv")
-def load_csv(path: str, test: str | None = None, label_column: str = "label", normalize: str = "auto",
-             length: int | None = None) -> Splits:
+def load_csv(
+    path: str, test: str | None = None, label_column: str = "label", normalize: str = "auto", length: int | None = None
+) -> Splits:
     """One univariate series per row, the label in ``label_column`` (any text; classes sorted)."""
     x_train, y_train = _read_csv(_exists(Path(path), "training"), label_column)
     x_test, y_test = _read_csv(_exists(_test_path(Path(path), test), "test"), label_column)
@@ -190,8 +211,10 @@ def _image_files(root: Path, classes: list[str] | None) -> tuple[list[Path], lis
     if not found:
         raise ValueError(f"{root} has no class sub-folders; put each class's images in {root}/<class name>/")
     if classes is not None and set(found) - set(classes):
-        raise ValueError(f"{root} has class folder(s) {sorted(set(found) - set(classes))} that the training folder "
-                         f"lacks (training classes: {classes})")
+        raise ValueError(
+            f"{root} has class folder(s) {sorted(set(found) - set(classes))} that the training folder "
+            f"lacks (training classes: {classes})"
+        )
     files, labels = [], []
     for name in found:
         images = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -207,21 +230,24 @@ def _decode(files: list[Path], mode: str, size: tuple[int, int] | None) -> np.nd
     try:
         from PIL import Image
     except ImportError:
-        raise ImportError("reading image folders needs Pillow (pip install pillow), or save the arrays "
-                          "to an .npz file") from None
-    arrays = []
+        raise ImportError(
+            "reading image folders needs Pillow (pip install pillow), or save the arrays to an .npz file"
+        ) from None
+    arrays: list[np.ndarray] = []
     for file in files:
         try:
-            with Image.open(file) as image:
-                image = image.convert(mode)
+            with Image.open(file) as opened:
+                image = opened.convert(mode)
                 if size is not None:
                     image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 array = np.asarray(image, dtype=np.float32) / 255.0
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise ValueError(f"{file} could not be read as an image ({error})") from None
         if arrays and array.shape != arrays[0].shape:
-            raise ValueError(f"{file} is {array.shape[1]}x{array.shape[0]} pixels but {files[0]} is "
-                             f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size=[H, W] to resize them all")
+            raise ValueError(
+                f"{file} is {array.shape[1]}x{array.shape[0]} pixels but {files[0]} is "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size=[H, W] to resize them all"
+            )
         arrays.append(array)
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
@@ -242,8 +268,13 @@ def _image_mode(files: list[Path]) -> str:
 
 
 @DATASETS.register("images")
-def load_image_folder(path: str, test: str | None = None, size: list[int] | tuple[int, int] | None = None,
-                      mode: str = "auto", normalize: bool = True) -> Splits:
+def load_image_folder(
+    path: str,
+    test: str | None = None,
+    size: list[int] | tuple[int, int] | None = None,
+    mode: str = "auto",
+    normalize: bool = True,
+) -> Splits:
     """Images in ``path/train/<class>/`` and ``path/test/<class>/`` (or ``test=PATH``) as (N, C, H, W).
 
     ``mode``: ``auto`` (greyscale if every image is, else RGB), ``L`` or ``RGB``; ``size=[H, W]``
@@ -257,21 +288,27 @@ def load_image_folder(path: str, test: str | None = None, size: list[int] | tupl
     root = Path(path)
     train_dir, test_dir = (root / "train", Path(test) if test else root / "test")
     if not train_dir.is_dir():
-        raise FileNotFoundError(f"{train_dir} does not exist: an image folder needs train/<class>/ and test/<class>/ "
-                                "sub-folders (or pass test=PATH and point path at a folder with train/)")
+        raise FileNotFoundError(
+            f"{train_dir} does not exist: an image folder needs train/<class>/ and test/<class>/ "
+            "sub-folders (or pass test=PATH and point path at a folder with train/)"
+        )
     train_files, train_labels = _image_files(train_dir, None)
     classes = sorted(set(train_labels))
     test_files, test_labels = _image_files(test_dir, classes)
     if not test_files:
         raise ValueError(f"{test_dir} holds no images")
     mode = _image_mode(train_files + test_files) if mode == "auto" else mode
-    size = tuple(size) if size is not None else None
-    x_train, x_test = _decode(train_files, mode, size), _decode(test_files, mode, size)
+    hw = (int(size[0]), int(size[1])) if size is not None else None
+    x_train, x_test = _decode(train_files, mode, hw), _decode(test_files, mode, hw)
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"test images are {x_test.shape[2]}x{x_test.shape[3]} but training images "
-                         f"{x_train.shape[2]}x{x_train.shape[3]}; pass size=[H, W] to resize them all")
+        raise ValueError(
+            f"test images are {x_test.shape[2]}x{x_test.shape[3]} but training images "
+            f"{x_train.shape[2]}x{x_train.shape[3]}; pass size=[H, W] to resize them all"
+        )
     index = {name: i for i, name in enumerate(classes)}
     name = f"images:{root.name}"
-    splits = Splits(ArrayDataset(x_train, [index[c] for c in train_labels], classes, name),
-                    ArrayDataset(x_test, [index[c] for c in test_labels], classes, name))
+    splits = Splits(
+        ArrayDataset(x_train, np.array([index[c] for c in train_labels]), classes, name),
+        ArrayDataset(x_test, np.array([index[c] for c in test_labels]), classes, name),
+    )
     return standardize_images(splits) if normalize else splits

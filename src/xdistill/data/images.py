@@ -5,14 +5,25 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .dataset import ArrayDataset, Splits, stratified_split
 from .registry import DATASETS
 
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -37,7 +48,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         data = handle.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtypes: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if data[2] not in dtypes:
         raise ValueError(f"{path}: unknown IDX data type 0x{data[2]:02x}")
     ndim = data[3]
@@ -60,14 +71,15 @@ def _find(root: Path, stem: str) -> Path:
 
 
 @DATASETS.register("fashion_mnist")
-def load_fashion_mnist(root: str | Path | None = None, max_train: int | None = None, max_test: int | None = None,
-                       normalize: bool = True) -> Splits:
+def load_fashion_mnist(
+    root: str | Path | None = None, max_train: int | None = None, max_test: int | None = None, normalize: bool = True
+) -> Splits:
     """Real Fashion-MNIST (60k/10k, 28x28) as (N, 1, 28, 28), standardised with the training
     set's channel mean/std (``normalize=False``: raw values in [0, 1]).
 
     ``max_train``/``max_test`` keep the first n of each split (the files are class-mixed).
     """
-    root = Path(root or os.environ.get("XDISTILL_FASHION_MNIST", FASHION_MNIST_ROOT))
+    root = Path(root or os.environ.get("XDISTILL_FASHION_MNIST") or FASHION_MNIST_ROOT)
     splits = []
     for prefix, limit in (("train", max_train), ("t10k", max_test)):
         images = read_idx(_find(root, f"{prefix}-images-idx3-ubyte"))[:limit]
@@ -84,5 +96,6 @@ def standardize_images(splits: Splits) -> Splits:
     dims = (0,) + tuple(range(2, train.x.ndim))
     mean, std = train.x.mean(dims, keepdim=True), train.x.std(dims, keepdim=True) + 1e-8
     info = {"pixel_mean": mean.flatten().tolist(), "pixel_std": std.flatten().tolist()}
-    return Splits(*(ArrayDataset((d.x - mean) / std, d.y, d.class_names, d.name, d.rationale, {**d.info, **info})
-                    for d in splits))
+    return Splits(
+        *(ArrayDataset((d.x - mean) / std, d.y, d.class_names, d.name, d.rationale, {**d.info, **info}) for d in splits)
+    )

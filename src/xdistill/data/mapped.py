@@ -10,8 +10,9 @@ dataset once, on first use. ``ArrayDataset`` stays the fast path (no per-item Py
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -20,8 +21,13 @@ from torch.utils.data import Dataset
 class MappedDataset(Dataset):
     """An adapter with ``ArrayDataset``'s interface over a map-style ``(x, y)`` dataset (optionally a subset)."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int] | None = None, name: str | None = None,
-                 num_classes: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        indices: Sequence[int] | None = None,
+        name: str | None = None,
+        num_classes: int | None = None,
+    ) -> None:
         self.dataset = dataset
         self.indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]  # type: ignore[arg-type]
         self.name = name or type(dataset).__name__
@@ -71,7 +77,7 @@ class MappedDataset(Dataset):
             digest.update(self[i][0].float().numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def subset(self, indices: Any, name: str | None = None) -> "MappedDataset":
+    def subset(self, indices: Any, name: str | None = None) -> MappedDataset:
         chosen = [self.indices[int(i)] for i in torch.as_tensor(indices).reshape(-1).tolist()]
         return MappedDataset(self.dataset, chosen, name or self.name, self._num_classes)
 
@@ -83,6 +89,7 @@ def as_training_data(data: Any) -> Any:
     if data is None or isinstance(data, (ArrayDataset, MappedDataset)):
         return data
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
-        raise TypeError(f"training data must be an ArrayDataset or a map-style Dataset yielding (x, y); "
-                        f"got {type(data).__name__}")
+        raise TypeError(
+            f"training data must be an ArrayDataset or a map-style Dataset yielding (x, y); got {type(data).__name__}"
+        )
     return MappedDataset(data)

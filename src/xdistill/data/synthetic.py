@@ -13,14 +13,21 @@ def _motifs(n_classes: int, length: int) -> np.ndarray:
     t = np.linspace(0.0, 1.0, length)
     window = np.sin(np.pi * t)  # taper so the motif has no sharp edges
     shapes = [np.sin(2 * np.pi * (1 + c // 2) * t + (np.pi if c % 2 else 0.0)) * window for c in range(n_classes)]
-    shapes = np.stack(shapes)
-    return shapes / np.abs(shapes).max(1, keepdims=True)
+    stacked = np.stack(shapes)
+    return stacked / np.abs(stacked).max(1, keepdims=True)
 
 
 @DATASETS.register("synthetic_series")
 def make_synthetic_series(
-    n_train: int = 600, n_test: int = 300, length: int = 96, n_classes: int = 4, motif_length: int = 16,
-    channels: int = 1, noise: float = 0.3, amplitude: float = 1.5, seed: int = 0,
+    n_train: int = 600,
+    n_test: int = 300,
+    length: int = 96,
+    n_classes: int = 4,
+    motif_length: int = 16,
+    channels: int = 1,
+    noise: float = 0.3,
+    amplitude: float = 1.5,
+    seed: int = 0,
 ) -> Splits:
     """Gaussian-noise series with one class motif at a random start; the mask marks the motif.
 
@@ -55,8 +62,13 @@ def _glyphs(n_classes: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 @DATASETS.register("synthetic_images")
 def make_synthetic_images(
-    n_train: int = 600, n_test: int = 300, size: int = 16, n_classes: int = 4, glyph_size: int = 4,
-    noise: float = 0.3, seed: int = 0,
+    n_train: int = 600,
+    n_test: int = 300,
+    size: int = 16,
+    n_classes: int = 4,
+    glyph_size: int = 4,
+    noise: float = 0.3,
+    seed: int = 0,
 ) -> Splits:
     """Noise images (1 channel) with one class glyph at a random place; the mask marks the glyph."""
     if glyph_size > size:
@@ -80,8 +92,13 @@ def make_synthetic_images(
 
 @DATASETS.register("synthetic_text")
 def make_synthetic_text(
-    n_train: int = 800, n_test: int = 400, length: int = 32, n_classes: int = 3, vocab_size: int = 200,
-    phrase_length: int = 3, seed: int = 0,
+    n_train: int = 800,
+    n_test: int = 400,
+    length: int = 32,
+    n_classes: int = 3,
+    vocab_size: int = 200,
+    phrase_length: int = 3,
+    seed: int = 0,
 ) -> Splits:
     """Token sequences (int64 ids) of random filler words with one class key phrase at a random place.
 

@@ -31,8 +31,9 @@ def read_aclimdb(root: str | Path, split: str, limit: int | None = None) -> tupl
     for label, name in enumerate(CLASSES):
         files = sorted((folder / name).glob("*.txt"))
         if not files:
-            raise FileNotFoundError(f"no reviews in {folder / name}: expected the aclImdb layout "
-                                    f"(aclImdb/{{train,test}}/{{neg,pos}}/*.txt)")
+            raise FileNotFoundError(
+                f"no reviews in {folder / name}: expected the aclImdb layout (aclImdb/{{train,test}}/{{neg,pos}}/*.txt)"
+            )
         for path in files[: None if limit is None else max(1, limit // 2)]:
             texts.append(path.read_text(encoding="utf-8", errors="replace"))
             labels.append(label)
@@ -84,8 +85,14 @@ def _archive_root(root: Path) -> Path:
 
 
 @DATASETS.register("imdb")
-def load_imdb(root: str | Path | None = None, length: int = 256, vocab_size: int = 20000, tokenizer: str | None = None,
-              max_train: int | None = None, max_test: int | None = None) -> Splits:
+def load_imdb(
+    root: str | Path | None = None,
+    length: int = 256,
+    vocab_size: int = 20000,
+    tokenizer: str | None = None,
+    max_train: int | None = None,
+    max_test: int | None = None,
+) -> Splits:
     """IMDB reviews (25k/25k, binary sentiment) as (N, length) token ids; downloads the archive when missing."""
     folder = _archive_root(Path(root or cache_dir() / "imdb"))
     train_text, y_train = read_aclimdb(folder, "train", max_train)
@@ -97,5 +104,7 @@ def load_imdb(root: str | Path | None = None, length: int = 256, vocab_size: int
         words_of = WordVocabulary(train_text, vocab_size)
         x_train, x_test, vocab = words_of.encode(train_text, length), words_of.encode(test_text, length), vocab_size
     info = {"vocab_size": vocab, "tokenizer": tokenizer or "words"}
-    return Splits(ArrayDataset(x_train, y_train, list(CLASSES), "imdb", info=dict(info)),
-                  ArrayDataset(x_test, y_test, list(CLASSES), "imdb", info=dict(info)))
+    return Splits(
+        ArrayDataset(x_train, y_train, list(CLASSES), "imdb", info=dict(info)),
+        ArrayDataset(x_test, y_test, list(CLASSES), "imdb", info=dict(info)),
+    )

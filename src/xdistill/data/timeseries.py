@@ -37,8 +37,13 @@ def pad_series(series: list[np.ndarray], length: int | None = None) -> tuple[np.
 
 
 @DATASETS.register("ucr")
-def load_ucr(name: str = "GunPoint", normalize: str = "auto", root: str | Path | None = None,
-             length: int | None = None, znorm: bool | None = None) -> Splits:
+def load_ucr(
+    name: str = "GunPoint",
+    normalize: str = "auto",
+    root: str | Path | None = None,
+    length: int | None = None,
+    znorm: bool | None = None,
+) -> Splits:
     """A UCR/UEA classification set through aeon: shipped ones load offline, others download.
 
     aeon's (N, C, T) float64 arrays become float32; string labels map to 0..K-1 (numeric
@@ -96,8 +101,15 @@ def check_normalize(normalize: str) -> None:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
 
 
-def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], y_test, name: str,
-                  normalize: str = "auto", length: int | None = None) -> Splits:
+def series_splits(
+    x_train: list[np.ndarray],
+    y_train,
+    x_test: list[np.ndarray],
+    y_test,
+    name: str,
+    normalize: str = "auto",
+    length: int | None = None,
+) -> Splits:
     """(C, T_i) series and raw labels -> padded, normalised (see ``load_ucr``), optionally resampled splits."""
     check_normalize(normalize)
     for split, series in (("training", x_train), ("test", x_test)):
@@ -105,17 +117,17 @@ def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], 
             raise ValueError(f"{name}: the {split} split holds no series")
         check_finite(series, name, split)
     padded = max(max(s.shape[-1] for s in x_train), max(s.shape[-1] for s in x_test))
-    x_train, len_train = pad_series(list(x_train), padded)
-    x_test, len_test = pad_series(list(x_test), padded)
+    train_x, len_train = pad_series(list(x_train), padded)
+    test_x, len_test = pad_series(list(x_test), padded)
     if normalize == "auto":
-        normalize = "series" if x_train.shape[1] == 1 else "channel"
+        normalize = "series" if train_x.shape[1] == 1 else "channel"
     if normalize == "series":
-        x_train, x_test = _znorm(x_train, len_train), _znorm(x_test, len_test)
+        train_x, test_x = _znorm(train_x, len_train), _znorm(test_x, len_test)
     elif normalize == "channel":
-        x_train, x_test = channel_standardize(x_train, x_test, len_train, len_test)
+        train_x, test_x = channel_standardize(train_x, test_x, len_train, len_test)
     if length is not None:
-        x_train, len_train = resample(x_train, len_train, length), np.full(len(x_train), length)
-        x_test, len_test = resample(x_test, len_test, length), np.full(len(x_test), length)
+        train_x, len_train = resample(train_x, len_train, length), np.full(len(train_x), length)
+        test_x, len_test = resample(test_x, len_test, length), np.full(len(test_x), length)
     y_tr, classes = encode_labels(y_train)
     try:
         y_te, _ = encode_labels(y_test, classes)
@@ -123,8 +135,8 @@ def series_splits(x_train: list[np.ndarray], y_train, x_test: list[np.ndarray], 
         raise ValueError(f"{name}: test split: {error}") from None
     info = {"normalize": normalize}
     return Splits(
-        ArrayDataset(x_train, y_tr, classes, name, info={"lengths": len_train.tolist(), **info}),
-        ArrayDataset(x_test, y_te, classes, name, info={"lengths": len_test.tolist(), **info}),
+        ArrayDataset(train_x, y_tr, classes, name, info={"lengths": len_train.tolist(), **info}),
+        ArrayDataset(test_x, y_te, classes, name, info={"lengths": len_test.tolist(), **info}),
     )
 
 
@@ -138,20 +150,27 @@ def check_finite(samples, name: str, split: str) -> None:
     else:
         bad = [i for i, s in enumerate(samples) if not np.isfinite(np.asarray(s, dtype=np.float64)).all()]
     if bad:
-        raise ValueError(f"{name}: {len(bad)} {split} sample(s) hold NaN or infinite values (first: {split} sample "
-                         f"{bad[0]}); clean or impute them before training")
+        raise ValueError(
+            f"{name}: {len(bad)} {split} sample(s) hold NaN or infinite values (first: {split} sample "
+            f"{bad[0]}); clean or impute them before training"
+        )
 
 
-def channel_standardize(x_train: np.ndarray, x_test: np.ndarray, train_lengths: np.ndarray,
-                        test_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def channel_standardize(
+    x_train: np.ndarray, x_test: np.ndarray, train_lengths: np.ndarray, test_lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Each channel minus the training set's channel mean, over its std; padding stays zero and is not counted."""
+
     def valid(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return (np.arange(x.shape[-1])[None, :] < np.asarray(lengths)[:, None])[:, None, :]  # (N, 1, T)
 
     values = np.where(valid(x_train, train_lengths), x_train, np.nan)
     mean = np.nanmean(values, axis=(0, 2), keepdims=True)
     std = np.nanstd(values, axis=(0, 2), keepdims=True) + 1e-8
-    return tuple(np.where(valid(x, n), (x - mean) / std, 0.0) for x, n in ((x_train, train_lengths), (x_test, test_lengths)))
+    return (
+        np.where(valid(x_train, train_lengths), (x_train - mean) / std, 0.0),
+        np.where(valid(x_test, test_lengths), (x_test - mean) / std, 0.0),
+    )
 
 
 def resample(x: np.ndarray, lengths: np.ndarray, length: int) -> np.ndarray:

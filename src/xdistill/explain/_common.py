@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Union
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-Target = Union[None, int, torch.Tensor]
+Target = None | int | torch.Tensor
 
 
 def default_rows(device: torch.device | str, cpu: int = 128) -> int:
@@ -66,9 +66,7 @@ def check_input(x: torch.Tensor, allow_integer: bool = False) -> None:
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
 
 
-def input_gradient(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, differentiable: bool
-) -> torch.Tensor:
+def input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor, differentiable: bool) -> torch.Tensor:
     """Gradient of the selected logits w.r.t. ``x`` (x may be a batch of repeated inputs)."""
     if not x.requires_grad:
         x = x.detach().requires_grad_(True)

@@ -7,7 +7,7 @@ over the windows that cover it, of ``f(x)[target] - f(x_occluded)[target]``.
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -24,9 +24,7 @@ def _as_shape(value: int | Sequence[int], feature_shape: tuple[int, ...], name: 
         return (fill,) + (value,) * (len(feature_shape) - 1)
     value = tuple(int(v) for v in value)
     if len(value) != len(feature_shape):
-        raise ValueError(
-            f"{name} {value} must have one entry per non-batch dim of x {feature_shape}"
-        )
+        raise ValueError(f"{name} {value} must have one entry per non-batch dim of x {feature_shape}")
     return value
 
 

@@ -18,8 +18,9 @@ engine never knows a term by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -127,10 +128,13 @@ class Term(nn.Module):
         the default checks that the hooked layer paths exist in both models."""
         from ..hooks import FeatureHooks
 
-        for model, paths, role in ((student, self.student_layers, "student"), (teacher, self.teacher_layers, "teacher")):
+        for model, paths, role in (
+            (student, self.student_layers, "student"),
+            (teacher, self.teacher_layers, "teacher"),
+        ):
             if paths and model is None:
                 raise ValueError("needs a teacher")
-            if paths:
+            if paths and model is not None:
                 try:
                     FeatureHooks(model, paths).remove()
                 except ValueError as error:
@@ -162,6 +166,7 @@ TERMS: Registry[Callable[..., Term]] = Registry("term")
 METHODS = TERMS
 #: preset name -> function(**options) -> list of term specs
 PRESETS: Registry[Callable[..., list[Any]]] = Registry("preset")
+
 
 def _split(spec: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
@@ -195,8 +200,9 @@ def build_term(name: str, weight: float | None = None, **options: Any) -> Term:
     if name not in TERMS:
         from ..registry import UnknownNameError
 
-        raise UnknownNameError(f"unknown term {name!r}; terms: {', '.join(TERMS.names())}; "
-                               f"presets: {', '.join(PRESETS.names())}")
+        raise UnknownNameError(
+            f"unknown term {name!r}; terms: {', '.join(TERMS.names())}; presets: {', '.join(PRESETS.names())}"
+        )
     factory = TERMS.get(name)
     hints = getattr(factory, "legacy_options", {})
     for option in options:
@@ -243,8 +249,10 @@ def build_terms(specs: Sequence[Any]) -> list[Term]:
         raise ValueError(f"{', '.join(t.name for t in terms)}: no loss term; add e.g. ce or kd")
     if not any(t.fits_outputs for t in terms if t.has_loss and t.weight > 0):
         names = ", ".join(t.name or type(t).__name__ for t in terms)
-        raise ValueError(f"[{names}] has no term that fits the student's outputs, so its predictions would not "
-                         "train; add ce and/or kd (e.g. [ce, {name: tsd, weight: 1}])")
+        raise ValueError(
+            f"[{names}] has no term that fits the student's outputs, so its predictions would not "
+            "train; add ce and/or kd (e.g. [ce, {name: tsd, weight: 1}])"
+        )
     return [t for t in terms if not (t.has_loss and t.weight == 0)]
 
 

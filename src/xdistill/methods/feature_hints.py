@@ -3,7 +3,8 @@ FitNets hints (Romero et al. 2015) and Attention Transfer (Zagoruyko & Komodakis
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,9 @@ def _pairs(layers: Mapping[str, str] | Sequence[Sequence[str]]) -> list[tuple[st
     """``{"student.path": "teacher.path"}`` or ``[[student, teacher], ...]``."""
     pairs = list(layers.items()) if isinstance(layers, Mapping) else [tuple(p) for p in layers]
     if not pairs or any(len(p) != 2 for p in pairs):
-        raise ValueError("layers must map student module paths to teacher module paths, e.g. {'features.1': 'features.2'}")
+        raise ValueError(
+            "layers must map student module paths to teacher module paths, e.g. {'features.1': 'features.2'}"
+        )
     return [(str(s), str(t)) for s, t in pairs]
 
 
@@ -26,7 +29,7 @@ def _match_size(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Resize the student's spatial/temporal dims to the teacher's (adaptive average pooling)."""
     if student.shape[2:] == teacher.shape[2:]:
         return student
-    pool = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d}.get(student.ndim)
+    pool: Any = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d}.get(student.ndim)
     if pool is None:
         raise ValueError(f"cannot match feature shapes {tuple(student.shape)} and {tuple(teacher.shape)}")
     return pool(student, teacher.shape[2:])
@@ -78,7 +81,7 @@ class FitNets(Term):
     def loss(self, step: Step) -> torch.Tensor:
         if len(self.regressors) != len(self.pairs):
             raise RuntimeError("fitnets.prepare() must run before training (the engine does this)")
-        total = 0.0
+        total = torch.zeros(())
         for (s, t), regressor in zip(self.pairs, self.regressors):
             teacher = step.teacher_features[t].detach()
             student = _match_size(regressor(step.student_features[s]), teacher)
@@ -107,7 +110,7 @@ class AttentionTransfer(Term):
         self.teacher_layers = tuple(t for _, t in self.pairs)
 
     def loss(self, step: Step) -> torch.Tensor:
-        total = 0.0
+        total = torch.zeros(())
         for s, t in self.pairs:
             q_t = attention_map(step.teacher_features[t].detach(), self.p)
             q_s = attention_map(step.student_features[s], self.p)

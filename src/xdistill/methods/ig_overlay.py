@@ -25,8 +25,13 @@ from ..store import AttributionStore
 from .base import PRESETS, TERMS, Batch, PrepareContext, StepState, Term
 
 
-def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor, mean: torch.Tensor | None = None,
-            std: torch.Tensor | None = None) -> torch.Tensor:
+def overlay(
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    exponent: torch.Tensor,
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``0.5·x + 0.5·minmax(m^s)`` per sample, as the official code builds it: ``m = Σ_channels |IG|`` (one map per
     sample, broadcast to every channel), ``exponent`` (B,). With the data's channel ``mean``/``std`` the blend happens
     in the raw [0, 1] image space and the result is standardised again."""
@@ -36,7 +41,7 @@ def overlay(x: torch.Tensor, maps: torch.Tensor, exponent: torch.Tensor, mean: t
     flat = powered.flatten(1)
     low, high = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
     scaled = (powered - low) / (high - low).clamp_min(1e-12)
-    if mean is None:
+    if mean is None or std is None:
         return 0.5 * x + 0.5 * scaled
     raw = x * std + mean
     return (0.5 * raw + 0.5 * scaled - mean) / std
@@ -53,41 +58,75 @@ class IGOverlay(Term):
     salt = 0x4B4449  # "KDI"
     legacy_options = {
         "alpha": "ig_overlay is the data transform alone; the paper's objective is the preset {name: kd_ig, p: ...} "
-                 "(or add ce and kd terms yourself)",
+        "(or add ce and kd terms yourself)",
         "temperature": "ig_overlay is the data transform alone; set the temperature on the kd term or the kd_ig preset",
     }
 
-    def __init__(self, p: float = 0.1, n_steps: int = 50, rule: str = "gauss_legendre", baseline: float = 0.0,
-                 target: str = "label", store_dir: str | None = None, store_chunk: int = 256,
-                 overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        p: float = 0.1,
+        n_steps: int = 50,
+        rule: str = "gauss_legendre",
+        baseline: float = 0.0,
+        target: str = "label",
+        store_dir: str | None = None,
+        store_chunk: int = 256,
+        overwrite: bool = False,
+    ) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
         if target not in ("label", "teacher"):
             raise ValueError(f"target must be 'label' or 'teacher', got {target!r}")
         self.p, self.target = p, target
-        self.explainer: dict[str, Any] = {"method": "integrated_gradients", "n_steps": n_steps, "rule": rule,
-                                          "baseline": baseline, "target": target}
+        self.explainer: dict[str, Any] = {
+            "method": "integrated_gradients",
+            "n_steps": n_steps,
+            "rule": rule,
+            "baseline": baseline,
+            "target": target,
+        }
         self.store_dir, self.store_chunk, self.overwrite = store_dir, store_chunk, overwrite
         self.store: AttributionStore | None = None
 
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
             raise ValueError("ig_overlay needs a teacher")
-        identity = {"teacher": fingerprint(context.teacher), "dataset": context.dataset_fingerprint, "explainer": self.explainer}
+        identity = {
+            "teacher": fingerprint(context.teacher),
+            "dataset": context.dataset_fingerprint,
+            "explainer": self.explainer,
+        }
         root = self.store_root(context, identity)
-        self.store = AttributionStore.create(root, identity, context.train_x.shape[0], tuple(context.train_x.shape[1:]),
-                                             self.store_chunk, overwrite=self.overwrite)
+        self.store = AttributionStore.create(
+            root,
+            identity,
+            context.train_x.shape[0],
+            tuple(context.train_x.shape[1:]),
+            self.store_chunk,
+            overwrite=self.overwrite,
+        )
         teacher, device = context.teacher.to(context.device), context.device
 
         def explain_chunk(start: int, end: int) -> torch.Tensor:
             x = context.train_x[start:end].to(device)
             target = context.train_y[start:end].to(device) if self.target == "label" else None
-            return integrated_gradients(teacher, x, target, baseline=self.explainer["baseline"],
-                                        n_steps=self.explainer["n_steps"], rule=self.explainer["rule"])
+            return integrated_gradients(
+                teacher,
+                x,
+                target,
+                baseline=self.explainer["baseline"],
+                n_steps=self.explainer["n_steps"],
+                rule=self.explainer["rule"],
+            )
 
-        self.store.compute(explain_chunk, progress=context.progress, rank=context.rank,
-                           world_size=context.world_size, barrier=context.barrier)
+        self.store.compute(
+            explain_chunk,
+            progress=context.progress,
+            rank=context.rank,
+            world_size=context.world_size,
+            barrier=context.barrier,
+        )
         stats = context.data_info
         if "pixel_mean" in stats:  # standardised images: blend in the raw image space, as the paper does
             shape = (1, -1) + (1,) * (context.train_x.ndim - 2)
@@ -118,8 +157,9 @@ class IGOverlay(Term):
         exponent = torch.exp(draws[chosen, 1] * math.log(2.0))  # exp of U(0, log 2)
         x = batch.x.clone()
         mean, std = getattr(self, "pixel_mean", None), getattr(self, "pixel_std", None)
-        x[chosen] = overlay(batch.x[chosen], maps, exponent, None if mean is None else mean.to(x),
-                            None if std is None else std.to(x))
+        x[chosen] = overlay(
+            batch.x[chosen], maps, exponent, None if mean is None else mean.to(x), None if std is None else std.to(x)
+        )
         return Batch(x, batch.y, batch.index)
 
 
@@ -129,6 +169,8 @@ def kd_ig(p: float = 0.1, alpha: float = 0.01, temperature: float = 2.5, n_steps
     image, and the IG overlay with probability ``p`` (50 Gauss-Legendre IG steps). Overlay options pass through."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    return [{"name": "ce", "weight": 1 - alpha},
-            {"name": "kd", "weight": alpha, "temperature": temperature, "teacher_input": "clean"},
-            {"name": "ig_overlay", "p": p, "n_steps": n_steps, **options}]
+    return [
+        {"name": "ce", "weight": 1 - alpha},
+        {"name": "kd", "weight": alpha, "temperature": temperature, "teacher_input": "clean"},
+        {"name": "ig_overlay", "p": p, "n_steps": n_steps, **options},
+    ]

@@ -35,7 +35,7 @@ class KnowledgeDistillation(Term):
     fits_outputs = True
     legacy_options = {
         "alpha": "kd is T²·KL alone; write [{name: ce, weight: 1-α}, {name: kd, weight: α}] or the preset "
-                 "{name: hinton, alpha: α}",
+        "{name: hinton, alpha: α}",
         "preset": "use the presets by name: hinton, kd_ig (or where_models_look)",
     }
 
@@ -70,5 +70,5 @@ def hinton(alpha: float = 0.9, temperature: float = 4.0) -> list:
 
 @PRESETS.register("where_models_look")
 def where_models_look(alpha: float = 0.5, temperature: float = 4.0) -> list:
-    """"Knowledge Distillation Changes Where Models Look": Hinton's mix at α=0.5, T=4."""
+    """ "Knowledge Distillation Changes Where Models Look": Hinton's mix at α=0.5, T=4."""
     return hinton(alpha, temperature)

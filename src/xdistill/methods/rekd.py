@@ -38,8 +38,9 @@ _NOISE_SALT = 0x4E4B44  # the student's selection noise
 _TEACHER_NOISE_SALT = 0x4E4B45  # the teacher's selection noise in rationale_kl
 
 
-def gumbel_temperature(step: int, total_steps: int, tau_init: float = 5.0, tau_final: float = 0.1,
-                       update_every: int = 100) -> float:
+def gumbel_temperature(
+    step: int, total_steps: int, tau_init: float = 5.0, tau_final: float = 0.1, update_every: int = 100
+) -> float:
     """τ_g after ``step`` optimiser steps, as ``learn.py`` updates it: ``max(τ_init·exp(−ln(τ_init/τ_final)·s/total),
     τ_final)`` where ``s`` is the last multiple of ``update_every`` reached (a 1,050-step run ends at 0.1205)."""
     decay = math.log(tau_init / tau_final) / max(1, total_steps)
@@ -119,8 +120,10 @@ class RationaleKL(Term):
     def loss(self, step: Step) -> torch.Tensor:
         student, teacher = _output(step.student_output, "student"), _output(step.teacher_output, "teacher")
         if teacher.selector_logits.shape != student.selector_logits.shape:
-            raise ValueError(f"teacher and student must select the same parts: {tuple(teacher.selector_logits.shape)} "
-                             f"vs {tuple(student.selector_logits.shape)}")
+            raise ValueError(
+                f"teacher and student must select the same parts: {tuple(teacher.selector_logits.shape)} "
+                f"vs {tuple(student.selector_logits.shape)}"
+            )
         tau = student.temperature
         log_q_s = student.log_probs
         if log_q_s is None:  # the student ran in evaluation mode: noise its selection like the teacher's
@@ -145,9 +148,11 @@ class RationalePredictionKL(Term):
 
     def loss(self, step: Step) -> torch.Tensor:
         student = _output(step.student_output, "student")
-        teacher = step.teacher
+        teacher: Any = step.teacher
         if not hasattr(teacher, "predict_with"):
-            raise ValueError("the teacher must be a rationale model (models.build_rationale_model or model 'rationale')")
+            raise ValueError(
+                "the teacher must be a rationale model (models.build_rationale_model or model 'rationale')"
+            )
         tau = student.temperature
         with torch.no_grad():
             target = teacher.predict_with(step.batch.x, student.mask.detach())
@@ -159,16 +164,32 @@ def _anneal(tau_init: float, tau_final: float, update_every: int) -> dict[str, A
 
 
 @PRESETS.register("rationale")
-def rationale(ratio: float = 0.1, select_lambda: float = 1e-2, tau_init: float = 5.0, tau_final: float = 0.1,
-              update_every: int = 100) -> list:
+def rationale(
+    ratio: float = 0.1,
+    select_lambda: float = 1e-2,
+    tau_init: float = 5.0,
+    tau_final: float = 0.1,
+    update_every: int = 100,
+) -> list:
     """RE as published: ``CE + λ_s · (mean Σz − ρN)²`` with the annealed Gumbel temperature."""
-    return ["ce", {"name": "rationale_selection", "weight": select_lambda, "ratio": ratio},
-            _anneal(tau_init, tau_final, update_every)]
+    return [
+        "ce",
+        {"name": "rationale_selection", "weight": select_lambda, "ratio": ratio},
+        _anneal(tau_init, tau_final, update_every),
+    ]
 
 
 @PRESETS.register("rekd")
-def rekd(ratio: float = 0.1, select_lambda: float = 1e-2, alpha_re: float = 0.5, kd_r_lambda: float = 0.5,
-         distil: str = "both", tau_init: float = 5.0, tau_final: float = 0.1, update_every: int = 100) -> list:
+def rekd(
+    ratio: float = 0.1,
+    select_lambda: float = 1e-2,
+    alpha_re: float = 0.5,
+    kd_r_lambda: float = 0.5,
+    distil: str = "both",
+    tau_init: float = 5.0,
+    tau_final: float = 0.1,
+    update_every: int = 100,
+) -> list:
     """REKD as published: ``α·RE + (1−α)·(λ_r·rationale_kl + prediction_kl)`` (α=0.5 as in the ViT-small KD
     script, λ_r=0.5); ``distil="rationale"|"prediction"`` keeps one of the two KD parts."""
     if distil not in ("both", "rationale", "prediction"):
@@ -176,9 +197,11 @@ def rekd(ratio: float = 0.1, select_lambda: float = 1e-2, alpha_re: float = 0.5,
     if not 0.0 <= alpha_re <= 1.0:
         raise ValueError(f"alpha_re must be in [0, 1], got {alpha_re}")
     rest = 1.0 - alpha_re
-    terms: list = [{"name": "ce", "weight": alpha_re},
-                   {"name": "rationale_selection", "weight": alpha_re * select_lambda, "ratio": ratio},
-                   _anneal(tau_init, tau_final, update_every)]
+    terms: list = [
+        {"name": "ce", "weight": alpha_re},
+        {"name": "rationale_selection", "weight": alpha_re * select_lambda, "ratio": ratio},
+        _anneal(tau_init, tau_final, update_every),
+    ]
     if distil in ("both", "rationale"):
         terms.append({"name": "rationale_kl", "weight": rest * kd_r_lambda})
     if distil in ("both", "prediction"):

@@ -24,26 +24,25 @@ The earlier PCA-and-regressor variant stays as ``basis="pca"``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from typing import Any, Callable
-
 from ..explain import eval_mode
 from ..hooks import FeatureHooks
-from ..registry import Registry
 from ..options import check_options
+from ..registry import Registry
 from .base import PRESETS, TERMS, PrepareContext, Step, Term
 from .feature_hints import _match_size, _pairs, _regressor, probe_shapes
 
 _LEGACY = {
     "layer_weight": "the layer term's λ is now its weight: write {name: subdistill, weight: 100}",
     "kd_weight": "subdistill no longer includes KD: add {name: kd, weight: w, temperature: 4} (or use the preset "
-                 "subdistill_published)",
+    "subdistill_published)",
     "temperature": "subdistill no longer includes KD: set the temperature on its own kd term",
     "ce_weight": "subdistill no longer includes CE: add {name: ce, weight: w}",
     "alpha": "subdistill no longer includes CE or KD: add ce and kd terms with their weights",
@@ -68,8 +67,13 @@ def as_vectors(features: torch.Tensor) -> torch.Tensor:
     return features.flatten(2).transpose(1, 2).reshape(-1, features.shape[1])
 
 
-def estimate_subspace(vectors: torch.Tensor, weights: torch.Tensor | None = None, k: int | None = None,
-                      variance: float = 0.9, shrinkage: float = 1e-3) -> Subspace:
+def estimate_subspace(
+    vectors: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    k: int | None = None,
+    variance: float = 0.9,
+    shrinkage: float = 1e-3,
+) -> Subspace:
     """Top eigenvectors of the (weighted, shrunk) covariance of ``vectors`` (N, C), in float64.
 
     ``shrinkage`` blends the covariance with ``trace/C · I`` (keeps it well conditioned when
@@ -109,9 +113,15 @@ class SubDistillPCA(Term):
 
     name = "subdistill"
 
-    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], k: int | None = None,
-                 variance: float = 0.9, shrinkage: float = 1e-3, relevance: bool = False,
-                 batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        layers: Mapping[str, str] | Sequence[Sequence[str]],
+        k: int | None = None,
+        variance: float = 0.9,
+        shrinkage: float = 1e-3,
+        relevance: bool = False,
+        batch_size: int = 256,
+    ) -> None:
         super().__init__()
         self.pairs = _pairs(layers)
         self.student_layers = tuple(s for s, _ in self.pairs)
@@ -150,16 +160,18 @@ class SubDistillPCA(Term):
             self.register_buffer(_key(t, "basis"), self.subspaces[t].basis.float(), persistent=False)
         s_shapes, _ = probe_shapes(context, self.student_layers, self.teacher_layers)
         self.regressors = nn.ModuleList(
-            _regressor(s_shapes[s], torch.Size((1, self.subspaces[t].k) + tuple(s_shapes[s][2:]))) for s, t in self.pairs
+            _regressor(s_shapes[s], torch.Size((1, self.subspaces[t].k) + tuple(s_shapes[s][2:])))
+            for s, t in self.pairs
         )
 
     def loss(self, step: Step) -> torch.Tensor:
         if not self.subspaces:
             raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
-        total = 0.0
+        total = torch.zeros(())
         for (s, t), regressor in zip(self.pairs, self.regressors):
-            target = coordinates(step.teacher_features[t].detach(), getattr(self, _key(t, "mean")),
-                                 getattr(self, _key(t, "basis")))
+            target = coordinates(
+                step.teacher_features[t].detach(), getattr(self, _key(t, "mean")), getattr(self, _key(t, "basis"))
+            )
             student = _match_size(regressor(step.student_features[s]), target)
             total = total + F.mse_loss(student, target)
         return total / len(self.pairs)
@@ -206,7 +218,8 @@ class Centering(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ones = torch.ones(x.shape[1], device=x.device, dtype=x.dtype)  # discarded: the variance is never tracked
-        return F.batch_norm(x, self.running_mean, ones, None, None, self.training, self.momentum, self.eps)
+        running_mean: torch.Tensor = self.running_mean  # type: ignore[assignment]
+        return F.batch_norm(x, running_mean, ones, None, None, self.training, self.momentum, self.eps)
 
 
 class Rotation(nn.Module):
@@ -218,7 +231,8 @@ class Rotation(nn.Module):
 
     @property
     def matrix(self) -> torch.Tensor:
-        return self.linear.weight
+        weight: torch.Tensor = self.linear.weight  # type: ignore[assignment]
+        return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.movedim(1, -1)).movedim(-1, 1)
@@ -235,8 +249,9 @@ def subspace_layer_loss(student: torch.Tensor, target: torch.Tensor, sigma_sum: 
     return ((student - target) ** 2).flatten(1).sum(1).div(positions).mean() / sigma_sum
 
 
-def margin_gradients(teacher: nn.Module, hooks: FeatureHooks, layers: Sequence[str], x: torch.Tensor
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def margin_gradients(
+    teacher: nn.Module, hooks: FeatureHooks, layers: Sequence[str], x: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Teacher activations at ``layers`` and ∂(largest − second-largest logit)/∂activation, per sample."""
     x = x.detach().requires_grad_(True)  # a graph to the activations even though the teacher is frozen
     with torch.enable_grad():
@@ -247,8 +262,9 @@ def margin_gradients(teacher: nn.Module, hooks: FeatureHooks, layers: Sequence[s
     return {t: f.detach() for t, f in feats.items()}, {t: g.detach() for t, g in zip(layers, grads)}
 
 
-def sample_positions(features: torch.Tensor, gradients: torch.Tensor, positions: int | None,
-                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_positions(
+    features: torch.Tensor, gradients: torch.Tensor, positions: int | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, ...) maps -> (B·P, C) vectors at ``positions`` random locations per sample (all when None)."""
     if features.ndim == 2:
         return features, gradients
@@ -266,8 +282,13 @@ class SubDistillPRCA(Term):
 
     name = "subdistill"
 
-    def __init__(self, layers: Mapping[str, str] | Sequence[Sequence[str]], positions: int | None = 20,
-                 batch_size: int = 256, seed: int = 0) -> None:
+    def __init__(
+        self,
+        layers: Mapping[str, str] | Sequence[Sequence[str]],
+        positions: int | None = 20,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.pairs = _pairs(layers)
         self.student_layers = tuple(s for s, _ in self.pairs)
@@ -302,8 +323,10 @@ class SubDistillPRCA(Term):
             basis, sigma = prca_basis(a - mean, torch.cat(grads[t]))
             k = s_shapes[s][1]
             if k > basis.shape[1]:
-                raise ValueError(f"subdistill: student layer {s!r} has {k} channels, more than the teacher layer "
-                                 f"{t!r} ({basis.shape[1]}); pair it with a wider teacher layer")
+                raise ValueError(
+                    f"subdistill: student layer {s!r} has {k} channels, more than the teacher layer "
+                    f"{t!r} ({basis.shape[1]}); pair it with a wider teacher layer"
+                )
             self.bases[t] = (basis, sigma)
             self.register_buffer(_key(t, "mean"), mean.float(), persistent=False)
             self.register_buffer(_key(t, "basis"), basis[:, :k].float().contiguous(), persistent=False)
@@ -313,16 +336,19 @@ class SubDistillPRCA(Term):
 
     def target(self, teacher_features: torch.Tensor, layer: str) -> torch.Tensor:
         """``U_kᵀ (a_T − μ)``: the teacher's coordinates in its top-k relevance-aware directions."""
-        return coordinates(teacher_features.detach(), getattr(self, _key(layer, "mean")), getattr(self, _key(layer, "basis")))
+        return coordinates(
+            teacher_features.detach(), getattr(self, _key(layer, "mean")), getattr(self, _key(layer, "basis"))
+        )
 
     def loss(self, step: Step) -> torch.Tensor:
         if not len(self.rotations):
             raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
-        total = 0.0
+        total = torch.zeros(())
         for (s, t), centre, rotate in zip(self.pairs, self.centering, self.rotations):
             student = rotate(centre(step.student_features[s]))
-            total = total + subspace_layer_loss(student, self.target(step.teacher_features[t], t),
-                                                getattr(self, _key(t, "sigma_sum")))
+            total = total + subspace_layer_loss(
+                student, self.target(step.teacher_features[t], t), getattr(self, _key(t, "sigma_sum"))
+            )
         return total
 
 
@@ -344,9 +370,12 @@ SubDistill.legacy_options = _LEGACY  # type: ignore[attr-defined]
 
 
 @PRESETS.register("subdistill_published")
-def subdistill_published(layers: Any, layer_weight: float = 100.0, kd_weight: float = 1.0, temperature: float = 4.0,
-                         **options: Any) -> list:
+def subdistill_published(
+    layers: Any, layer_weight: float = 100.0, kd_weight: float = 1.0, temperature: float = 4.0, **options: Any
+) -> list:
     """The paper's objective (official ``distillation_policies/ours.py``): ``1 · τ² KL`` (τ=4) + ``100 · Σ layers``,
     no CE. Other subdistill options (positions, batch_size, seed) pass through."""
-    return [{"name": "kd", "weight": kd_weight, "temperature": temperature},
-            {"name": "subdistill", "weight": layer_weight, "layers": layers, **options}]
+    return [
+        {"name": "kd", "weight": kd_weight, "temperature": temperature},
+        {"name": "subdistill", "weight": layer_weight, "layers": layers, **options},
+    ]

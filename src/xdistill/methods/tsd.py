@@ -24,7 +24,8 @@ The earlier window-occlusion and input×gradient variants stay available as
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +34,9 @@ from torch import nn
 from .. import explain as xe
 from ..explain import eval_mode
 from ..explain._common import default_rows
+from ..options import check_options
 from ..parts import window_importance
 from ..registry import Registry
-from ..options import check_options
 from .base import PRESETS, TERMS, PrepareContext, Step, Term
 from .keyed_random import SampleStreams, global_sum, mix
 
@@ -43,9 +44,15 @@ logger = logging.getLogger(__name__)
 
 
 # -- the published perturbation saliency -------------------------------------------------------------
-def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window: int, length: int,
-                         generator: torch.Generator | None = None,
-                         uniform: Callable[[int], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_perturbations(
+    y: torch.Tensor,
+    train_y: torch.Tensor,
+    K: int,
+    window: int,
+    length: int,
+    generator: torch.Generator | None = None,
+    uniform: Callable[[int], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Donor indices into the training set and window starts, both (B, K') with K' = min(K, length − window).
 
     Donors of sample i are training series of another class: distinct ones when at least K (the
@@ -61,8 +68,10 @@ def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window:
         raise ValueError(f"window must be in [1, series length {length}), got {window}")
     batch, device = y.shape[0], train_y.device
     if uniform is None:
+
         def uniform(n: int) -> torch.Tensor:
             return torch.rand(batch, n, generator=generator)
+
     k = min(K, length - window)
     starts = uniform(length - window).cpu().argsort(1)[:, :k]
     y, train_y = y.cpu().long(), train_y.cpu().long()
@@ -77,7 +86,9 @@ def sample_perturbations(y: torch.Tensor, train_y: torch.Tensor, K: int, window:
     few = candidates < K
     ranks = _distinct_ranks(candidates.clamp(min=k), draws)
     if few.any():  # with replacement: a uniform rank among the candidates
-        ranks = torch.where(few[:, None], (draws * candidates[:, None]).long().clamp(max=candidates[:, None] - 1), ranks)
+        ranks = torch.where(
+            few[:, None], (draws * candidates[:, None]).long().clamp(max=candidates[:, None] - 1), ranks
+        )
     positions = ranks + (ranks >= own_first).long() * own_count  # skip the sample's own class
     return by_class[positions].to(device), starts.to(device)
 
@@ -118,9 +129,17 @@ def forward_copies(model: nn.Module, copies: torch.Tensor, chunk: int | None = N
     return torch.cat([model(copies[i : i + chunk]) for i in range(0, copies.shape[0], chunk)])
 
 
-def perturbation_saliency(model: nn.Module, x: torch.Tensor, donors_x: torch.Tensor, starts: torch.Tensor,
-                          window: int, tau: float = 8.0, reduce: str = "none", clean_logits: torch.Tensor | None = None,
-                          chunk: int | None = None) -> torch.Tensor:
+def perturbation_saliency(
+    model: nn.Module,
+    x: torch.Tensor,
+    donors_x: torch.Tensor,
+    starts: torch.Tensor,
+    window: int,
+    tau: float = 8.0,
+    reduce: str = "none",
+    clean_logits: torch.Tensor | None = None,
+    chunk: int | None = None,
+) -> torch.Tensor:
     """Unnormalised TSD saliency ``S`` (B, K, classes), or (B, K) with ``reduce="sum"``.
 
     ``S_ikc = τ² p_c(x_i) (log p_c(x_i) − log p_c(x̃_ik))``, ``p = softmax(logits/τ)``. Runs the
@@ -194,8 +213,16 @@ class PerturbationTSD(Term):
     salt = 0x545344  # "TSD"
     legacy_options = _LEGACY
 
-    def __init__(self, perturbations: int = 50, window: int = 10, tau: float = 8.0, reduce: str = "none",
-                 bank: int | None = None, chunk: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        perturbations: int = 50,
+        window: int = 10,
+        tau: float = 8.0,
+        reduce: str = "none",
+        bank: int | None = None,
+        chunk: int | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -230,9 +257,16 @@ class PerturbationTSD(Term):
             n = self.train_x.shape[0]
             on_the_fly = context.total_steps * context.batch_size * self.K
             if context.total_steps and context.batch_size and on_the_fly <= n * self.bank_size:
-                logger.info("tsd: no teacher bank (%d planned steps x batch %d x K %d = %d teacher forwards on the "
-                            "fly <= N %d x bank %d): the teacher side is computed every step", context.total_steps,
-                            context.batch_size, self.K, on_the_fly, n, self.bank_size)
+                logger.info(
+                    "tsd: no teacher bank (%d planned steps x batch %d x K %d = %d teacher forwards on the "
+                    "fly <= N %d x bank %d): the teacher side is computed every step",
+                    context.total_steps,
+                    context.batch_size,
+                    self.K,
+                    on_the_fly,
+                    n,
+                    self.bank_size,
+                )
             else:
                 self.bank = TeacherBank(n, self.bank_size, mix(context.seed, self.salt ^ self.seed))
 
@@ -242,19 +276,36 @@ class PerturbationTSD(Term):
         batch = step.batch
         streams = step.state.streams(batch.index, self.salt ^ self.seed)
         if self.bank is not None:
+            assert step.teacher is not None
             self.bank.fill(batch.index.cpu(), self, step.teacher)
             return self.bank.pick(batch.index.cpu(), streams, self.K)
-        donors, starts = sample_perturbations(batch.y, self.train_y, self.K, self.window, batch.x.shape[-1],
-                                              uniform=streams)
+        donors, starts = sample_perturbations(
+            batch.y, self.train_y, self.K, self.window, batch.x.shape[-1], uniform=streams
+        )
         return donors, starts, None
 
-    def teacher_saliency(self, teacher: nn.Module, x: torch.Tensor, donors: torch.Tensor, starts: torch.Tensor,
-                         clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+    def teacher_saliency(
+        self,
+        teacher: nn.Module,
+        x: torch.Tensor,
+        donors: torch.Tensor,
+        starts: torch.Tensor,
+        clean_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The teacher's saliency of ``x`` (on its device) for these draws, in eval mode without gradients."""
         donors_x = self.train_x[donors.cpu()].to(x)
         with eval_mode(teacher), torch.no_grad():
-            return perturbation_saliency(teacher, x, donors_x, starts.to(x.device), self.window, self.tau,
-                                         self.reduce, clean_logits=clean_logits, chunk=self.chunk)
+            return perturbation_saliency(
+                teacher,
+                x,
+                donors_x,
+                starts.to(x.device),
+                self.window,
+                self.tau,
+                self.reduce,
+                clean_logits=clean_logits,
+                chunk=self.chunk,
+            )
 
     def loss(self, step: Step) -> torch.Tensor:
         if self.train_x.numel() == 0:
@@ -262,10 +313,20 @@ class PerturbationTSD(Term):
         x = step.batch.x
         donors, starts, teacher_s = self._draw(step)
         if teacher_s is None:
+            assert step.teacher is not None
             teacher_s = self.teacher_saliency(step.teacher, x, donors, starts, step.teacher_logits)
         donors_x = self.train_x[donors.cpu()].to(x)
-        student_s = perturbation_saliency(step.student, x, donors_x, starts.to(x.device), self.window, self.tau,
-                                          self.reduce, clean_logits=step.student_logits, chunk=self.chunk)
+        student_s = perturbation_saliency(
+            step.student,
+            x,
+            donors_x,
+            starts.to(x.device),
+            self.window,
+            self.tau,
+            self.reduce,
+            clean_logits=step.student_logits,
+            chunk=self.chunk,
+        )
         return saliency_loss(student_s, teacher_s.to(student_s))
 
 
@@ -309,7 +370,9 @@ class TeacherBank:
         self.donors[new], self.starts[new], self.saliency[new] = donors_new, starts_new, saliency
         self.filled[new] = True
 
-    def pick(self, index: torch.Tensor, streams: SampleStreams, K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pick(
+        self, index: torch.Tensor, streams: SampleStreams, K: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """K of each sample's R entries, chosen by its stream for this step."""
         assert self.saliency is not None
         k = min(K, self.size)
@@ -323,8 +386,14 @@ def window_count(length: int, window: int) -> int:
     return -(-length // window)
 
 
-def occlusion_saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: int,
-                       differentiable: bool = True, baseline: float = 0.0) -> torch.Tensor:
+def occlusion_saliency(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    window: int,
+    differentiable: bool = True,
+    baseline: float = 0.0,
+) -> torch.Tensor:
     """(B, C, T) -> (B, n_windows): ``f(x)[t] - f(x with window w occluded)[t]``, one forward pass."""
     batch, _, length = x.shape
     n = window_count(length, window)
@@ -339,8 +408,14 @@ def occlusion_saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, 
     return picked[:batch].unsqueeze(1) - picked[batch:].reshape(n, batch).T
 
 
-def gradient_saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, window: int,
-                      differentiable: bool = True, baseline: float = 0.0) -> torch.Tensor:
+def gradient_saliency(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    window: int,
+    differentiable: bool = True,
+    baseline: float = 0.0,
+) -> torch.Tensor:
     """(B, C, T) -> (B, n_windows): |input × gradient| summed over channels and each window.
 
     Uses ``create_graph`` so it is differentiable w.r.t. the parameters (double backward).
@@ -361,8 +436,11 @@ def _zscore(s: torch.Tensor) -> torch.Tensor:
 DISTANCES: Registry[Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = Registry("saliency distance")
 DISTANCES.register("cosine")(lambda s, t, tau: (1 - F.cosine_similarity(s, t, dim=1, eps=1e-8)).mean())
 DISTANCES.register("mse")(lambda s, t, tau: F.mse_loss(_zscore(s), _zscore(t)))
-DISTANCES.register("kl")(lambda s, t, tau: F.kl_div(F.log_softmax(s / tau, 1), F.log_softmax(t / tau, 1),
-                                                     reduction="batchmean", log_target=True))
+DISTANCES.register("kl")(
+    lambda s, t, tau: F.kl_div(
+        F.log_softmax(s / tau, 1), F.log_softmax(t / tau, 1), reduction="batchmean", log_target=True
+    )
+)
 
 
 class WindowSaliencyTSD(Term):
@@ -376,8 +454,16 @@ class WindowSaliencyTSD(Term):
 
     legacy_options = _LEGACY
 
-    def __init__(self, saliency: str = "occlusion", window: int = 5, distance: str = "cosine",
-                 tau: float = 1.0, target: str = "label", batch_fraction: float = 1.0, batch_size: int = 128) -> None:
+    def __init__(
+        self,
+        saliency: str = "occlusion",
+        window: int = 5,
+        distance: str = "cosine",
+        tau: float = 1.0,
+        target: str = "label",
+        batch_fraction: float = 1.0,
+        batch_size: int = 128,
+    ) -> None:
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -419,7 +505,10 @@ class WindowSaliencyTSD(Term):
         keep = max(1, round(self.batch_fraction * step.batch.x.shape[0]))
         index = step.batch.index[:keep]
         teacher_sal = self.teacher_saliency[index.to(self.teacher_saliency.device)].to(step.student_logits)
-        target = step.batch.y if self.target == "label" else step.teacher_logits.argmax(1)
+        if self.target == "label" or step.teacher_logits is None:
+            target = step.batch.y
+        else:
+            target = step.teacher_logits.argmax(1)
         student_sal = self.saliency_fn(step.student, step.batch.x[:keep], target[:keep], self.window)
         return self.distance_fn(student_sal, teacher_sal, self.tau)
 
@@ -443,9 +532,12 @@ TemporalSaliencyDistillation.legacy_options = _LEGACY  # type: ignore[attr-defin
 
 
 @PRESETS.register("tsd_published")
-def tsd_published(lam: float = 1.0, perturbations: int = 50, window: int = 10, tau: float = 8.0,
-                  **options: Any) -> list:
+def tsd_published(
+    lam: float = 1.0, perturbations: int = 50, window: int = 10, tau: float = 8.0, **options: Any
+) -> list:
     """The paper's student objective (official ``run_student.sh``: task ratio 1, Hinton ratio 0): ``CE + λ·L_TSD``,
     K=50 windows of 10 steps, τ=8. Other tsd options (bank, chunk, reduce) pass through."""
-    return ["ce", {"name": "tsd", "weight": lam, "perturbations": perturbations, "window": window, "tau": tau,
-                   **options}]
+    return [
+        "ce",
+        {"name": "tsd", "weight": lam, "perturbations": perturbations, "window": window, "tau": tau, **options},
+    ]

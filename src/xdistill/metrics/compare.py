@@ -31,7 +31,7 @@ class Summary:
     n: int
 
     @classmethod
-    def of(cls, values: torch.Tensor) -> "Summary":
+    def of(cls, values: torch.Tensor) -> Summary:
         values = values.double()
         values = values[~torch.isnan(values)]
         if values.numel() == 0:
@@ -66,7 +66,9 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
         yield x[start : start + batch_size], y[start : start + batch_size]
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Logits for every row of ``x`` (eval mode, no grad), on the CPU."""
     outputs = []
     with xe.eval_mode(model), torch.no_grad():
@@ -76,8 +78,12 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device: st
 
 
 def part_importances(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: AlignmentConfig,
-    batch_size: int = 64, device: str | torch.device = "cpu",
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    config: AlignmentConfig,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Explain every row of ``x`` for ``target`` and reduce the maps to (N, n_parts)."""
     rows = []
@@ -88,8 +94,11 @@ def part_importances(
 
 
 def alignment_metrics(
-    teacher_logits: torch.Tensor, student_logits: torch.Tensor,
-    teacher_parts: torch.Tensor | None = None, student_parts: torch.Tensor | None = None, k: int = 5,
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    teacher_parts: torch.Tensor | None = None,
+    student_parts: torch.Tensor | None = None,
+    k: int = 5,
 ) -> dict[str, Summary]:
     """Fidelity from logits and, when part importances are given, explanation alignment."""
     out = {
@@ -129,12 +138,12 @@ class TeacherSide:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name).numpy()
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         atomic_write(path.with_suffix(".npz"), buffer.getvalue())
         atomic_write(path.with_suffix(".json"), json.dumps({"key": key, "cost": self.cost}, indent=1).encode())
 
     @classmethod
-    def load(cls, path: Path, key: dict[str, Any]) -> "TeacherSide | None":
+    def load(cls, path: Path, key: dict[str, Any]) -> TeacherSide | None:
         """The saved side when its key matches (same teacher, inputs and settings), else None. No pickle."""
         try:
             meta = json.loads(path.with_suffix(".json").read_text())
@@ -144,12 +153,26 @@ class TeacherSide:
                 arrays = {name: torch.from_numpy(data[name].copy()) for name in data.files}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
-        return cls(arrays["logits"], arrays["target"], arrays["parts"], arrays.get("flip_auc"), meta["cost"],
-                   arrays.get("example_maps"))
+        return cls(
+            arrays["logits"],
+            arrays["target"],
+            arrays["parts"],
+            arrays.get("flip_auc"),
+            meta["cost"],
+            arrays.get("example_maps"),
+        )
 
 
-def compute_teacher_side(teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AlignmentConfig | None = None, *,
-                 batch_size: int = 64, device: str | torch.device = "cpu", cost: bool = True) -> TeacherSide:
+def compute_teacher_side(
+    teacher: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: AlignmentConfig | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    cost: bool = True,
+) -> TeacherSide:
     """The teacher's half of :func:`evaluate_pair`, to compute once and pass to it for every student."""
     config = config or AlignmentConfig()
     logits = predict(teacher, x, batch_size, device)
@@ -160,9 +183,16 @@ def compute_teacher_side(teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, c
 
 
 def evaluate_pair(
-    teacher: nn.Module, student: nn.Module, x: torch.Tensor, y: torch.Tensor,
-    config: AlignmentConfig | None = None, *, batch_size: int = 64, device: str | torch.device = "cpu",
-    cost: bool = True, teacher_side: TeacherSide | None = None,
+    teacher: nn.Module,
+    student: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: AlignmentConfig | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    cost: bool = True,
+    teacher_side: TeacherSide | None = None,
 ) -> dict[str, Any]:
     """Every teacher-vs-student figure on ``(x, y)``; per-sample metrics as :class:`Summary`.
 
@@ -170,8 +200,11 @@ def evaluate_pair(
     this config; evaluating several students then costs only their own explanations and curves.
     """
     config = config or AlignmentConfig()
-    side = teacher_side if teacher_side is not None else compute_teacher_side(
-        teacher, x, y, config, batch_size=batch_size, device=device, cost=cost)
+    side = (
+        teacher_side
+        if teacher_side is not None
+        else compute_teacher_side(teacher, x, y, config, batch_size=batch_size, device=device, cost=cost)
+    )
     t_logits, target, t_parts = side.logits, side.target, side.parts
     s_logits = predict(student, x, batch_size, device)
     s_parts = part_importances(student, x, target, config, batch_size, device)
@@ -184,35 +217,56 @@ def evaluate_pair(
         "student_auc_pr": macro_auc_pr(s_logits, y),
         **alignment_metrics(t_logits, s_logits, t_parts, s_parts, config.k),
     }
-    if config.flip_steps != 0 and side.flip_auc is not None:
-        result.update(flip_auc_teacher=Summary.of(side.flip_auc),
-                      flip_auc_student=Summary.of(deletion_auc(student, x, target, s_parts, config, device)),
-                      flip_auc_student_teacher_order=Summary.of(deletion_auc(student, x, target, t_parts, config, device)))
+    own = deletion_auc(student, x, target, s_parts, config, device) if side.flip_auc is not None else None
+    in_teacher_order = deletion_auc(student, x, target, t_parts, config, device) if own is not None else None
+    if side.flip_auc is not None and own is not None and in_teacher_order is not None:
+        result.update(
+            flip_auc_teacher=Summary.of(side.flip_auc),
+            flip_auc_student=Summary.of(own),
+            flip_auc_student_teacher_order=Summary.of(in_teacher_order),
+        )
     if cost:
         teacher_cost = side.cost or model_cost(teacher, x[:1].to(device))
         result.update(pair_cost(teacher_cost, model_cost(student, x[:1].to(device))))
     return result
 
 
-def deletion_auc(model: nn.Module, x: torch.Tensor, target: torch.Tensor, parts: torch.Tensor,
-                 config: AlignmentConfig, device: str | torch.device = "cpu") -> torch.Tensor | None:
+def deletion_auc(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    parts: torch.Tensor,
+    config: AlignmentConfig,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor | None:
     """Per-sample deletion AUC of ``model`` removing parts in the order of ``parts`` (lower = the ranking is
     more faithful); None where the parts cannot be removed (tokens, features, integer inputs)."""
     from .faithfulness import pixel_flipping
 
     if config.parts not in ("window", "timestep", "patch", "pixel") or not x.is_floating_point():
         return None
-    return pixel_flipping(model, x.to(device), target.to(device), parts.to(device), config.parts,
-                          config.part_options, config.flip_steps).cpu()
+    return pixel_flipping(
+        model, x.to(device), target.to(device), parts.to(device), config.parts, config.part_options, config.flip_steps
+    ).cpu()
 
 
-def flipping_metrics(teacher: nn.Module, student: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                     t_parts: torch.Tensor, s_parts: torch.Tensor, config: AlignmentConfig,
-                     device: str | torch.device = "cpu") -> dict[str, Summary]:
+def flipping_metrics(
+    teacher: nn.Module,
+    student: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    t_parts: torch.Tensor,
+    s_parts: torch.Tensor,
+    config: AlignmentConfig,
+    device: str | torch.device = "cpu",
+) -> dict[str, Summary]:
     """Deletion AUCs: each model in its own order, and the student in the teacher's order (does it rely
     on what the teacher relies on?)."""
-    curves = {"flip_auc_teacher": (teacher, t_parts), "flip_auc_student": (student, s_parts),
-              "flip_auc_student_teacher_order": (student, t_parts)}
+    curves = {
+        "flip_auc_teacher": (teacher, t_parts),
+        "flip_auc_student": (student, s_parts),
+        "flip_auc_student_teacher_order": (student, t_parts),
+    }
     out = {}
     for name, (model, parts) in curves.items():
         values = deletion_auc(model, x, target, parts, config, device)
@@ -233,8 +287,11 @@ def model_cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
 
 def pair_cost(teacher: dict[str, float], student: dict[str, float]) -> dict[str, float]:
     """Both models' costs under ``teacher_*``/``student_*`` keys, with compression and speed-ups."""
-    out: dict[str, float] = {f"{role}_{key}": value for role, cost in (("teacher", teacher), ("student", student))
-                             for key, value in cost.items()}
+    out: dict[str, float] = {
+        f"{role}_{key}": value
+        for role, cost in (("teacher", teacher), ("student", student))
+        for key, value in cost.items()
+    }
     out["compression"] = teacher["params"] / student["params"]
     for batch in (1, 64):
         out[f"speedup_b{batch}"] = teacher[f"latency_b{batch}_ms"] / student[f"latency_b{batch}_ms"]

@@ -30,16 +30,25 @@ def part_index(shape: tuple[int, ...], kind: str, **options) -> tuple[torch.Tens
         gh, gw = (height, width) if kind == "pixel" else _grid(options.get("grid", 4))
         rows, cols = torch.arange(height) * gh // height, torch.arange(width) * gw // width
         return rows[:, None] * gw + cols[None, :], gh * gw
-    raise ValueError(f"pixel flipping supports window/timestep parts of (C, T) series and patch/pixel parts of "
-                     f"(C, H, W) images; got parts {kind!r} for inputs shaped {shape}")
+    raise ValueError(
+        f"pixel flipping supports window/timestep parts of (C, T) series and patch/pixel parts of "
+        f"(C, H, W) images; got parts {kind!r} for inputs shaped {shape}"
+    )
 
 
 def _grid(grid: int | tuple[int, int]) -> tuple[int, int]:
-    return (grid, grid) if isinstance(grid, int) else tuple(grid)
+    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
 
 
-def deletion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, relevance: torch.Tensor,
-                   parts: torch.Tensor, steps: int | None = None, baseline: float = 0.0) -> torch.Tensor:
+def deletion_curve(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    relevance: torch.Tensor,
+    parts: torch.Tensor,
+    steps: int | None = None,
+    baseline: float = 0.0,
+) -> torch.Tensor:
     """(B, points) explained logit after removing the 0, n_1, n_2, ... most relevant parts.
 
     ``relevance`` (B, n_parts) ranks the parts (ties broken by part number); ``parts`` maps
@@ -65,11 +74,21 @@ def curve_area(curve: torch.Tensor) -> torch.Tensor:
     return ((curve[:, 1:] + curve[:, :-1]) / 2).mean(1)
 
 
-def pixel_flipping(model: nn.Module, x: torch.Tensor, target: torch.Tensor, relevance: torch.Tensor, kind: str,
-                   part_options: dict | None = None, steps: int | None = 20, baseline: float = 0.0) -> torch.Tensor:
+def pixel_flipping(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    relevance: torch.Tensor,
+    kind: str,
+    part_options: dict | None = None,
+    steps: int | None = 20,
+    baseline: float = 0.0,
+) -> torch.Tensor:
     """Per-sample deletion AUC of ``model`` when flipping parts in the order of ``relevance`` (B, n_parts)."""
     parts, n_parts = part_index(tuple(x.shape[1:]), kind, **(part_options or {}))
     if relevance.shape[1] != n_parts:
-        raise ValueError(f"relevance has {relevance.shape[1]} parts but {kind} parts of {tuple(x.shape[1:])} are {n_parts}")
+        raise ValueError(
+            f"relevance has {relevance.shape[1]} parts but {kind} parts of {tuple(x.shape[1:])} are {n_parts}"
+        )
     steps = None if steps is None or steps >= n_parts else steps
     return curve_area(deletion_curve(model, x, target, relevance, parts, steps, baseline))

@@ -14,7 +14,8 @@ def selected_parts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
     masks = []
     with eval_mode(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            masks.append(model.forward_structured(x[start : start + batch_size]).mask.detach().cpu() > 0.5)
+            output = model.forward_structured(x[start : start + batch_size])  # type: ignore[operator]
+            masks.append(output.mask.detach().cpu() > 0.5)
     return torch.cat(masks)
 
 
@@ -24,8 +25,12 @@ def parts_of_mask(mask: torch.Tensor, kind: str, part_size: int) -> torch.Tensor
     if kind == "window":
         return F.max_pool1d(mask.reshape(mask.shape[0], 1, -1), part_size, part_size, ceil_mode=True).flatten(1) > 0.5
     if kind == "patch":
-        return F.max_pool2d(mask.reshape(mask.shape[0], 1, *mask.shape[-2:]), part_size, part_size,
-                            ceil_mode=True).flatten(1) > 0.5
+        return (
+            F.max_pool2d(
+                mask.reshape(mask.shape[0], 1, *mask.shape[-2:]), part_size, part_size, ceil_mode=True
+            ).flatten(1)
+            > 0.5
+        )
     return mask.reshape(mask.shape[0], -1) > 0.5
 
 
@@ -34,8 +39,9 @@ def _precision_recall(selected: torch.Tensor, truth: torch.Tensor) -> tuple[floa
     return hit / max(1, selected.sum().item()), hit / max(1, truth.sum().item())
 
 
-def rationale_metrics(teacher: nn.Module, student: nn.Module, x: torch.Tensor,
-                      truth: torch.Tensor | None = None) -> dict[str, float]:
+def rationale_metrics(
+    teacher: nn.Module, student: nn.Module, x: torch.Tensor, truth: torch.Tensor | None = None
+) -> dict[str, float]:
     """Share of parts kept, precision/recall of the student's (and teacher's) rationale against ``truth``,
     and the IoU of the student's with the teacher's, per sample then averaged."""
     s_mask = selected_parts(student, x)
@@ -45,7 +51,7 @@ def rationale_metrics(teacher: nn.Module, student: nn.Module, x: torch.Tensor,
         union = (s_mask | t_mask).sum(1).clamp(min=1).float()
         out["rationale_iou_teacher"] = ((s_mask & t_mask).sum(1).float() / union).mean().item()
     if truth is not None:
-        parts = parts_of_mask(truth, student.kind, student.selector.part_size)
+        parts = parts_of_mask(truth, str(student.kind), int(student.selector.part_size))  # type: ignore[union-attr, arg-type]
         if parts.shape == s_mask.shape:
             out["rationale_precision"], out["rationale_recall"] = _precision_recall(s_mask, parts)
             if t_mask is not None and t_mask.shape == parts.shape:

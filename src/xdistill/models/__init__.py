@@ -6,5 +6,19 @@ from .images import CifarResNet, MobileNetV2Cifar, SmallCNN, resnet18
 from .rationale import RationaleModel, Selector, TextCNN, build_rationale_model
 from .timeseries import FCN1d, InceptionTime, ResNet1d
 
-__all__ = ["ACTIVATIONS", "MODELS", "CifarResNet", "FCN1d", "InceptionTime", "MobileNetV2Cifar", "ResNet1d",
-           "RationaleModel", "Selector", "SmallCNN", "TextCNN", "build_model", "build_rationale_model", "resnet18"]
+__all__ = [
+    "ACTIVATIONS",
+    "MODELS",
+    "CifarResNet",
+    "FCN1d",
+    "InceptionTime",
+    "MobileNetV2Cifar",
+    "ResNet1d",
+    "RationaleModel",
+    "Selector",
+    "SmallCNN",
+    "TextCNN",
+    "build_model",
+    "build_rationale_model",
+    "resnet18",
+]

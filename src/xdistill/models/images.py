@@ -10,7 +10,9 @@ from .common import MODELS, scaled
 from .common import activation as make_activation
 
 
-def conv_bn2d(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: str | None = "relu") -> nn.Sequential:
+def conv_bn2d(
+    in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: str | None = "relu"
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch),
@@ -29,13 +31,19 @@ class PoolHead(nn.Sequential):
 class SmallCNN(nn.Module):
     """``depth`` stages of two 3x3 conv blocks and a 2x2 max-pool; channels 32, 64, ... times ``width``."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: float = 1.0, depth: int = 2, activation: str = "relu") -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, width: float = 1.0, depth: int = 2, activation: str = "relu"
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_channels
         for stage in range(depth):
             c = scaled(32 * 2**stage, width)
-            layers += [conv_bn2d(previous, c, act=activation), conv_bn2d(c, c, act=activation), nn.MaxPool2d(2, ceil_mode=True)]
+            layers += [
+                conv_bn2d(previous, c, act=activation),
+                conv_bn2d(c, c, act=activation),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
             previous = c
         self.features = nn.Sequential(*layers)
         self.head = PoolHead(previous, num_classes)
@@ -50,7 +58,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, shortcut: str, act: str) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_bn2d(in_ch, out_ch, 3, stride, act=act), conv_bn2d(out_ch, out_ch, 3, 1, act=None))
+        self.body = nn.Sequential(
+            conv_bn2d(in_ch, out_ch, 3, stride, act=act), conv_bn2d(out_ch, out_ch, 3, 1, act=None)
+        )
         self.pad = 0
         self.stride = stride
         self.project: nn.Module | None = None
@@ -77,15 +87,30 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs: a 3x3 stem, stages of BasicBlocks, global pooling, linear."""
 
-    def __init__(self, in_channels: int, num_classes: int, blocks: list[int], channels: list[int],
-                 shortcut: str, width: float = 1.0, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        blocks: list[int],
+        channels: list[int],
+        shortcut: str,
+        width: float = 1.0,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         channels = [scaled(c, width) for c in channels]
         self.stem = conv_bn2d(in_channels, channels[0], act=activation)
         stages, previous = [], channels[0]
         for i, (n, c) in enumerate(zip(blocks, channels)):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(*[BasicBlock(previous if j == 0 else c, c, stride if j == 0 else 1, shortcut, activation) for j in range(n)]))
+            stages.append(
+                nn.Sequential(
+                    *[
+                        BasicBlock(previous if j == 0 else c, c, stride if j == 0 else 1, shortcut, activation)
+                        for j in range(n)
+                    ]
+                )
+            )
             previous = c
         self.stages = nn.Sequential(*stages)
         self.head = PoolHead(previous, num_classes)

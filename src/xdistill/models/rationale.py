@@ -9,8 +9,8 @@ their embeddings zeroed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,9 @@ from .common import MODELS, build_model, scaled
 class TextCNN(nn.Module):
     """Embedding + 1D convolutions + max-pool over tokens; ``keep`` (B, L) zeroes token embeddings."""
 
-    def __init__(self, in_channels: int, num_classes: int, vocab_size: int = 1000, embed_dim: int = 32,
-                 width: float = 1.0) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, vocab_size: int = 1000, embed_dim: int = 32, width: float = 1.0
+    ) -> None:
         super().__init__()
         channels = scaled(64, width)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
@@ -51,16 +52,25 @@ class HFSequenceClassifier(nn.Module):
     Masked tokens have their input embeddings zeroed, as in the other rationale predictors.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, pretrained: str | None = None,
-                 config: dict | None = None, model_type: str = "bert") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        pretrained: str | None = None,
+        config: dict | None = None,
+        model_type: str = "bert",
+    ) -> None:
         super().__init__()
         try:
             import transformers
         except ImportError as error:
-            raise ValueError("the 'bert' predictor needs the transformers package: pip install 'xdistill[text]'") from error
+            raise ValueError(
+                "the 'bert' predictor needs the transformers package: pip install 'xdistill[text]'"
+            ) from error
         if pretrained:
             self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                pretrained, num_labels=num_classes, local_files_only=True, use_safetensors=True)
+                pretrained, num_labels=num_classes, local_files_only=True, use_safetensors=True
+            )
         elif config is not None:
             cfg = transformers.AutoConfig.for_model(model_type, num_labels=num_classes, **config)
             self.model = transformers.AutoModelForSequenceClassification.from_config(cfg)
@@ -86,11 +96,21 @@ class Selector(nn.Module):
         c = scaled(16, width)
         self.kind, self.part_size = kind, part_size
         if kind == "window":
-            self.body = nn.Sequential(nn.Conv1d(in_channels, c, 7, padding=3), nn.ReLU(), nn.Conv1d(c, c, 5, padding=2),
-                                      nn.ReLU(), nn.Conv1d(c, 2, 3, padding=1))
+            self.body = nn.Sequential(
+                nn.Conv1d(in_channels, c, 7, padding=3),
+                nn.ReLU(),
+                nn.Conv1d(c, c, 5, padding=2),
+                nn.ReLU(),
+                nn.Conv1d(c, 2, 3, padding=1),
+            )
         elif kind == "patch":
-            self.body = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1),
-                                      nn.ReLU(), nn.Conv2d(c, 2, 3, padding=1))
+            self.body = nn.Sequential(
+                nn.Conv2d(in_channels, c, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c, c, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c, 2, 3, padding=1),
+            )
         elif kind == "token":
             self.embedding = nn.Embedding(vocab_size, c)
             self.body = nn.Sequential(nn.Conv1d(c, c, 5, padding=2), nn.ReLU(), nn.Conv1d(c, 2, 3, padding=1))
@@ -110,7 +130,9 @@ class Selector(nn.Module):
 Uniform = Callable[[int], torch.Tensor]
 
 
-def gumbel_noise(shape: torch.Size, like: torch.Tensor, eps: float = 1e-20, uniform: Uniform | None = None) -> torch.Tensor:
+def gumbel_noise(
+    shape: torch.Size, like: torch.Tensor, eps: float = 1e-20, uniform: Uniform | None = None
+) -> torch.Tensor:
     """Standard Gumbel noise shaped ``shape`` (batch first), from ``uniform`` or else the global RNG."""
     if uniform is None:
         u = torch.rand(shape, device=like.device, dtype=like.dtype)
@@ -119,8 +141,9 @@ def gumbel_noise(shape: torch.Size, like: torch.Tensor, eps: float = 1e-20, unif
     return -torch.log(-torch.log(u + eps) + eps)
 
 
-def hard_gumbel_softmax(logits: torch.Tensor, temperature: float,
-                        uniform: Uniform | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def hard_gumbel_softmax(
+    logits: torch.Tensor, temperature: float, uniform: Uniform | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(straight-through one-hot sample, log-probabilities of the noised softmax), both shaped like ``logits``.
 
     Forward: exactly one-hot on the last axis; backward: the gradient of the soft sample.
@@ -153,8 +176,9 @@ class RationaleModel(nn.Module):
     :class:`RationaleOutput`, which the engine hands to the losses. The model keeps no state between calls.
     """
 
-    def __init__(self, selector: Selector, predictor: nn.Module, gumbel_temperature: float = 5.0,
-                 baseline: float = 0.0) -> None:
+    def __init__(
+        self, selector: Selector, predictor: nn.Module, gumbel_temperature: float = 5.0, baseline: float = 0.0
+    ) -> None:
         super().__init__()
         self.selector, self.predictor, self.baseline = selector, predictor, baseline
         self.register_buffer("gumbel_temperature", torch.tensor(float(gumbel_temperature)))
@@ -163,11 +187,12 @@ class RationaleModel(nn.Module):
     def kind(self) -> str:
         return self.selector.kind
 
-    def select(self, x: torch.Tensor, uniform: Uniform | None = None, temperature: float | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]:
+    def select(
+        self, x: torch.Tensor, uniform: Uniform | None = None, temperature: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]:
         """(mask (B, n_parts), selector logits, noised log-probabilities or None, temperature) for ``x``."""
         logits = self.selector(x)
-        tau = float(self.gumbel_temperature) if temperature is None else float(temperature)
+        tau = float(self.gumbel_temperature) if temperature is None else float(temperature)  # type: ignore[arg-type]
         if self.training:
             sample, log_probs = hard_gumbel_softmax(logits, tau, uniform)
             return sample[..., 1], logits, log_probs, tau
@@ -191,8 +216,9 @@ class RationaleModel(nn.Module):
         m = self.expand(mask, x)
         return self.predictor(x * m + self.baseline * (1 - m))
 
-    def forward_structured(self, x: torch.Tensor, uniform: Uniform | None = None,
-                           temperature: float | None = None) -> RationaleOutput:
+    def forward_structured(
+        self, x: torch.Tensor, uniform: Uniform | None = None, temperature: float | None = None
+    ) -> RationaleOutput:
         mask, selector_logits, log_probs, tau = self.select(x, uniform, temperature)
         return RationaleOutput(self.predict_with(x, mask), mask, selector_logits, log_probs, tau)
 
@@ -200,9 +226,17 @@ class RationaleModel(nn.Module):
         return self.forward_structured(x).logits
 
 
-def build_rationale_model(in_channels: int, num_classes: int, kind: str = "window", part_size: int = 8,
-                          predictor: str = "fcn1d", predictor_options: dict | None = None, selector_width: float = 1.0,
-                          vocab_size: int = 1000, gumbel_temperature: float = 5.0) -> RationaleModel:
+def build_rationale_model(
+    in_channels: int,
+    num_classes: int,
+    kind: str = "window",
+    part_size: int = 8,
+    predictor: str = "fcn1d",
+    predictor_options: dict | None = None,
+    selector_width: float = 1.0,
+    vocab_size: int = 1000,
+    gumbel_temperature: float = 5.0,
+) -> RationaleModel:
     """A rationale model from a registered predictor architecture and a matching selector."""
     options = dict(predictor_options or {})
     if kind == "token" and predictor == "textcnn":

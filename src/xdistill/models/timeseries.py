@@ -14,7 +14,10 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, act: str | None) -> nn.Sequent
     layers: list[nn.Module] = []
     if kernel % 2 == 0:
         layers.append(nn.ZeroPad1d((kernel // 2 - 1, kernel // 2)))
-    layers += [nn.Conv1d(in_ch, out_ch, kernel, padding=kernel // 2 if kernel % 2 else 0, bias=False), nn.BatchNorm1d(out_ch)]
+    layers += [
+        nn.Conv1d(in_ch, out_ch, kernel, padding=kernel // 2 if kernel % 2 else 0, bias=False),
+        nn.BatchNorm1d(out_ch),
+    ]
     if act:
         layers.append(make_activation(act))
     return nn.Sequential(*layers)
@@ -48,7 +51,9 @@ class ResidualBlock1d(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, act: str) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_bn(in_ch, out_ch, 8, act), conv_bn(out_ch, out_ch, 5, act), conv_bn(out_ch, out_ch, 3, None))
+        self.body = nn.Sequential(
+            conv_bn(in_ch, out_ch, 8, act), conv_bn(out_ch, out_ch, 5, act), conv_bn(out_ch, out_ch, 3, None)
+        )
         self.shortcut = conv_bn(in_ch, out_ch, 1, None) if in_ch != out_ch else nn.BatchNorm1d(out_ch)
         self.act = make_activation(act)
 
@@ -98,8 +103,15 @@ class InceptionModule(nn.Module):
 class InceptionTime(nn.Module):
     """One InceptionTime network (Ismail Fawaz et al. 2020): ``depth`` modules, a residual every 3."""
 
-    def __init__(self, in_channels: int, num_classes: int, filters: int = 32, depth: int = 6,
-                 kernel: int = 40, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        filters: int = 32,
+        depth: int = 6,
+        kernel: int = 40,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         self.shortcuts = nn.ModuleList()
@@ -130,13 +142,15 @@ class LSTMClassifier(nn.Module):
     The TSD paper's teacher is ``layers=3, hidden=100``; its student a one-layer small LSTM.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int = 100, layers: int = 3,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, hidden: int = 100, layers: int = 3, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if hidden < 1 or layers < 1:
             raise ValueError(f"hidden and layers must be >= 1, got {hidden} and {layers}")
-        self.lstm = nn.LSTM(in_channels, hidden, num_layers=layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            in_channels, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Models the library does not define: the user's own classes by import path, and TorchScript files.
+"""Models the library does not define: the user's own classes by import path, and model files —
+``torch.export`` programs (``.pt2``, the current format) and TorchScript (``.pt``/``.pth``/``.ts``).
 
-Both run the user's code — importing ``package.module:Factory`` executes that module, and a
-TorchScript file is a compiled model program — so name only models you trust. (xdistill's own
-checkpoints and stores never execute code: they are safetensors, numpy and JSON.)
+Each runs the user's code — importing ``package.module:Factory`` executes that module, and a model
+file is a compiled model program — so name only models you trust. (xdistill's own checkpoints and
+stores never execute code: they are safetensors, numpy and JSON.)
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import nn
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+EXPORT_SUFFIXES = (".pt2",)
+MODEL_FILE_SUFFIXES = EXPORT_SUFFIXES + TORCHSCRIPT_SUFFIXES
+
+
+def is_model_file(spec: str) -> bool:
+    """A path to a model file (by its suffix), not an architecture name or import path."""
+    return spec.endswith(MODEL_FILE_SUFFIXES) and not is_import_path(spec)
 
 
 def is_import_path(name: str) -> bool:
@@ -35,8 +45,10 @@ def resolve(path: str, search: Iterable[str | Path] = ()) -> Callable[..., nn.Mo
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"cannot import {module_name!r} for model {path!r} ({error}); put the module next to the "
-                         "recipe or on PYTHONPATH") from None
+        raise ValueError(
+            f"cannot import {module_name!r} for model {path!r} ({error}); put the module next to the "
+            "recipe or on PYTHONPATH"
+        ) from None
     try:
         factory = getattr(module, attribute)
     except AttributeError:
@@ -46,14 +58,15 @@ def resolve(path: str, search: Iterable[str | Path] = ()) -> Callable[..., nn.Mo
     return factory
 
 
-def build_user_model(path: str, in_channels: int, num_classes: int, search: Iterable[str | Path] = (),
-                     **options: Any) -> nn.Module:
+def build_user_model(
+    path: str, in_channels: int, num_classes: int, search: Iterable[str | Path] = (), **options: Any
+) -> nn.Module:
     """Call the factory with ``options``, plus ``in_channels``/``num_classes`` when its signature takes them."""
     factory = resolve(path, search)
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
-        parameters = {}
+        parameters = MappingProxyType({})
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if key in parameters or takes_any:
@@ -62,6 +75,50 @@ def build_user_model(path: str, in_channels: int, num_classes: int, search: Iter
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {path!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def load_model_file(path: str | Path) -> nn.Module:
+    """A ``torch.export`` program (``.pt2``) or a TorchScript file, on the CPU, in eval mode."""
+    loader = load_exported if str(path).endswith(EXPORT_SUFFIXES) else load_torchscript
+    return loader(path)
+
+
+class ExportedModel(nn.Module):
+    """A ``torch.export`` program as a module. Its graph was fixed at export (BatchNorm, dropout as they
+    were then), so train/eval switches only this wrapper's flag; inputs outside the exported shapes
+    get one line saying how to export a dynamic batch dimension."""
+
+    def __init__(self, program: nn.Module, path: Path) -> None:
+        super().__init__()
+        self.program, self.path = program, path
+
+    def train(self, mode: bool = True) -> ExportedModel:
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.program(x)
+        except (AssertionError, RuntimeError) as error:
+            if "Guard failed" not in str(error) and "guard" not in str(error).lower():
+                raise
+            raise ValueError(
+                f"{self.path} cannot take inputs shaped {tuple(x.shape)} ({str(error).splitlines()[0]}); export it "
+                "with a dynamic batch dimension: torch.export.export(model, (x,), "
+                "dynamic_shapes=({0: torch.export.Dim('batch')},))"
+            ) from None
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """A ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), wrapped as :class:`ExportedModel`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"torch.export file {path} does not exist")
+    try:
+        program = torch.export.load(str(path)).module()
+    except Exception as error:  # torch raises several types for a damaged or foreign archive
+        raise ValueError(f"{path} is not a readable torch.export program ({str(error).splitlines()[0]})") from None
+    return ExportedModel(program, path).eval()
 
 
 def load_torchscript(path: str | Path) -> nn.Module:

@@ -7,9 +7,13 @@ from typing import Any
 
 import numpy as np
 
-BAR_METRICS = [("student_accuracy", "accuracy"), ("agreement", "top-1 agreement"),
-               ("logit_spearman", "logit Spearman"), ("saliency_spearman", "saliency Spearman"),
-               ("topk_focus", "top-k focus")]
+BAR_METRICS = [
+    ("student_accuracy", "accuracy"),
+    ("agreement", "top-1 agreement"),
+    ("logit_spearman", "logit Spearman"),
+    ("saliency_spearman", "saliency Spearman"),
+    ("topk_focus", "top-k focus"),
+]
 
 
 def _pyplot():
@@ -58,8 +62,9 @@ def _importance(maps: np.ndarray) -> np.ndarray:
     return values / np.maximum(peak, 1e-12)
 
 
-def saliency_examples(x: np.ndarray, teacher: np.ndarray, students: dict[str, np.ndarray], class_names: list[str],
-                      y: np.ndarray) -> bytes:
+def saliency_examples(
+    x: np.ndarray, teacher: np.ndarray, students: dict[str, np.ndarray], class_names: list[str], y: np.ndarray
+) -> bytes:
     """Side-by-side teacher/student saliency: curves over time for series, heatmaps for images."""
     plt = _pyplot()
     n = len(x)
