@@ -53,7 +53,7 @@ def run_seeds(
     per_student: dict[str, dict[str, list[float]]] = {}
     teacher_acc, teacher_acc_all, extra = [], [], {}
     for seed in seeds:
-        seeded = dict(copy.deepcopy(data), seed=seed)
+        seeded = dict({k: v for k, v in copy.deepcopy(data).items() if k != "seeds"}, seed=seed)
         shared = root / str(teacher_from) / f"seed{seed}" / "teacher" / "teacher.safetensors"
         if teacher_from and shared.exists():
             seeded["teacher"]["weights"] = str(shared)

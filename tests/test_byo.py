@@ -179,6 +179,7 @@ def _write_images(root, split, counts, size=(6, 5), mode="L", seed=0):
             Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i}.png")
 
 
+@pytest.mark.slow
 def test_image_folders_per_class_and_clear_errors(tmp_path):
     from PIL import Image
 
@@ -248,6 +249,7 @@ def test_image_folders_per_class_and_clear_errors(tmp_path):
     assert audit["agreement"]["mean"] == 1.0 and audit["saliency_spearman"]["mean"] == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_user_module_next_to_the_recipe_is_used_by_import_path(tmp_path):
     (tmp_path / "mynets.py").write_text(USER_MODULE)
     recipe = small_recipe(
@@ -310,6 +312,7 @@ def scripted_teacher(teacher_files):
     return teacher_files["torchscript"]
 
 
+@pytest.mark.slow
 def test_an_exported_pt2_teacher_is_distilled_and_audited_beside_a_pt2_student(tmp_path, teacher_files):
     from xdistill.checkpoint import load_weights
     from xdistill.models.user import load_model_file
@@ -363,6 +366,7 @@ def test_an_exported_pt2_teacher_is_distilled_and_audited_beside_a_pt2_student(t
     assert static.returncode == 2 and "dynamic batch dimension" in static.stderr, static.stderr
 
 
+@pytest.mark.slow
 def test_a_torchscript_teacher_is_distilled_with_kd_and_audited(tmp_path, scripted_teacher):
     recipe = small_recipe({"torchscript": str(scripted_teacher)}, "fcn1d", {"width": 0.125})
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))

@@ -16,7 +16,10 @@ from xdistill.models import build_model, build_rationale_model
 from xdistill.training import train_classifier
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_distill.py"
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in"),
+    pytest.mark.slow,  # every test launches processes (over 10 s each on 2 cores)
+]
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +136,7 @@ def small_recipe(tmp_path: Path, **hardware) -> Path:
     from xdistill.recipe import default_recipe_path
 
     data = yaml.safe_load(default_recipe_path().read_text())
+    data.pop("seeds")
     data["device"] = "cpu"
     data["teacher"]["train"] = {"steps": 30, "batch_size": 16}
     data["training"] = {"steps": 12, "batch_size": 16, "val_fraction": 0.2, "monitor": "val_loss", "patience": 3}

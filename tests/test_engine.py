@@ -32,6 +32,7 @@ def student():
     return build_model("fcn1d", 1, 2, width=0.125)
 
 
+@pytest.mark.slow
 def test_tsd_student_aligns_with_teacher_better_than_a_student_alone(gunpoint, teacher, tmp_path):
     """Same budget, seed and initialisation: only the loss differs."""
     train, test = gunpoint

@@ -68,6 +68,7 @@ def checkpointed_epochs(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_distill_killed_mid_training_resumes_from_the_last_epoch_and_ends_as_an_uninterrupted_run(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
@@ -213,6 +214,7 @@ def test_a_corrupt_store_is_one_clear_error(tmp_path):
 
 def small_recipe(tmp_path: Path, student_steps: int = 400) -> Path:
     data = yaml.safe_load(default_recipe_path().read_text())
+    data.pop("seeds")  # one run
     data["teacher"]["train"] = {"steps": 30}
     data["training"] = {"steps": student_steps, "checkpoint_seconds": 0}
     data["students"] = [
@@ -233,6 +235,7 @@ def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "xdistill", *args], capture_output=True, text=True, timeout=900, **kwargs)
 
 
+@pytest.mark.slow
 def test_study_killed_mid_student_resumes_it_and_refuses_a_concurrent_run(tmp_path):
     recipe, out = small_recipe(tmp_path), tmp_path / "run"
     process = subprocess.Popen(
@@ -330,6 +333,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 BASE = yaml.safe_load(default_recipe_path().read_text())
+BASE.pop("seeds")  # one run
 
 
 def _paths(node, prefix=()):

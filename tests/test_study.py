@@ -9,6 +9,7 @@ import yaml
 from xdistill.recipe import default_recipe_path
 
 SMALL = yaml.safe_load(default_recipe_path().read_text())
+SMALL.pop("seeds")  # one seed: the several-seed layout has its own test
 SMALL["teacher"]["train"] = {"steps": 40}
 SMALL["training"] = {"steps": 12}
 SMALL["students"][2]["methods"][1].update(perturbations=8, bank=16)
@@ -46,6 +47,7 @@ def finished_run(tmp_path_factory):
     return recipe, out, stages
 
 
+@pytest.mark.slow
 def test_run_writes_everything_and_skips_finished_stages(finished_run):
     recipe, out, early = finished_run
     stages = json.loads((out / "stages.json").read_text())
@@ -88,6 +90,7 @@ def test_run_writes_everything_and_skips_finished_stages(finished_run):
     assert again.returncode == 0 and "student" not in again.stderr.replace("students", "")
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(finished_run):
     _, out, _ = finished_run
     page = (out / "report" / "report.html").read_text()
@@ -95,6 +98,7 @@ def test_html_is_self_contained(finished_run):
     assert 'src="http' not in page and "<link" not in page
 
 
+@pytest.mark.slow
 def test_a_changed_recipe_is_refused_in_the_same_run_dir(finished_run, tmp_path):
     recipe, out, _ = finished_run
     changed = dict(SMALL, seed=1)
@@ -104,6 +108,7 @@ def test_a_changed_recipe_is_refused_in_the_same_run_dir(finished_run, tmp_path)
     assert result.returncode == 2 and "holds a different recipe" in result.stderr
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_from_a_run_dir(finished_run):
     _, out, _ = finished_run
     result = cli("report", str(out))
@@ -111,6 +116,7 @@ def test_report_command_rebuilds_from_a_run_dir(finished_run):
     assert cli("report", str(out / "nope")).returncode == 2
 
 
+@pytest.mark.slow
 def test_explain_precomputes_one_ig_store_that_students_share_and_training_reuses(tmp_path):
     ig = {"model": "fcn1d", "options": {"width": 0.125}}
     data = dict(
@@ -142,6 +148,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     _, out, _ = finished_run
     shot = out / "report" / "screenshot.png"
@@ -175,6 +182,7 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     assert dark / (image.width * image.height) > 0.02
 
 
+@pytest.mark.slow
 def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limits_the_rest(finished_run, tmp_path):
     from xdistill.metrics import accuracy, predict
     from xdistill.recipe import parse_recipe
@@ -200,6 +208,7 @@ def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limi
         study.lock.release()
 
 
+@pytest.mark.slow
 def test_the_teacher_side_of_the_evaluation_is_computed_once_and_reused(finished_run, tmp_path, monkeypatch):
     """A later `evaluate --student X` reuses evaluation/teacher_side; a changed setting recomputes it."""
     import xdistill.metrics as metrics
@@ -231,3 +240,89 @@ def test_the_teacher_side_of_the_evaluation_is_computed_once_and_reused(finished
     assert TeacherSide.load(copy / "evaluation" / "teacher_side", key) is not None
     assert TeacherSide.load(copy / "evaluation" / "teacher_side", {**key, "samples": key["samples"] - 1}) is None
     assert TeacherSide.load(copy / "evaluation" / "teacher_side", {**key, "teacher": "0" * 16}) is None
+
+
+@pytest.mark.slow
+def test_a_recipe_with_seeds_runs_each_and_reports_mean_std_and_paired_verdicts(tmp_path):
+    """`seeds: [0, 1]`: one run directory per seed, then one report whose figures are mean ± std over the seeds
+    and whose verdict uses a paired t-test over them."""
+    data = json.loads(json.dumps(SMALL))
+    data["seeds"] = [0, 1]
+    data["students"] = data["students"][:2]  # alone, kd
+    data["evaluation"].update(max_samples=20, examples=1)
+    recipe = tmp_path / "seeds.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    done = cli("run", str(recipe), "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((out / "report" / "figures.json").read_text())
+    assert figures["seeds"] == [0, 1] and figures["spread"] == "seeds"
+    per_seed = [json.loads((out / f"seed-{s}" / "evaluation" / "kd.json").read_text()) for s in (0, 1)]
+    kd = next(r for r in figures["students"] if r["student"] == "kd")
+    means = [r["saliency_spearman"]["mean"] for r in per_seed]
+    assert kd["saliency_spearman"]["mean"] == pytest.approx(sum(means) / 2)
+    assert kd["saliency_spearman"]["std"] == pytest.approx(abs(means[0] - means[1]) / 2**0.5)
+    assert kd["student_params"] == per_seed[0]["student_params"]  # the same on every seed: kept as it is
+    verdict = next(v for v in figures["verdicts"] if v["metric"] == "saliency_spearman")
+    assert "paired t-test over 2 seeds" in verdict["evidence"]
+    text = (out / "report" / "report.md").read_text()
+    assert text.splitlines()[2].startswith("Verdict over 2 seeds (0, 1):") and "mean ± std over seeds" in text
+    assert cli("report", str(out)).returncode == 0  # the report command rebuilds it from the run directory
+
+
+def test_the_report_leads_with_a_verdict_and_draws_the_tables_spread(tmp_path):
+    """On generated results: the verdict names the best student and whether its lead exceeds 2 standard
+    errors; the best cells are bold; the bar chart's error bars are the table's std and its axis zoomed."""
+    from unittest import mock
+
+    from xdistill.report import ReportMeta, build_report
+    from xdistill.report import figures as report_figures
+
+    def result(name, accuracy, saliency, std):
+        return {
+            "student": name,
+            "student_accuracy": accuracy,
+            "teacher_accuracy": 0.99,
+            "agreement": {"mean": accuracy, "std": 0.1, "n": 400},
+            "logit_spearman": {"mean": 0.5, "std": 0.2, "n": 400},
+            "saliency_spearman": {"mean": saliency, "std": std, "n": 400},
+            "topk_focus": {"mean": 0.5, "std": 0.2, "n": 400},
+            "student_auc_pr": 0.9,
+            "student_params": 100,
+            "teacher_params": 1000,
+            "compression": 10.0,
+            "speedup_b1": 2.0,
+            "speedup_b64": 3.0,
+            "flip_auc_student_teacher_order": {"mean": 0.2, "std": 0.1, "n": 400},
+        }
+
+    results = [result("alone", 0.960, 0.50, 0.3), result("tsd", 0.980, 0.70, 0.3), result("kd", 0.975, 0.69, 0.3)]
+    meta = ReportMeta(
+        "generated", "synthetic", "fcn1d", {"explainer": "occlusion", "parts": "window", "k": 3, "target": "teacher"}
+    )
+    bars = []
+    real_bar = report_figures._pyplot().Axes.bar
+
+    def spy(ax, x, height, *args, **kwargs):
+        bars.append((list(height), list(kwargs["yerr"]), ax))
+        return real_bar(ax, x, height, *args, **kwargs)
+
+    with mock.patch.object(report_figures._pyplot().Axes, "bar", spy):
+        build_report(tmp_path, meta, results)
+    summary = json.loads((tmp_path / "figures.json").read_text())
+    verdicts = {v["metric"]: v for v in summary["verdicts"]}
+    # saliency: tsd leads kd by 0.01, 2 s.e. = 2 * sqrt(2) * 0.3 / 20 = 0.042 -> within the spread
+    assert verdicts["saliency_spearman"]["best"] == "tsd" and verdicts["saliency_spearman"]["runner_up"] == "kd"
+    assert not verdicts["saliency_spearman"]["decided"]
+    assert verdicts["flip_auc_student_teacher_order"]["runner_up"] is not None  # lower is better: drawn and judged
+    markdown = (tmp_path / "report.md").read_text()
+    assert "saliency Spearman: best tsd, 0.010 ahead of kd — within the spread" in markdown
+    assert "**0.700 ± 0.300**" in markdown and "**0.500 ± 0.300**" not in markdown
+    assert 'class="best"' in (tmp_path / "report.html").read_text()
+    accuracy_heights, accuracy_errors, accuracy_axis = bars[0]
+    assert accuracy_heights == [0.96, 0.98, 0.975] and accuracy_errors == [0.0, 0.0, 0.0]
+    low, high = accuracy_axis.get_ylim()
+    assert low > 0.9 and high <= 1.02  # zoomed to the data: 0.96 vs 0.98 is visible
+    saliency_heights, saliency_errors, _ = bars[3]
+    assert saliency_errors == [0.3, 0.3, 0.3]  # the table's ± std, not a standard error
+    assert len(bars) == 6  # deletion AUC has a panel

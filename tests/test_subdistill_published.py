@@ -105,6 +105,7 @@ def subtask():
     return digits_subtask()
 
 
+@pytest.mark.slow
 def test_layer_loss_is_zero_when_the_student_equals_the_rotated_target_and_matches_the_formula(subtask):
     teacher, train, _ = subtask
     torch.manual_seed(0)
@@ -146,6 +147,7 @@ def test_layer_loss_is_zero_when_the_student_equals_the_rotated_target_and_match
     assert [(t.name, t.weight) for t in preset] == [("kd", 1.0), ("subdistill", 100.0)] and preset[0].temperature == 4.0
 
 
+@pytest.mark.slow
 def test_subdistill_trains_series_and_images_with_several_layer_pairs(subtask, tmp_path):
     teacher, train, test = subtask
     torch.manual_seed(0)
@@ -221,6 +223,7 @@ def test_pixel_flipping_of_a_linear_model_by_hand():
     assert count == 4 and grid.tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
 
 
+@pytest.mark.slow
 def test_evaluation_reports_flipping_aucs(subtask):
     teacher, _, test = subtask
     config = AlignmentConfig("saliency", {}, "patch", {"grid": 4}, k=3)

@@ -85,6 +85,7 @@ def test_subtask_data_and_class_subset():
         subtask_data(train, [3, 12])
 
 
+@pytest.mark.slow
 def test_subdistill_trains_on_a_digits_subtask(tmp_path):
     train, test = load_dataset("digits")
     torch.manual_seed(0)
@@ -311,6 +312,7 @@ def _gt_iou(model, data):
     return ((sel & gt).sum(1).float() / (sel | gt).sum(1).clamp(min=1).float()).mean().item()
 
 
+@pytest.mark.slow
 def test_rekd_student_beats_a_rationale_student_without_teacher(tmp_path):
     """Generated series with known rationales; same student, seed and budget, with and without the teacher."""
     train, test = load_dataset("synthetic_series", n_train=600, n_test=300)

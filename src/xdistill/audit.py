@@ -8,7 +8,6 @@ HTML/Markdown/JSON report as a study, into a run directory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +76,9 @@ def audit(
     from .errors import UserError
     from .metrics import AlignmentConfig, evaluate_pair, to_jsonable
     from .models.user import is_model_file
-    from .recipe import Recipe, check_evaluation_options, check_k
-    from .report import build_report
+    from .recipe import check_evaluation_options, check_k
+    from .report import ReportMeta, build_report
+    from .rundir import RunDirectory
 
     try:  # (a RecipeError is a UserError already)
         check_evaluation_options(
@@ -118,30 +118,27 @@ def audit(
     with DirectoryLock(run_dir, "run directory"):
         result = to_jsonable(evaluate_pair(models["teacher"], models["student"], x, y, config))
         result.update(student="student", model=student, methods=["audit"], class_names=test.class_names)
-        teacher_spec = (
-            {"file": teacher}
-            if is_model_file(teacher)
-            else {"model": teacher, "options": teacher_options or {}, "weights": teacher_weights}
-        )
-        recipe = Recipe.model_validate(
+        label = f"file:{Path(teacher).name}" if is_model_file(teacher) else teacher
+        evaluation = {
+            "explainer": explainer,
+            "explainer_options": explainer_options or {},
+            "parts": parts,
+            "part_options": part_options or {},
+            "k": k,
+            "target": target,
+            "max_samples": max_samples,
+        }
+        run = RunDirectory(run_dir)
+        write_json(
+            run.root / "audit.json",
             {
-                "name": "audit",
-                "dataset": {"name": data, "options": data_options or {}},
-                "teacher": teacher_spec,
-                "students": [
-                    {"name": "student", "model": student, "options": student_options or {}, "methods": ["audit"]}
-                ],
-                "evaluation": {
-                    "explainer": explainer,
-                    "explainer_options": explainer_options or {},
-                    "parts": parts,
-                    "part_options": part_options or {},
-                    "k": k,
-                    "target": target,
-                    "max_samples": max_samples,
-                },
-            }
+                "data": data,
+                "data_options": data_options or {},
+                "teacher": teacher,
+                "student": student,
+                "evaluation": evaluation,
+            },
         )
-        write_json(run_dir / "recipe.json", json.loads(recipe.model_dump_json()))
-        write_json(run_dir / "evaluation" / "student.json", result)
-        return build_report(run_dir)
+        write_json(run.evaluation("student"), result)
+        meta = ReportMeta(name="audit", dataset=data, teacher=label, evaluation=evaluation)
+        return build_report(run.report_dir, meta, [result])

@@ -14,12 +14,11 @@ from . import __version__
 from .errors import UserError
 
 
-def _study(args: argparse.Namespace):
+def _recipe(args: argparse.Namespace):
+    """The recipe given (or the default), with the command line's hardware options, and its run directory."""
     from .recipe import default_recipe_path, load_recipe
-    from .study import Study
 
-    recipe_path = args.recipe or default_recipe_path()
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(args.recipe or default_recipe_path())
     hardware = {
         k: v
         for k, v in (("devices", getattr(args, "devices", None)), ("num_nodes", getattr(args, "num_nodes", None)))
@@ -27,36 +26,63 @@ def _study(args: argparse.Namespace):
     }
     if hardware:
         recipe.hardware = recipe.hardware.model_copy(update=hardware)
-    out = Path(args.out) if args.out else Path("runs") / recipe.name
-    args.study = Study(recipe, out, progress=not args.quiet, restart=getattr(args, "restart", False))
-    return args.study
+    return recipe, Path(args.out) if args.out else Path("runs") / recipe.name
+
+
+def _studies(args: argparse.Namespace):
+    """One Study per seed (RUN_DIR/seed-N for a recipe with a seeds list), each opened as it is reached."""
+    from .rundir import RunDirectory
+    from .study import Study
+
+    recipe, out = _recipe(args)
+    for single in recipe.per_seed():
+        root = RunDirectory(out).seed(single.seed).root if recipe.seeds else out
+        args.study = Study(single, root, progress=not args.quiet, restart=getattr(args, "restart", False))
+        yield args.study
+        if args.study.lock is not None:
+            args.study.lock.release()
+
+
+def _seeds_report(args: argparse.Namespace) -> Path | None:
+    """The report over seeds, when the recipe lists several (None otherwise)."""
+    from .files import write_json
+    from .report_stage import write_seeds_report
+
+    recipe, out = _recipe(args)
+    if not recipe.seeds:
+        return None
+    write_json(out / "recipe.json", json.loads(recipe.model_dump_json(exclude_unset=True)))
+    return write_seeds_report(out, recipe, recipe.seeds)
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = _study(args).run()
+    report = None
+    for study in _studies(args):
+        report = study.run()
     if report is None:  # a training process of a multi-process run: rank 0 evaluates and reports
         return 0
+    report = _seeds_report(args) or report
     print(f"report: {report}")
     print(f"summary: {report.with_suffix('.md')}")
     return 0
 
 
 def _teach(args: argparse.Namespace) -> int:
-    study = _study(args)
-    study.check()
-    study.teacher()
-    print(f"teacher: {study.run_dir / 'teacher' / 'teacher.safetensors'}")
+    for study in _studies(args):
+        study.check()
+        study.teacher()
+        print(f"teacher: {study.paths.teacher_weights}")
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
-    study = _study(args)
-    study.check()
-    stores = study.explain()
-    if not stores:
-        print("no method in this recipe reads an attribution store (ig_overlay does); nothing to do")
-    for store in stores:
-        print(f"store: {store}")
+    for study in _studies(args):
+        study.check()
+        stores = study.explain()
+        if not stores:
+            print("no method in this recipe reads an attribution store (ig_overlay does); nothing to do")
+        for store in stores:
+            print(f"store: {store}")
     return 0
 
 
@@ -72,39 +98,41 @@ def _selected_students(study, names: list[str] | None):
 
 
 def _distill(args: argparse.Namespace) -> int:
-    study = _study(args)
-    study.check()
-    for student in _selected_students(study, args.student):
-        study.student(student)
-        print(f"student {student.name}: {study.student_dir(student) / 'student.safetensors'}")
+    for study in _studies(args):
+        study.check()
+        for student in _selected_students(study, args.student):
+            study.student(student)
+            print(f"student {student.name}: {study.student_dir(student) / 'student.safetensors'}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    study = _study(args)
-    if study.rank != 0:  # evaluation runs in one process
-        return 0
-    study.check()
-    for student in _selected_students(study, args.student):
-        r = study.evaluate(student)
-        print(
-            f"{student.name}: accuracy {r['student_accuracy']:.3f}, agreement {r['agreement']['mean']:.3f}, "
-            f"saliency Spearman {r['saliency_spearman']['mean']:.3f}, top-k focus {r['topk_focus']['mean']:.3f}"
-        )
+    for study in _studies(args):
+        if study.rank != 0:  # evaluation runs in one process
+            continue
+        study.check()
+        for student in _selected_students(study, args.student):
+            r = study.evaluate(student)
+            print(
+                f"{student.name}: accuracy {r['student_accuracy']:.3f}, agreement {r['agreement']['mean']:.3f}, "
+                f"saliency Spearman {r['saliency_spearman']['mean']:.3f}, top-k focus {r['topk_focus']['mean']:.3f}"
+            )
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report_stage import write_report
 
     target = Path(args.target)
     if target.is_dir():
         if not (target / "recipe.json").exists():
             raise UserError(f"{target} is not a run directory (no recipe.json)")
-        path = build_report(target)
+        path = write_report(target)
     else:
         args.recipe = str(target)
-        path = _study(args).report()
+        for study in _studies(args):
+            path = study.report()
+        path = _seeds_report(args) or path
     print(f"report: {path}")
     return 0
 

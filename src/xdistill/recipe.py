@@ -116,6 +116,12 @@ class HardwareSpec(Strict):
 class Recipe(Strict):
     name: str = "study"
     seed: int = 0
+    seeds: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        description="run the whole study once per seed (RUN_DIR/seed-N); the report gives mean ± std over the "
+        "seeds and paired t-tests; replaces seed",
+    )
     device: Literal["auto", "cpu", "gpu"] = "auto"
     precision: str | None = None
     hardware: HardwareSpec = HardwareSpec()
@@ -131,6 +137,25 @@ class Recipe(Strict):
     @classmethod
     def _known_precision(cls, value: Any) -> Any:
         return known_precision(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @model_validator(mode="after")
+    def _seed_or_seeds(self) -> Recipe:
+        if self.seeds is not None and "seed" in self.model_fields_set:
+            raise ValueError("give seed (one run) or seeds (one run per seed), not both")
+        return self
+
+    def per_seed(self) -> list[Recipe]:
+        """One single-seed recipe per seed (just this recipe when it has no seeds list)."""
+        if not self.seeds:
+            return [self]
+        return [self.model_copy(update={"seed": seed, "seeds": None}) for seed in self.seeds]
 
     @field_validator("students")
     @classmethod

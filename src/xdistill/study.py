@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,10 @@ from .config import TrainConfig
 from .explain import eval_mode
 from .files import DirectoryLock, write_json
 from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
+from .rundir import RunDirectory
 
 if TYPE_CHECKING:
     from .data import ArrayDataset
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_")
 
 
 def process_rank() -> int:
@@ -60,12 +56,13 @@ class Study:
 
     def __init__(self, recipe: Recipe, run_dir: str | Path, progress: bool = True, restart: bool = False) -> None:
         self.recipe, self.run_dir = recipe, Path(run_dir)
+        self.paths = RunDirectory(self.run_dir)
         self.rank = process_rank()
         self.progress = progress and self.rank == 0
         self.in_progress: str | None = None  # the stage being worked on, for the interrupt message
-        self.stages_path = self.run_dir / "stages.json"
+        self.stages_path = self.paths.stages
         self._identity = study_identity(recipe)
-        recipe_path = self.run_dir / "recipe.json"
+        recipe_path = self.paths.recipe
         #: the run directory holds another recipe (only allowed with --restart: its stages then no longer count)
         self._other_recipe = recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity
         if self._other_recipe and not restart:
@@ -93,8 +90,8 @@ class Study:
             return
         if self._other_recipe:  # --restart over another recipe: its stages no longer count (nor were they read)
             self.stages_path.unlink(missing_ok=True)
-        write_json(self.run_dir / "recipe.json", self._identity)
-        write_json(self.run_dir / "environment.json", environment(self.recipe.seed))
+        write_json(self.paths.recipe, self._identity)
+        write_json(self.paths.environment, environment(self.recipe.seed))
         self._committed = True
 
     def discard(self) -> None:
@@ -116,7 +113,7 @@ class Study:
         if self.rank != 0 or not self._committed:
             return
         line = f"[{time.strftime('%H:%M:%S')}] {message}"
-        with open(self.run_dir / "log.txt", "a") as handle:
+        with open(self.paths.log, "a") as handle:
             handle.write(line + "\n")
         if self.progress:
             print(line, file=sys.stderr, flush=True)
@@ -131,9 +128,9 @@ class Study:
         if self.in_progress is None:
             return "between stages"
         work = (
-            self.run_dir / "teacher"
+            self.paths.teacher_dir
             if self.in_progress == "teacher"
-            else self.run_dir / "students" / safe_name(self.in_progress.removeprefix("student "))
+            else self.paths.student_dir(self.in_progress.removeprefix("student "))
         )
         last = work / "checkpoints" / "last.safetensors"
         try:
@@ -312,7 +309,7 @@ class Study:
             return self._teacher
         spec = self.recipe.teacher
         model = self.build_teacher()
-        path = self.run_dir / "teacher" / "teacher.safetensors"
+        path = self.paths.teacher_weights
         if self.done("teacher") and path.exists():
             self._teacher = load_weights(model, path).eval()
             return self._teacher
@@ -340,7 +337,7 @@ class Study:
                 self.splits[0],
                 spec.methods,
                 config=config,
-                work_dir=self.run_dir / "teacher",
+                work_dir=self.paths.teacher_dir,
                 **self._runtime(),
             )
             if self.rank == 0:
@@ -413,10 +410,10 @@ class Study:
     @property
     def attribution_dir(self) -> Path:
         """Teacher attribution stores shared by the run's students (keyed by teacher, data and explainer)."""
-        return self.run_dir / "attributions"
+        return self.paths.attributions
 
     def student_dir(self, student: StudentSpec) -> Path:
-        return self.run_dir / "students" / safe_name(student.name)
+        return self.paths.student_dir(student.name)
 
     def student(self, student: StudentSpec) -> nn.Module:
         from .checkpoint import load_weights
@@ -479,7 +476,7 @@ class Study:
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
         from .metrics import evaluate_pair, to_jsonable
 
-        path = self.run_dir / "evaluation" / f"{safe_name(student.name)}.json"
+        path = self.paths.evaluation(student.name)
         stage = f"evaluate:{student.name}"
         _, test = self.student_splits
         limit = self.recipe.evaluation.max_samples or len(test)
@@ -534,7 +531,7 @@ class Study:
             "examples": n,
             "alignment": dataclasses.asdict(config),
         }
-        path = self.run_dir / "evaluation" / "teacher_side"
+        path = self.paths.teacher_side
         side = TeacherSide.load(path, key)
         if side is None:
             self.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
@@ -584,10 +581,10 @@ class Study:
         return stores
 
     def report(self) -> Path:
-        from .report import build_report
+        from .report_stage import write_report
 
         self.log("report")
-        return build_report(self.run_dir)
+        return write_report(self.run_dir)
 
     def run(self) -> Path | None:
         """Every stage in order; finished ones are skipped. Ranks other than 0 stop after training (None)."""

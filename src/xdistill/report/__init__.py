@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
+import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import figures
+from .verdict import verdicts
 
 COLUMNS = [
     ("student", "student"),
@@ -50,58 +52,63 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def load_results(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from ..recipe import Recipe
-    from ..study import safe_name
+@dataclass
+class ReportMeta:
+    """What a report says about its run besides the results: names, the evaluation settings, sweeps, seeds."""
 
-    recipe = Recipe.model_validate(json.loads((run_dir / "recipe.json").read_text()))
-    results = []
-    for student in recipe.expanded_students():
-        path = run_dir / "evaluation" / f"{safe_name(student.name)}.json"
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} is missing: run the evaluate stage first (xdistill run or xdistill evaluate)"
-            )
-        results.append(json.loads(path.read_text()))
-    return {"recipe": recipe, "run_dir": str(run_dir)}, results
+    name: str
+    dataset: str
+    teacher: str
+    evaluation: dict[str, Any]
+    #: (student base name, swept option, values): its students are named ``base[option=value]``
+    sweeps: list[tuple[str, str, list[Any]]] = field(default_factory=list)
+    #: the seeds a several-seed study ran (empty: one run)
+    seeds: list[int] = field(default_factory=list)
 
 
-def build_report(run_dir: str | Path) -> Path:
-    """Write report.html, report.md and figures.json into ``run_dir/report``; return the HTML path."""
-    from ..study import safe_name
+def build_report(
+    out: str | Path,
+    meta: ReportMeta,
+    results: list[dict[str, Any]],
+    examples: dict[str, Any] | None = None,
+    per_seed: dict[str, list[dict[str, Any]]] | None = None,
+) -> Path:
+    """Write report.html, report.md and figures.json into ``out``; return the HTML path.
 
-    run_dir = Path(run_dir)
-    meta, results = load_results(run_dir)
-    recipe = meta["recipe"]
-    out = run_dir / "report"
+    ``results``: one evaluation dict per student (over several seeds: aggregated, mean ± std over seeds,
+    with each seed's dicts in ``per_seed``). ``examples``: ``x``, ``y``, ``class_names``, the
+    teacher's and each student's attribution maps for the saliency figure.
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images: dict[str, bytes] = {"metrics": figures.metric_bars(results)}
-    example_files = [run_dir / "evaluation" / f"{safe_name(r['student'])}.npz" for r in results]
-    if all(p.exists() for p in example_files):
-        loaded = [np.load(p, allow_pickle=False) for p in example_files]
-        class_names = results[0].get("class_names") or [str(i) for i in range(int(loaded[0]["y"].max()) + 1)]
+    over = "seeds" if meta.seeds else "test samples"
+    images: dict[str, bytes] = {"metrics": figures.metric_bars(results, over)}
+    if examples is not None:
         images["saliency"] = figures.saliency_examples(
-            loaded[0]["x"],
-            loaded[0]["teacher"],
-            {r["student"]: d["student"] for r, d in zip(results, loaded)},
-            class_names,
-            loaded[0]["y"],
+            examples["x"], examples["teacher"], examples["students"], examples["class_names"], examples["y"]
         )
-    sweeps = _sweeps(recipe, results)
+    sweeps = {
+        base: (option, [(v, by_name(results, f"{base}[{option}={v}]")) for v in values])
+        for base, option, values in meta.sweeps
+    }
     for base, (option, points) in sweeps.items():
         images[f"sweep_{base}"] = figures.sweep_curve(option, points)
-    teacher_accuracy = results[0]["teacher_accuracy"]
+    teacher_accuracy = results[0]["teacher_accuracy"] if results else math.nan
+    found = verdicts(results, per_seed)
     summary = {
-        "recipe": recipe.name,
-        "dataset": recipe.dataset.name,
+        "recipe": meta.name,
+        "dataset": meta.dataset,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "teacher": {
-            "model": recipe.teacher.label,
+            "model": meta.teacher,
             "accuracy": teacher_accuracy,
-            "params": results[0].get("teacher_params"),
+            "params": results[0].get("teacher_params") if results else None,
         },
-        "evaluation": json.loads(recipe.evaluation.model_dump_json()),
+        "evaluation": meta.evaluation,
+        "seeds": meta.seeds,
+        "spread": over,
         "splits": SPLITS,
+        "verdicts": [{**dataclasses.asdict(v), "sentence": v.sentence()} for v in found],
         "students": results,
         "sweeps": {
             base: {"option": option, "points": [{"value": v, **r} for v, r in points]}
@@ -116,23 +123,40 @@ def build_report(run_dir: str | Path) -> Path:
     return out / "report.html"
 
 
-def _sweeps(recipe, results: list[dict[str, Any]]) -> dict[str, tuple[str, list]]:
-    by_name = {r["student"]: r for r in results}
-    sweeps = {}
-    for student in recipe.students:
-        if student.sweep:
-            points = [(v, by_name[f"{student.name}[{student.sweep.option}={v}]"]) for v in student.sweep.values]
-            sweeps[student.name] = (student.sweep.option, points)
-    return sweeps
+def by_name(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    for result in results:
+        if result["student"] == name:
+            return result
+    raise KeyError(f"no evaluation of student {name!r}")
 
 
-def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _best_students(summary: dict[str, Any]) -> dict[str, str]:
+    """Result key -> the student the verdict names best (its cell is highlighted)."""
+    return {v["metric"]: v["best"] for v in summary["verdicts"] if v["runner_up"] is not None}
+
+
+def _verdict_lines(summary: dict[str, Any]) -> list[str]:
+    if not summary["verdicts"]:
+        return []
+    seeds = summary["seeds"]
+    head = (
+        f"Verdict over {len(seeds)} seeds ({', '.join(map(str, seeds))}):"
+        if seeds
+        else "Verdict (one seed; the spread is the per-sample spread on the test split):"
+    )
+    return [head] + [v["sentence"] for v in summary["verdicts"]]
+
+
+def _table_rows(summary: dict[str, Any], mark: Any = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows; ``mark(text)`` highlights the best student's cell of each verdict metric."""
     header = [label for _, label in COLUMNS]
     first = summary["students"][0] if summary["students"] else {}
+    best = _best_students(summary)
+    mark = mark or (lambda text: text)
     rows = [
         [
             "teacher",
-            f"{summary['teacher']['accuracy']:.3f}",
+            _cell("accuracy", summary["teacher"]["accuracy"]),
             "",
             "",
             "",
@@ -146,18 +170,25 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         ]
     ]
     for r in summary["students"]:
-        rows.append([_cell(k, r.get(k, "")) for k, _ in COLUMNS])
+        rows.append(
+            [
+                mark(_cell(k, r.get(k, ""))) if best.get(k) == r["student"] else _cell(k, r.get(k, ""))
+                for k, _ in COLUMNS
+            ]
+        )
     return header, rows
 
 
 def _markdown(summary: dict[str, Any]) -> str:
-    header, rows = _table_rows(summary)
+    header, rows = _table_rows(summary, lambda text: f"**{text}**")
     ev = summary["evaluation"]
     lines = [
         f"# {summary['recipe']} — {summary['dataset']}",
         "",
+        *[f"- {line}" if i else line for i, line in enumerate(_verdict_lines(summary))],
+        "",
         f"Generated {summary['generated']}. Alignment: {ev['explainer']} attributions reduced to {ev['parts']} parts, "
-        f"k={ev['k']}, explained class = {ev['target']}; per held-out sample, mean ± std. {SPLITS}",
+        f"k={ev['k']}, explained class = {ev['target']}; mean ± std over {summary['spread']}. {SPLITS}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -179,18 +210,38 @@ def _markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _td(cell: str) -> str:
+    """A table cell; cells marked best (a leading NUL) are bold."""
+    if cell.startswith("\x00"):
+        return f'<td class="best"><strong>{html.escape(cell[1:])}</strong></td>'
+    return f"<td>{html.escape(cell)}</td>"
+
+
 def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
-    header, rows = _table_rows(summary)
-    ev = summary["evaluation"]
     esc = html.escape
+    header, rows = _table_rows(summary, lambda text: f"\x00{text}")
+    ev = summary["evaluation"]
 
     def img(name: str, alt: str) -> str:
         data = base64.b64encode(images[name]).decode()
         return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
     table = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"
-    table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows) + "</tbody></table>"
-    sections = [f"<h2>Results</h2>{table}", f"<h2>Metrics per student</h2>{img('metrics', 'metric bar charts')}"]
+    table += "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows) + "</tbody></table>"
+    lines = _verdict_lines(summary)
+    verdict = (
+        f'<div class="verdict"><p><strong>{esc(lines[0])}</strong></p><ul>'
+        + "".join(f"<li>{esc(line)}</li>" for line in lines[1:])
+        + "</ul></div>"
+        if lines
+        else ""
+    )
+    spread = f"error bars: ± std over {summary['spread']}, as in the table"
+    sections = [
+        f"<h2>Verdict</h2>{verdict}",
+        f'<h2>Results</h2>{table}<p class="meta">Bold: the best student on a verdict metric.</p>',
+        f'<h2>Metrics per student</h2><p class="meta">{esc(spread)}</p>{img("metrics", "metric bar charts")}',
+    ]
     if "saliency" in images:
         sections.append(
             f"<h2>Teacher vs student saliency on held-out samples</h2>{img('saliency', 'saliency examples')}"
@@ -209,11 +260,13 @@ th:first-child, td:first-child {{ text-align: left; }}
 thead {{ background: #f0f0f0; }}
 img {{ max-width: 100%; }}
 .meta {{ color: #555; font-size: 0.9rem; }}
+td.best {{ background: #e8f4e8; }}
+.verdict {{ background: #f7f7f2; border-left: 4px solid #6a6; padding: 0.2rem 1rem; }}
 </style></head><body>
 <h1>{esc(summary["recipe"])} — {esc(summary["dataset"])}</h1>
 <p class="meta">Generated {esc(summary["generated"])}. Teacher {esc(summary["teacher"]["model"])}, accuracy
-{summary["teacher"]["accuracy"]:.3f}. Alignment uses {esc(ev["explainer"])} attributions reduced to {esc(ev["parts"])}
-parts (k={ev["k"]}), explaining the {esc(ev["target"])} class; every figure is a mean ± std over held-out samples.
+{esc(_cell("accuracy", summary["teacher"]["accuracy"]))}. Alignment uses {esc(ev["explainer"])} attributions reduced to {esc(ev["parts"])}
+parts (k={ev["k"]}), explaining the {esc(ev["target"])} class; every figure is a mean ± std over {esc(summary["spread"])}.
 {esc(SPLITS)}</p>
 {"".join(sections)}
 </body></html>

@@ -1,0 +1,86 @@
+"""The report stage: read a run directory's evaluations and write its report (one seed or several)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .recipe import Recipe
+from .report import ReportMeta, build_report
+from .report.verdict import aggregate
+from .rundir import RunDirectory
+
+
+def report_meta(recipe: Recipe, seeds: list[int] | None = None) -> ReportMeta:
+    """What the report says about a recipe besides its results."""
+    sweeps = [(s.name, s.sweep.option, list(s.sweep.values)) for s in recipe.students if s.sweep]
+    return ReportMeta(
+        recipe.name,
+        recipe.dataset.name,
+        recipe.teacher.label,
+        json.loads(recipe.evaluation.model_dump_json()),
+        sweeps,
+        list(seeds or []),
+    )
+
+
+def load_results(run: RunDirectory, recipe: Recipe) -> list[dict[str, Any]]:
+    """Every student's evaluation in the run directory, in the recipe's order."""
+    results = []
+    for student in recipe.expanded_students():
+        path = run.evaluation(student.name)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: run the evaluate stage first (xdistill run or xdistill evaluate)"
+            )
+        results.append(json.loads(path.read_text()))
+    return results
+
+
+def load_examples(run: RunDirectory, results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The saliency examples every student's evaluation saved (None when one is missing)."""
+    files = [run.examples(r["student"]) for r in results]
+    if not files or not all(p.exists() for p in files):
+        return None
+    loaded = [np.load(p, allow_pickle=False) for p in files]
+    first = loaded[0]
+    class_names = results[0].get("class_names") or [str(i) for i in range(int(first["y"].max()) + 1)]
+    return {
+        "x": first["x"],
+        "y": first["y"],
+        "teacher": first["teacher"],
+        "class_names": class_names,
+        "students": {r["student"]: d["student"] for r, d in zip(results, loaded)},
+    }
+
+
+def read_recipe(run: RunDirectory) -> Recipe:
+    return Recipe.model_validate(json.loads(run.recipe.read_text()))
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """The report of a run directory: one seed's, or the several-seed report where the recipe lists seeds."""
+    run = RunDirectory(run_dir)
+    recipe = read_recipe(run)
+    if recipe.seeds:
+        return write_seeds_report(run_dir, recipe, recipe.seeds)
+    results = load_results(run, recipe)
+    return build_report(run.report_dir, report_meta(recipe), results, load_examples(run, results))
+
+
+def write_seeds_report(run_dir: str | Path, recipe: Recipe, seeds: list[int]) -> Path:
+    """The report of a several-seed study: each student's figures as mean ± std over the seeds, verdicts by
+    paired t-tests over seeds; the saliency examples are the first seed's."""
+    run = RunDirectory(run_dir)
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:
+        seed_run = run.seed(seed)
+        for result in load_results(seed_run, read_recipe(seed_run)):
+            per_seed.setdefault(result["student"], []).append(result)
+    results = [aggregate(values) for values in per_seed.values()]
+    first = run.seed(seeds[0])
+    examples = load_examples(first, load_results(first, read_recipe(first)))
+    return build_report(run.report_dir, report_meta(recipe, seeds), results, examples, per_seed)
