@@ -11,45 +11,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .errors import UserError
 from .files import DirectoryLock, write_json
 
 
-def load_model(
-    spec: str,
-    in_channels: int,
-    num_classes: int,
-    weights: str | None = None,
-    options: dict[str, Any] | None = None,
-    role: str = "model",
-) -> nn.Module:
-    """A TorchScript file, or an architecture (registered name or import path) with optional safetensors weights."""
-    from .checkpoint import load_weights
-    from .models import build_model
-    from .models.user import is_model_file, load_model_file
+def load_model(spec: str, test: Any, weights: str | None, options: dict[str, Any] | None, role: str) -> nn.Module:
+    """``--teacher``/``--student``: a model file, or an architecture with its trained safetensors weights."""
+    from .models.factory import ModelError, model_for_data
+    from .models.user import is_model_file
 
-    if is_model_file(spec):
-        if weights:
-            raise UserError(f"--{role}-weights: a {role} model file carries its own weights")
-        return load_model_file(spec)
-    model = build_model(spec, in_channels, num_classes, **(options or {}))
-    if weights:
-        try:
-            load_weights(model, weights)
-        except RuntimeError as error:
-            raise UserError(
-                f"--{role}-weights: {weights} does not fit {spec!r} ({str(error).splitlines()[0]})"
-            ) from None
-        except (FileNotFoundError, OSError) as error:
-            raise UserError(f"--{role}-weights: cannot read {weights} ({error})") from None
-    elif role != "model":
+    if not weights and not is_model_file(spec):
         raise UserError(
-            f"--{role}-weights: give the trained weights of {spec!r} (a safetensors file), or a TorchScript file"
+            f"--{role}-weights: give the trained weights of {spec!r} (a safetensors file), or a .pt2/TorchScript file"
         )
-    return model.eval()
+    try:
+        return model_for_data(
+            spec,
+            test.x[:2],
+            test.num_classes,
+            options=options,
+            weights=weights,
+            where=f"--{role}",
+            weights_field=f"--{role}-weights",
+        )
+    except ModelError as error:
+        raise UserError(str(error)) from None
 
 
 def audit(
@@ -102,17 +90,7 @@ def audit(
         ("teacher", teacher, teacher_weights, teacher_options),
         ("student", student, student_weights, student_options),
     ):
-        try:
-            model = load_model(spec, test.input_shape[0], test.num_classes, weights, options, role)
-        except UserError:
-            raise
-        except (ValueError, LookupError, FileNotFoundError, TypeError) as error:
-            raise UserError(f"--{role}: {error}") from None
-        with torch.no_grad():
-            classes = model(x[:2]).shape[-1]
-        if classes != test.num_classes:
-            raise UserError(f"--{role}: {spec} outputs {classes} classes but {data} has {test.num_classes}")
-        models[role] = model
+        models[role] = load_model(spec, test, weights, options, role)
     config = AlignmentConfig(explainer, dict(explainer_options or {}), parts, dict(part_options or {}), k, target)
     run_dir = Path(out)
     with DirectoryLock(run_dir, "run directory"):

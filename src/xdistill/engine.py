@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,25 +204,19 @@ class DistillationModule(L.LightningModule):
         trainer, train = self.trainer, self.train_data
         device = trainer.strategy.root_device
         distributed = trainer.world_size > 1
-        preparing = any(type(m).prepare is not Term.prepare for m in self.terms)
-        train_x = train.x if preparing or isinstance(train, ArrayDataset) else torch.empty(0)
-        context = PrepareContext(
+        context = prepare_context(
             self.teacher,
             self.student,
-            train_x,
-            train.y,
-            train.fingerprint,
-            self.work_dir,
-            device,
-            self.progress and trainer.is_global_zero,
+            train,
+            self.terms,
+            self.config,
+            work_dir=self.work_dir,
+            device=device,
+            progress=self.progress and trainer.is_global_zero,
+            cache_dir=self.cache_dir,
             rank=trainer.global_rank,
             world_size=trainer.world_size,
             barrier=(lambda: trainer.strategy.barrier("prepare")) if distributed else None,
-            data_info=dict(train.info),
-            cache_dir=self.cache_dir,
-            seed=self.config.seed,
-            batch_size=self.config.batch_size,
-            total_steps=self.planned_steps(),
         )
         for method in self.terms:
             method.prepare(context)
@@ -233,11 +227,6 @@ class DistillationModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.cpu()
         self._prepared = True
-
-    def planned_steps(self) -> int:
-        """The optimiser steps the budget asks for (early stopping may end sooner)."""
-        batches = -(-len(self.train_data) // self.config.batch_size)
-        return self.config.steps or self.config.epoch_budget(batches) * batches
 
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """Our batches are flat (x, y, index) tuples: move them directly (Lightning's generic walk is slow)."""
@@ -545,6 +534,59 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return train, run
 
 
+def planned_steps(train_size: int, config: TrainConfig) -> int:
+    """The optimiser steps the budget asks for (early stopping may end sooner)."""
+    batches = -(-train_size // config.batch_size)
+    return config.steps or config.epoch_budget(batches) * batches
+
+
+def training_part(train: Any, config: TrainConfig, val: Any = None) -> tuple[Any, Any]:
+    """(the part of ``train`` the student trains on, the validation part): ``config.val_fraction`` of ``train``
+    held out (stratified, seeded) when no ``val`` is given — what :func:`distill` trains on."""
+    if val is None and config.val_fraction > 0:
+        return validation_split(train, config.val_fraction, config.seed)
+    return train, val
+
+
+def prepare_context(
+    teacher: nn.Module | None,
+    student: nn.Module,
+    train: Any,
+    terms: Sequence[Term],
+    config: TrainConfig,
+    *,
+    work_dir: Path | None,
+    device: torch.device,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] | None = None,
+) -> PrepareContext:
+    """What the terms' ``prepare`` sees for training on ``train`` (the training part) with ``config``: the one
+    contract for the engine and for precomputing a term's artefacts ahead of training (``xdistill explain``)."""
+    preparing = any(type(m).prepare is not Term.prepare for m in terms)
+    train_x = train.x if preparing or isinstance(train, ArrayDataset) else torch.empty(0)
+    return PrepareContext(
+        teacher,
+        student,
+        train_x,
+        train.y,
+        train.fingerprint,
+        work_dir,
+        device,
+        progress,
+        rank=rank,
+        world_size=world_size,
+        barrier=barrier,
+        data_info=dict(train.info),
+        cache_dir=cache_dir,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        total_steps=planned_steps(len(train), config),
+    )
+
+
 def resume_checkpoint(directory: Path) -> Path | None:
     """The newest complete checkpoint in ``directory`` (last, then an unrenamed next, then previous)."""
     from .checkpoint import verify_checkpoint
@@ -596,8 +638,7 @@ def distill(
     with warnings.catch_warnings(), lightning_quiet():
         _quiet_warnings()
         L.seed_everything(config.seed, workers=True, verbose=False)
-        if val is None and config.val_fraction > 0:
-            train, val = validation_split(train, config.val_fraction, config.seed)
+        train, val = training_part(train, config, val)
         check_pair(teacher, student, train)
         if terms and len(terms) == 1 and terms[0].name == "kd":
             logging.getLogger("xdistill").warning(

@@ -10,7 +10,6 @@ Nothing is pickled: numpy's .npy format and JSON only.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -201,28 +200,28 @@ class AttributionStore:
     def _fill(self, todo: list[int], explain_chunk, progress: bool, on_chunk: Callable[[], None]) -> None:
         if not todo:
             return
+        from .progress import progress_bar
+
         maps = _load_maps(self.maps_path, "r+")
         try:
-            for chunk in todo:
-                start, end = chunk * self.chunk_size, min(self.n_samples, (chunk + 1) * self.chunk_size)
-                values = explain_chunk(start, end).detach().float().cpu().numpy()
-                if values.shape != (end - start, *self.sample_shape):
-                    raise ValueError(f"explainer returned shape {values.shape} for samples {start}:{end}")
-                maps[start:end] = values
-                maps.flush()  # data first, then the record that says it is there
-                self.done.add(chunk)
-                on_chunk()
-                if progress:
-                    print(
-                        f"\rattribution store: {len(self.done)}/{self.n_chunks} chunks",
-                        end="",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+            with progress_bar("attribution store", self.n_chunks, progress) as bar:
+                bar.advance(len(self.done))
+                self._fill_chunks(todo, maps, explain_chunk, on_chunk, bar)
         finally:
             del maps
-            if progress:
-                print(file=sys.stderr)
+
+    def _fill_chunks(self, todo: list[int], maps: Any, explain_chunk, on_chunk: Callable[[], None], bar: Any) -> None:
+        """Explain each chunk in ``todo`` into ``maps``, recording it as done (data first, then the record)."""
+        for chunk in todo:
+            start, end = chunk * self.chunk_size, min(self.n_samples, (chunk + 1) * self.chunk_size)
+            values = explain_chunk(start, end).detach().float().cpu().numpy()
+            if values.shape != (end - start, *self.sample_shape):
+                raise ValueError(f"explainer returned shape {values.shape} for samples {start}:{end}")
+            maps[start:end] = values
+            maps.flush()  # data first, then the record that says it is there
+            self.done.add(chunk)
+            on_chunk()
+            bar.advance(1)
 
     def maps(self) -> np.ndarray:
         """The maps as a read-only memory map (N, *sample_shape)."""

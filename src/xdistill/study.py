@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import platform
 import sys
 import time
@@ -21,8 +22,8 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .explain import eval_mode
 from .files import DirectoryLock, write_json
+from .progress import progress_bar
 from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
 from .rundir import RunDirectory
 
@@ -110,13 +111,24 @@ class Study:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def log(self, message: str) -> None:
+        """A message through the ``logging`` module (logger ``xdistill.study``): to the run's log.txt, and to
+        stderr when progress is shown; nothing before the recipe is accepted, nothing from ranks other than 0."""
         if self.rank != 0 or not self._committed:
             return
-        line = f"[{time.strftime('%H:%M:%S')}] {message}"
-        with open(self.paths.log, "a") as handle:
-            handle.write(line + "\n")
+        logger = logging.getLogger("xdistill.study")
+        logger.setLevel(logging.INFO)
+        handlers: list[logging.Handler] = [logging.FileHandler(self.paths.log)]
         if self.progress:
-            print(line, file=sys.stderr, flush=True)
+            handlers.append(logging.StreamHandler(sys.stderr))
+        for handler in handlers:
+            handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+            logger.addHandler(handler)
+        try:
+            logger.info(message)
+        finally:
+            for handler in handlers:
+                logger.removeHandler(handler)
+                handler.close()
 
     def done(self, stage: str) -> bool:
         return stage in self.stages
@@ -188,28 +200,16 @@ class Study:
         return ClassSubset(teacher, classes).eval() if classes else teacher
 
     def build(self, where: str, name: str, options: dict[str, Any], student: bool = False) -> nn.Module:
-        from .models import build_model
+        """A fresh model of the recipe's architecture ``name`` for the (students') data, seeded, probed on it."""
+        from .models.factory import ModelError, model_for_data
 
         train = (self.student_splits if student else self.splits)[0]
-        torch.manual_seed(self.recipe.seed)
         try:
-            model = build_model(name, train.input_shape[0], train.num_classes, **options)
-        except TypeError as error:
-            raise RecipeError(f"{where}.options: {error}") from None
-        except ValueError as error:
-            raise RecipeError(f"{where}: {error}") from None
-        try:
-            with torch.no_grad(), eval_mode(model):
-                out = model(train.x[:2])
-        except RuntimeError as error:
-            raise RecipeError(
-                f"{where}: model {name!r} cannot take inputs shaped {train.input_shape} ({str(error).splitlines()[0]})"
-            ) from None
-        if out.shape != (2, train.num_classes):
-            raise RecipeError(
-                f"{where}: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes"
-            )
-        return model
+            return model_for_data(
+                name, train.x[:2], train.num_classes, options=options, where=where, seed=self.recipe.seed
+            ).train()
+        except ModelError as error:
+            raise RecipeError(str(error)) from None
 
     def build_teacher(self) -> nn.Module:
         """The recipe's teacher architecture, or its model file (.pt2 or TorchScript)."""
@@ -217,25 +217,13 @@ class Study:
         if spec.file is None:
             assert spec.model is not None  # the recipe requires model or file
             return self.build("teacher", spec.model, spec.options)
-        from .models.user import load_model_file
+        from .models.factory import ModelError, model_for_data
 
-        try:
-            model = load_model_file(spec.file)
-        except (FileNotFoundError, ValueError) as error:
-            raise RecipeError(f"teacher.file: {error}") from None
         train = self.splits[0]
         try:
-            with torch.no_grad():
-                out = model(train.x[:3])
-        except (RuntimeError, ValueError) as error:
-            raise RecipeError(
-                f"teacher.file: the model cannot take inputs shaped {train.input_shape} ({str(error).splitlines()[0]})"
-            ) from None
-        if out.shape != (min(3, len(train)), train.num_classes):
-            raise RecipeError(
-                f"teacher.file: model output {tuple(out.shape[1:])} does not match {train.num_classes} classes"
-            )
-        return model
+            return model_for_data(spec.file, train.x[:3], train.num_classes, where="teacher.file")
+        except ModelError as error:
+            raise RecipeError(str(error)) from None
 
     def check(self) -> None:
         """Build every model once against the data and check every option that needs the models or the data's
@@ -287,19 +275,15 @@ class Study:
     def _load_teacher_weights(self, teacher: nn.Module) -> None:
         """Load ``teacher.weights`` into ``teacher`` (if the recipe names them): a missing file, or weights that do
         not fit the architecture, is a recipe error."""
-        from .checkpoint import load_weights
+        from .models.factory import ModelError, load_checked
 
         spec = self.recipe.teacher
         if not spec.weights:
             return
         try:
-            load_weights(teacher, spec.weights)
-        except (FileNotFoundError, OSError) as error:
-            raise RecipeError(f"teacher.weights: cannot read {spec.weights} ({error})") from None
-        except (RuntimeError, ValueError) as error:
-            raise RecipeError(
-                f"teacher.weights: {spec.weights} does not fit model {spec.model!r} ({str(error).splitlines()[0]}...)"
-            ) from None
+            load_checked(teacher, spec.weights, str(spec.model), "teacher.weights")
+        except ModelError as error:
+            raise RecipeError(str(error)) from None
 
     def teacher(self) -> nn.Module:
         from .checkpoint import load_weights, save_weights
@@ -488,7 +472,8 @@ class Study:
         side = self.teacher_side()
         self.log(f"evaluate {student.name} on {len(x)} held-out samples")
         config = self.alignment_config()
-        result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
+        with progress_bar(f"evaluate {student.name}", 3 * len(x), self.progress):  # explanations, two deletion curves
+            result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
         if hasattr(model, "forward_structured"):  # a select-predict rationale model: its kept parts, against the truth
             from .metrics.rationale import rationale_metrics
 
@@ -536,7 +521,8 @@ class Study:
         if side is None:
             self.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
             x, y = test.x[:limit], test.y[:limit]
-            side = compute_teacher_side(teacher, x, y, config)
+            with progress_bar("evaluate the teacher", 2 * len(x), self.progress):  # explanations, deletion curve
+                side = compute_teacher_side(teacher, x, y, config)
             side.example_maps = torch.from_numpy(self._maps(teacher, x[:n], side.target[:n])) if n else None
             side.save(path, key)
         self._teacher_side = side
@@ -550,30 +536,29 @@ class Study:
 
     def explain(self) -> list[Path]:
         """Precompute the attribution stores that the recipe's methods read (resumable)."""
-        from .data.dataset import validation_split
-        from .methods import PrepareContext, build_terms
+        from .engine import prepare_context, training_part
+        from .methods import build_terms
 
         stores = []
         for student in self.recipe.expanded_students():
-            for method in build_terms(student.methods):
+            terms = build_terms(student.methods)
+            for method in terms:
                 if not hasattr(method, "store"):
                     continue
                 config = self.train_config("student", self.recipe.training, student.train)
-                train = self.student_splits[0]  # the part distill() trains on, so training finds the store ready
-                if config.val_fraction > 0:
-                    train = validation_split(train, config.val_fraction, config.seed)[0]
+                train, _ = training_part(self.student_splits[0], config)  # what distill() trains on
                 device = torch.device("cuda" if self.recipe.device != "cpu" and torch.cuda.is_available() else "cpu")
                 self.log(f"attribution store for {student.name}")
-                context = PrepareContext(
+                model = self.build("student", student.model, student.options, student=True)
+                context = prepare_context(
                     self.student_teacher(),
-                    self.build("student", student.model, student.options, student=True),
-                    train.x,
-                    train.y,
-                    train.fingerprint,
-                    self.student_dir(student),
-                    device,
-                    self.progress,
-                    data_info=dict(train.info),
+                    model,
+                    train,
+                    terms,
+                    config,
+                    work_dir=self.student_dir(student),
+                    device=device,
+                    progress=self.progress,
                     cache_dir=self.attribution_dir,
                 )
                 method.prepare(context)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -11,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .data import ArrayDataset
+from .progress import Bar, progress_bar
 
 
 @dataclass
@@ -42,7 +42,14 @@ def train_classifier(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
     history = History()
-    for epoch in range(epochs):
+    with progress_bar(label, epochs, progress) as bar:
+        _epochs(model, loader, optimizer, schedule, epochs, device, history, bar)
+    model.eval()
+    return history
+
+
+def _epochs(model, loader, optimizer, schedule, epochs: int, device, history: History, bar: Bar) -> None:
+    for _ in range(epochs):
         total, correct, count = 0.0, 0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
@@ -57,12 +64,4 @@ def train_classifier(
             count += len(y)
         history.loss.append(total / count)
         history.accuracy.append(correct / count)
-        if progress:
-            print(
-                f"\r{label}: epoch {epoch + 1}/{epochs} loss {history.loss[-1]:.4f} acc {history.accuracy[-1]:.3f}",
-                end="" if epoch + 1 < epochs else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-    model.eval()
-    return history
+        bar.advance(1, note=f"loss {history.loss[-1]:.4f} acc {history.accuracy[-1]:.3f}")

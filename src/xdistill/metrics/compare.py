@@ -17,6 +17,7 @@ from torch import nn
 from .. import explain as xe
 from ..files import atomic_write
 from ..parts import to_parts
+from ..progress import advance
 from . import alignment
 from .classification import accuracy, macro_auc_pr, macro_f1
 from .efficiency import flops, latency, parameter_count
@@ -90,6 +91,7 @@ def part_importances(
     for xb, tb in _batches(x, target, batch_size):
         attr = xe.explain(model, xb.to(device), tb.to(device), method=config.explainer, **config.explainer_options)
         rows.append(to_parts(attr.detach(), config.parts, **config.part_options).cpu())
+        advance(len(xb))
     return torch.cat(rows)
 
 
@@ -245,9 +247,11 @@ def deletion_auc(
 
     if config.parts not in ("window", "timestep", "patch", "pixel") or not x.is_floating_point():
         return None
-    return pixel_flipping(
+    values = pixel_flipping(
         model, x.to(device), target.to(device), parts.to(device), config.parts, config.part_options, config.flip_steps
     ).cpu()
+    advance(len(x))
+    return values
 
 
 def flipping_metrics(
