@@ -8,7 +8,6 @@ interrupted mid-training resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import platform
@@ -23,12 +22,11 @@ from torch import nn
 
 from .config import TrainConfig
 from .files import DirectoryLock, write_json
-from .progress import progress_bar
 from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
 from .rundir import RunDirectory
 
 if TYPE_CHECKING:
-    from .data import ArrayDataset
+    pass
 
 
 def process_rank() -> int:
@@ -285,59 +283,20 @@ class Study:
         except ModelError as error:
             raise RecipeError(str(error)) from None
 
+    # -- training (xdistill.training_stage) ------------------------------------------------------------
     def teacher(self) -> nn.Module:
-        from .checkpoint import load_weights, save_weights
-        from .engine import distill
+        """The trained (or loaded) teacher; trained once per run directory."""
+        from .training_stage import teacher
 
-        if self._teacher is not None:
-            return self._teacher
-        spec = self.recipe.teacher
-        model = self.build_teacher()
-        path = self.paths.teacher_weights
-        if self.done("teacher") and path.exists():
-            self._teacher = load_weights(model, path).eval()
-            return self._teacher
-        started = time.perf_counter()
-        self.in_progress = "teacher"
-        if spec.file:
-            self.log(f"teacher: model file {spec.file}")
-            self.finish("teacher", started)
-            self._teacher = model
-            return model
-        if spec.weights:
-            self._load_teacher_weights(model)
-            if self.rank == 0:
-                save_weights(model, path)
-            self.log(f"teacher: loaded {spec.weights}")
-        else:
-            config = self.train_config("teacher", spec.train)
-            self.log(
-                f"teacher: training {spec.model} ({self._budget(config)}, {self._selection(config)}; "
-                "the test split is only used by evaluation)"
-            )
-            result = distill(
-                None,
-                model,
-                self.splits[0],
-                spec.methods,
-                config=config,
-                work_dir=self.paths.teacher_dir,
-                **self._runtime(),
-            )
-            if self.rank == 0:
-                save_weights(model, path)
-            self._log_fit("teacher", result)
-            chance = 1.0 / self.splits[0].num_classes
-            if result.metrics["train_acc"] < chance + 0.1:
-                self.log(
-                    f"WARNING: the teacher is near chance on its own training data (accuracy "
-                    f"{result.metrics['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
-                    "distilled from it means anything. Check the data and the teacher's training settings."
-                )
-            info = self._fit_info(result)
-        self.finish("teacher", started, **(info if not spec.weights else {}))
-        self._teacher = model.eval()
+        if self._teacher is None:
+            self._teacher = teacher(self)
         return self._teacher
+
+    def student(self, student: StudentSpec) -> nn.Module:
+        """The distilled student; trained once per run directory (an interrupted one resumes)."""
+        from .training_stage import student as train_student
+
+        return train_student(self, student)
 
     def train_config(self, role: Literal["teacher", "student"], *specs: TrainConfig | None) -> TrainConfig:
         """The data family's defaults for ``role``, then each spec's explicitly set fields; seed from the recipe."""
@@ -351,46 +310,6 @@ class Study:
         family = data_family(tuple(train.x.shape), integer=not train.x.is_floating_point())
         return resolve(TrainConfig.model_validate(given), family, role)
 
-    @staticmethod
-    def _selection(config: TrainConfig) -> str:
-        if config.monitor == "train_loss":
-            return "best epoch by training loss on the whole training split"
-        return f"best epoch by {config.monitor} on {config.val_fraction:.0%} of the training data held out"
-
-    @staticmethod
-    def _budget(config: TrainConfig) -> str:
-        return f"{config.steps} steps" if config.steps else f"{config.epoch_budget(1)} epochs"
-
-    def _runtime(self) -> dict[str, Any]:
-        hardware = self.recipe.hardware
-        accelerator = hardware.accelerator or {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[self.recipe.device]
-        return dict(
-            accelerator=accelerator,
-            precision=self.recipe.precision,
-            progress=self.progress,
-            devices=hardware.devices,
-            num_nodes=hardware.num_nodes,
-            strategy=hardware.strategy,
-        )
-
-    def _log_fit(self, who: str, result) -> None:
-        result.accuracy()
-        m = result.metrics
-        self.log(
-            f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
-            f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
-            + (f", validation {m['val_acc']:.3f}" if "val_acc" in m else " (no validation split)")
-        )
-
-    @staticmethod
-    def _fit_info(result) -> dict[str, Any]:
-        keys = ("train_acc", "val_acc", "best_epoch", "epochs_run")
-        return {
-            "epoch_seconds": result.epoch_seconds,
-            **{k: result.metrics[k] for k in keys if k in result.metrics},
-            "config": result.config.model_dump() if result.config else None,
-        }
-
     @property
     def attribution_dir(self) -> Path:
         """Teacher attribution stores shared by the run's students (keyed by teacher, data and explainer)."""
@@ -399,140 +318,25 @@ class Study:
     def student_dir(self, student: StudentSpec) -> Path:
         return self.paths.student_dir(student.name)
 
-    def student(self, student: StudentSpec) -> nn.Module:
-        from .checkpoint import load_weights
-        from .engine import distill
-
-        model = self.build(
-            f"students[{student_index(self.recipe, student)}]", student.model, student.options, student=True
-        )
-        work = self.student_dir(student)
-        stage = f"student:{student.name}"
-        if self.done(stage) and (work / "student.safetensors").exists():
-            return load_weights(model, work / "student.safetensors").eval()
-        teacher = self.student_teacher()
-        self.in_progress = f"student {student.name}"
-        config = self.train_config("student", self.recipe.training, student.train)
-        self.log(f"student {student.name}: {student.model} with {student.methods}, {self._budget(config)}")
-        started = time.perf_counter()
-        result = distill(
-            teacher,
-            model,
-            self.student_splits[0],
-            student.methods,
-            config=config,
-            work_dir=work,
-            resume=True,
-            cache_dir=self.attribution_dir,
-            **self._runtime(),
-        )
-        self._log_fit(f"student {student.name}", result)
-        self.finish(stage, started, **self._fit_info(result))
-        return result.student
-
-    # -- evaluation and report ------------------------------------------------------------------------
+    # -- evaluation (xdistill.evaluation_stage) ------------------------------------------------------
     def alignment_config(self):
-        from .metrics import AlignmentConfig
+        from .evaluation_stage import alignment_config
 
-        spec = self.recipe.evaluation
-        return AlignmentConfig(
-            spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target, spec.flip_steps
-        )
-
-    def _whole_test_accuracy(
-        self, student: StudentSpec, test: ArrayDataset, limit: int, result: dict[str, Any]
-    ) -> dict[str, float]:
-        """Teacher and student accuracy on the whole test split (``evaluation.max_samples`` limits the rest)."""
-        from .metrics import accuracy, predict
-
-        if limit >= len(test):  # the evaluation sample is the whole split
-            return {
-                "teacher_accuracy_all": result["teacher_accuracy"],
-                "student_accuracy_all": result["student_accuracy"],
-                "test_samples_all": len(test),
-            }
-        return {
-            "teacher_accuracy_all": accuracy(predict(self.student_teacher(), test.x), test.y),
-            "student_accuracy_all": accuracy(predict(self.student(student), test.x), test.y),
-            "test_samples_all": len(test),
-        }
+        return alignment_config(self.recipe.evaluation)
 
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
-        from .metrics import evaluate_pair, to_jsonable
+        """The student against the teacher on the test split (a finished evaluation is read back)."""
+        from .evaluation_stage import evaluate_student
 
-        path = self.paths.evaluation(student.name)
-        stage = f"evaluate:{student.name}"
-        _, test = self.student_splits
-        limit = self.recipe.evaluation.max_samples or len(test)
-        if self.done(stage) and path.exists():
-            return json.loads(path.read_text())
-        model, teacher = self.student(student), self.student_teacher()
-        x, y = test.x[:limit], test.y[:limit]
-        started = time.perf_counter()
-        side = self.teacher_side()
-        self.log(f"evaluate {student.name} on {len(x)} held-out samples")
-        config = self.alignment_config()
-        with progress_bar(f"evaluate {student.name}", 3 * len(x), self.progress):  # explanations, two deletion curves
-            result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
-        if hasattr(model, "forward_structured"):  # a select-predict rationale model: its kept parts, against the truth
-            from .metrics.rationale import rationale_metrics
-
-            truth = test.rationale[:limit] if test.rationale is not None else None
-            result.update(rationale_metrics(teacher, model, x, truth))
-        result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
-        result.update(self._whole_test_accuracy(student, test, limit, result))
-        n = self.recipe.evaluation.examples
-        if n:
-            examples = {
-                "x": x[:n].numpy(),
-                "y": y[:n].numpy(),
-                "teacher": side.example_maps.numpy(),
-                "student": self._maps(model, x[:n], side.target[:n]),
-            }
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path.with_suffix(".npz"), **examples)
-        write_json(path, result)
-        self.finish(stage, started)
-        return result
+        return evaluate_student(self, student)
 
     def teacher_side(self) -> Any:
-        """The teacher's half of every evaluation (logits, explanations, part importances, deletion AUCs,
-        cost, example maps): computed once per run directory and kept in ``evaluation/teacher_side``,
-        reused by every student and by a later ``xdistill evaluate --student X`` while the teacher's
-        weights, the test samples and the evaluation settings are unchanged."""
-        from .checkpoint import fingerprint
-        from .metrics import TeacherSide, compute_teacher_side
+        """The teacher's half of every evaluation, computed once per run directory (see ``evaluation_stage``)."""
+        from .evaluation_stage import teacher_side
 
-        if self._teacher_side is not None:
-            return self._teacher_side
-        teacher, (_, test) = self.student_teacher(), self.student_splits
-        limit = min(self.recipe.evaluation.max_samples or len(test), len(test))
-        n = self.recipe.evaluation.examples
-        config = self.alignment_config()
-        key = {
-            "teacher": fingerprint(teacher),
-            "test": test.fingerprint,
-            "samples": limit,
-            "examples": n,
-            "alignment": dataclasses.asdict(config),
-        }
-        path = self.paths.teacher_side
-        side = TeacherSide.load(path, key)
-        if side is None:
-            self.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
-            x, y = test.x[:limit], test.y[:limit]
-            with progress_bar("evaluate the teacher", 2 * len(x), self.progress):  # explanations, deletion curve
-                side = compute_teacher_side(teacher, x, y, config)
-            side.example_maps = torch.from_numpy(self._maps(teacher, x[:n], side.target[:n])) if n else None
-            side.save(path, key)
-        self._teacher_side = side
-        return side
-
-    def _maps(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-        from .explain import explain
-
-        config = self.alignment_config()
-        return explain(model, x, target, method=config.explainer, **config.explainer_options).detach().numpy()
+        if self._teacher_side is None:
+            self._teacher_side = teacher_side(self)
+        return self._teacher_side
 
     def explain(self) -> list[Path]:
         """Precompute the attribution stores that the recipe's methods read (resumable)."""
