@@ -98,3 +98,79 @@ def test_evaluate_pair_different_models_report_cost(conv_net, series):
     assert result["speedup_b64"] > 0
     json_ready = M.to_jsonable(result)
     assert set(json_ready["agreement"]) == {"mean", "std", "n"}
+
+
+def test_alignment_under_a_list_of_explainers_and_their_agreement_on_the_teacher(conv_net, series, tmp_path):
+    """`also`: each further explainer measures alignment over the same parts; the teacher's maps under each pair
+    of explainers are compared (the context for an alignment number); the teacher side keeps them."""
+    from conftest import smooth_conv_net
+
+    from xdistill import explain as xe
+    from xdistill.parts import to_parts
+
+    y = torch.tensor([0, 1, 2, 0])
+    config = M.AlignmentConfig(
+        explainer="saliency",
+        parts="window",
+        part_options={"size": 4},
+        k=2,
+        flip_steps=0,
+        also=[
+            {"explainer": "occlusion", "explainer_options": {"window": 4, "stride": 4}},
+            {"explainer": "integrated_gradients", "explainer_options": {"n_steps": 16}},
+        ],
+    )
+    same = M.to_jsonable(M.evaluate_pair(conv_net, conv_net, series, y, config, cost=False))
+    assert list(same["explainers"]) == ["saliency", "occlusion", "integrated_gradients"]
+    for label, figures in same["explainers"].items():  # a student identical to its teacher aligns under every one
+        assert figures["saliency_spearman"]["mean"] == pytest.approx(1.0), label
+    target = M.predict(conv_net, series).argmax(1)
+    maps = {
+        name: to_parts(xe.explain(conv_net, series, target, method=name, **opts).detach(), "window", size=4)
+        for name, opts in (("saliency", {}), ("occlusion", {"window": 4, "stride": 4}))
+    }
+    by_hand = M.spearman(maps["saliency"], maps["occlusion"]).mean().item()
+    assert same["teacher_explainer_agreement"]["saliency vs occlusion"]["mean"] == pytest.approx(by_hand, abs=1e-9)
+    assert set(same["teacher_explainer_agreement"]) == {
+        "saliency vs occlusion",
+        "saliency vs integrated_gradients",
+        "occlusion vs integrated_gradients",
+    }
+    torch.manual_seed(5)
+    other = smooth_conv_net()
+    for p in other.parameters():
+        nn.init.normal_(p, std=0.5)
+    side = M.compute_teacher_side(conv_net, series, y, config, cost=False)
+    side.save(tmp_path / "side", {"k": 1})
+    loaded = M.TeacherSide.load(tmp_path / "side", {"k": 1})
+    assert set(loaded.other_parts) == {"occlusion", "integrated_gradients"}
+    assert torch.equal(loaded.other_parts["occlusion"], side.other_parts["occlusion"])
+    shared = M.evaluate_pair(conv_net, other, series, y, config, cost=False, teacher_side=loaded)
+    fresh = M.evaluate_pair(conv_net, other, series, y, config, cost=False)
+    for label in ("saliency", "occlusion", "integrated_gradients"):
+        assert shared["explainers"][label]["saliency_spearman"].mean == pytest.approx(
+            fresh["explainers"][label]["saliency_spearman"].mean, abs=1e-9
+        )
+    assert shared["explainers"]["saliency"]["saliency_spearman"].mean == pytest.approx(
+        shared["saliency_spearman"].mean
+    )  # the main explainer's row is the headline figure
+    assert shared["explainers"]["occlusion"]["saliency_spearman"].mean < 0.99
+
+
+def test_a_recipe_lists_further_explainers_and_a_bad_one_is_named():
+    import yaml
+
+    from xdistill.recipe import RecipeError, default_recipe_path, parse_recipe
+
+    data = yaml.safe_load(default_recipe_path().read_text())
+    data["evaluation"]["also"] = [
+        {"explainer": "integrated_gradients", "explainer_options": {"n_steps": 16}},
+        {"explainer": "saliency"},
+    ]
+    assert [e.explainer for e in parse_recipe(data).evaluation.also] == ["integrated_gradients", "saliency"]
+    data["evaluation"]["also"][1] = {"explainer": "salincy"}
+    with pytest.raises(RecipeError, match=r"^evaluation.also\[1\].explainer: unknown"):
+        parse_recipe(data)
+    data["evaluation"]["also"][1] = {"explainer": "saliency", "explainer_options": {"n_stesp": 3}}
+    with pytest.raises(RecipeError, match=r"^evaluation.also\[1\].explainer_options: "):
+        parse_recipe(data)

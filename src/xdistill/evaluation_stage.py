@@ -31,7 +31,14 @@ def alignment_config(spec: EvaluationSpec) -> AlignmentConfig:
     from .metrics import AlignmentConfig
 
     return AlignmentConfig(
-        spec.explainer, spec.explainer_options, spec.parts, spec.part_options, spec.k, spec.target, spec.flip_steps
+        spec.explainer,
+        spec.explainer_options,
+        spec.parts,
+        spec.part_options,
+        spec.k,
+        spec.target,
+        spec.flip_steps,
+        also=[extra.model_dump() for extra in spec.also],
     )
 
 
@@ -51,7 +58,8 @@ def evaluate_student(study: Study, student: StudentSpec) -> dict[str, Any]:
     side = study.teacher_side()
     study.log(f"evaluate {student.name} on {len(x)} held-out samples")
     config = alignment_config(study.recipe.evaluation)
-    with progress_bar(f"evaluate {student.name}", 3 * len(x), study.progress):  # explanations, two deletion curves
+    units = (3 + len(config.also)) * len(x)  # explanations, two deletion curves, further explainers
+    with progress_bar(f"evaluate {student.name}", units, study.progress):
         result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
     if hasattr(model, "forward_structured"):  # a select-predict rationale model: its kept parts, against the truth
         from .metrics.rationale import rationale_metrics
@@ -116,7 +124,8 @@ def teacher_side(study: Study) -> TeacherSide:
     if side is None:
         study.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
         x, y = test.x[:limit], test.y[:limit]
-        with progress_bar("evaluate the teacher", 2 * len(x), study.progress):  # explanations, deletion curve
+        units = (2 + len(config.also)) * len(x)  # explanations (each explainer), deletion curve
+        with progress_bar("evaluate the teacher", units, study.progress):
             side = compute_teacher_side(teacher, x, y, config)
         side.example_maps = torch.from_numpy(example_maps(teacher, x[:n], side.target[:n], config)) if n else None
         side.save(study.paths.teacher_side, key)

@@ -81,9 +81,19 @@ class StudentSpec(Strict):
     sweep: SweepSpec | None = None
 
 
+class ExplainerSpec(Strict):
+    explainer: str
+    explainer_options: dict[str, Any] = {}
+
+
 class EvaluationSpec(Strict):
     explainer: str = "integrated_gradients"
     explainer_options: dict[str, Any] = {}
+    also: list[ExplainerSpec] = Field(
+        default=[],
+        description="more explainers to measure alignment under (same parts and k), e.g. ones the method did not "
+        "train on; the report adds their alignment and how the explainers agree on the teacher itself",
+    )
     parts: str = "timestep"
     part_options: dict[str, Any] = {}
     k: int = Field(default=5, ge=1)
@@ -305,6 +315,15 @@ def check_names(recipe: Recipe) -> None:
         recipe.evaluation.part_options,
         ("evaluation.explainer_options", "evaluation.part_options"),
     )
+    for i, extra in enumerate(recipe.evaluation.also):
+        _known(f"evaluation.also[{i}].explainer", EXPLAINERS, extra.explainer)
+        check_evaluation_options(
+            extra.explainer,
+            extra.explainer_options,
+            recipe.evaluation.parts,
+            recipe.evaluation.part_options,
+            (f"evaluation.also[{i}].explainer_options", "evaluation.part_options"),
+        )
     _check_methods("teacher.methods", recipe.teacher.methods)
     for student in recipe.expanded_students():
         _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)

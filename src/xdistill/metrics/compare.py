@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -55,11 +56,33 @@ class AlignmentConfig:
     k: int = 5
     target: str = "teacher"  # explain the teacher's predicted class ("label": the true class)
     flip_steps: int | None = 20  # pixel-flipping removal points (None: one part at a time; 0: skip)
+    #: more explainers, ``{"explainer": name, "explainer_options": {...}}``, to measure alignment under too
+    #: (same parts and k): e.g. ones independent of what the method trained on
+    also: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.target not in ("teacher", "label"):
             raise ValueError(f"target must be 'teacher' or 'label', got {self.target!r}")
         xe.EXPLAINERS.get(self.explainer)
+        for extra in self.also:
+            xe.EXPLAINERS.get(extra["explainer"])
+
+    def explainers(self) -> dict[str, AlignmentConfig]:
+        """Label -> the settings of each explainer, the main one first (labels: explainer names, numbered
+        when one is listed twice)."""
+        out: dict[str, AlignmentConfig] = {self.explainer: self}
+        for extra in self.also:
+            label, n = extra["explainer"], 2
+            while label in out:
+                label, n = f"{extra['explainer']}#{n}", n + 1
+            out[label] = dataclasses.replace(
+                self,
+                explainer=extra["explainer"],
+                explainer_options=dict(extra.get("explainer_options", {})),
+                flip_steps=0,
+                also=[],
+            )
+        return out
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -132,6 +155,8 @@ class TeacherSide:
     cost: dict[str, float] = field(default_factory=dict)
     #: full attribution maps of the first samples, for a report's examples (optional)
     example_maps: torch.Tensor | None = None
+    #: part importances under each further explainer of ``AlignmentConfig.also`` (label -> (N, n_parts))
+    other_parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def save(self, path: Path, key: dict[str, Any]) -> None:
         """Arrays to ``path`` (.npz), the key and cost beside it (.json); both written atomically."""
@@ -139,6 +164,7 @@ class TeacherSide:
         for name in ("flip_auc", "example_maps"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name).numpy()
+        arrays.update({f"parts:{label}": parts.numpy() for label, parts in self.other_parts.items()})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         atomic_write(path.with_suffix(".npz"), buffer.getvalue())
@@ -162,6 +188,7 @@ class TeacherSide:
             arrays.get("flip_auc"),
             meta["cost"],
             arrays.get("example_maps"),
+            {name.removeprefix("parts:"): value for name, value in arrays.items() if name.startswith("parts:")},
         )
 
 
@@ -181,7 +208,12 @@ def compute_teacher_side(
     target = logits.argmax(1) if config.target == "teacher" else y
     parts = part_importances(teacher, x, target, config, batch_size, device)
     flip = deletion_auc(teacher, x, target, parts, config, device) if config.flip_steps != 0 else None
-    return TeacherSide(logits, target, parts, flip, model_cost(teacher, x[:1].to(device)) if cost else {})
+    others = {
+        label: part_importances(teacher, x, target, other, batch_size, device)
+        for label, other in list(config.explainers().items())[1:]
+    }
+    cost_figures = model_cost(teacher, x[:1].to(device)) if cost else {}
+    return TeacherSide(logits, target, parts, flip, cost_figures, other_parts=others)
 
 
 def evaluate_pair(
@@ -227,10 +259,48 @@ def evaluate_pair(
             flip_auc_student=Summary.of(own),
             flip_auc_student_teacher_order=Summary.of(in_teacher_order),
         )
+    if config.also:
+        result.update(other_explainers(student, x, target, side, config, s_parts, batch_size, device))
     if cost:
         teacher_cost = side.cost or model_cost(teacher, x[:1].to(device))
         result.update(pair_cost(teacher_cost, model_cost(student, x[:1].to(device))))
     return result
+
+
+def other_explainers(
+    student: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    side: TeacherSide,
+    config: AlignmentConfig,
+    student_parts: torch.Tensor | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Alignment under every explainer of ``config`` (the main one first) and, as context for what such a
+    number can mean, how the explainers agree with each other on the teacher itself (per-sample Spearman
+    between the teacher's part importances under each pair)."""
+    teacher_parts = {config.explainer: side.parts, **side.other_parts}
+    by_explainer: dict[str, dict[str, Summary]] = {}
+    for i, (label, settings) in enumerate(config.explainers().items()):
+        t_parts = teacher_parts[label]
+        if i == 0 and student_parts is not None:  # the main explainer's parts, already computed
+            s_parts = student_parts
+        else:
+            s_parts = part_importances(student, x, target, settings, batch_size, device)
+        by_explainer[label] = {
+            "saliency_spearman": Summary.of(alignment.spearman(t_parts, s_parts)),
+            "topk_focus": Summary.of(alignment.topk_focus(s_parts, t_parts, config.k)),
+            "topk_iou": Summary.of(alignment.topk_iou(t_parts, s_parts, config.k)),
+            "cosine": Summary.of(alignment.cosine(t_parts, s_parts)),
+        }
+    labels = list(teacher_parts)
+    agreement = {
+        f"{a} vs {b}": Summary.of(alignment.spearman(teacher_parts[a], teacher_parts[b]))
+        for i, a in enumerate(labels)
+        for b in labels[i + 1 :]
+    }
+    return {"explainers": by_explainer, "teacher_explainer_agreement": agreement}
 
 
 def deletion_auc(
@@ -308,5 +378,13 @@ def cost_metrics(teacher: nn.Module, student: nn.Module, example: torch.Tensor) 
 
 
 def to_jsonable(result: dict[str, Any]) -> dict[str, Any]:
-    """Summaries become {"mean", "std", "n"} dicts; everything else is kept."""
-    return {k: asdict(v) if isinstance(v, Summary) else v for k, v in result.items()}
+    """Summaries become {"mean", "std", "n"} dicts (also inside nested dicts); everything else is kept."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Summary):
+            return asdict(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {k: plain(v) for k, v in result.items()}

@@ -41,6 +41,8 @@ SPLITS = (
 
 
 def _cell(key: str, value: Any) -> str:
+    if isinstance(value, dict) and key in ("compression", "speedup_b1", "speedup_b64"):
+        return f"{value['mean']:.1f}x ± {value['std']:.1f}"
     if isinstance(value, dict):
         return f"{value['mean']:.3f} ± {value['std']:.3f}"
     if key == "student_params":
@@ -135,6 +137,20 @@ def _best_students(summary: dict[str, Any]) -> dict[str, str]:
     return {v["metric"]: v["best"] for v in summary["verdicts"] if v["runner_up"] is not None}
 
 
+def _explainer_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]] | None:
+    """Saliency Spearman per student under each explainer, and how the explainers agree on the teacher."""
+    students = [r for r in summary["students"] if "explainers" in r]
+    if not students:
+        return None
+    labels = list(students[0]["explainers"])
+    header = ["student"] + [f"saliency Spearman, {label}" for label in labels]
+    rows = [
+        [r["student"]] + [_cell("a", r["explainers"][label]["saliency_spearman"]) for label in labels] for r in students
+    ]
+    agreement = [f"{pair}: {_cell('a', value)}" for pair, value in students[0]["teacher_explainer_agreement"].items()]
+    return header, rows, agreement
+
+
 def _verdict_lines(summary: dict[str, Any]) -> list[str]:
     if not summary["verdicts"]:
         return []
@@ -194,6 +210,20 @@ def _markdown(summary: dict[str, Any]) -> str:
         "|" + "---|" * len(header),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    explainers = _explainer_table(summary)
+    if explainers is not None:
+        header2, rows2, agreement = explainers
+        lines += [
+            "",
+            "## Alignment under each explainer",
+            "",
+            "The teacher's own maps under each pair of explainers (per-sample Spearman, the context for "
+            "what an alignment number can mean): " + "; ".join(agreement) + ".",
+            "",
+            "| " + " | ".join(header2) + " |",
+            "|" + "---|" * len(header2),
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in rows2]
     for base, sweep in summary["sweeps"].items():
         lines += [
             "",
@@ -242,6 +272,15 @@ def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
         f'<h2>Results</h2>{table}<p class="meta">Bold: the best student on a verdict metric.</p>',
         f'<h2>Metrics per student</h2><p class="meta">{esc(spread)}</p>{img("metrics", "metric bar charts")}',
     ]
+    explainers = _explainer_table(summary)
+    if explainers is not None:
+        header2, rows2, agreement = explainers
+        table2 = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header2) + "</tr></thead><tbody>"
+        table2 += "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows2) + "</tbody></table>"
+        sections.append(
+            '<h2>Alignment under each explainer</h2><p class="meta">The teacher\'s own maps under each pair of '
+            f"explainers (per-sample Spearman): {esc('; '.join(agreement))}.</p>{table2}"
+        )
     if "saliency" in images:
         sections.append(
             f"<h2>Teacher vs student saliency on held-out samples</h2>{img('saliency', 'saliency examples')}"

@@ -101,27 +101,23 @@ def paired_p_value(a: list[float], b: list[float]) -> float:
 
 
 def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """One student's results over seeds: per-sample summaries and scalars become mean ± std over seeds."""
-    first = per_seed[0]
-    out: dict[str, Any] = {}
-    for key, value in first.items():
-        values = [r.get(key) for r in per_seed]
-        if isinstance(value, dict) and "mean" in value:
-            means = [float(v["mean"]) for v in values if isinstance(v, dict)]
-            out[key] = {"mean": _avg(means), "std": _std(means), "n": len(means), "over": "seeds"}
-        elif (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and all(isinstance(v, (int, float)) for v in values)
-        ):
-            numbers = [float(v) for v in values]  # type: ignore[arg-type]
-            if len(set(numbers)) == 1:  # the same on every seed (parameter counts): kept as it is
-                out[key] = value
-            else:
-                out[key] = {"mean": _avg(numbers), "std": _std(numbers), "n": len(numbers), "over": "seeds"}
-        else:
-            out[key] = value
-    return out
+    """One student's results over seeds: per-sample summaries and varying numbers become mean ± std over seeds
+    (nested tables too, e.g. alignment per explainer); numbers equal on every seed and text are kept."""
+    return {key: _over_seeds([r.get(key) for r in per_seed]) for key in per_seed[0]}
+
+
+def _over_seeds(values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, dict) and "mean" in first:
+        means = [float(v["mean"]) for v in values if isinstance(v, dict)]
+        return {"mean": _avg(means), "std": _std(means), "n": len(means), "over": "seeds"}
+    if isinstance(first, dict):
+        return {k: _over_seeds([v.get(k) if isinstance(v, dict) else None for v in values]) for k in first}
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numeric and len({float(v) for v in values}) > 1:
+        numbers = [float(v) for v in values]
+        return {"mean": _avg(numbers), "std": _std(numbers), "n": len(numbers), "over": "seeds"}
+    return first
 
 
 def _avg(values: list[float]) -> float:
