@@ -36,8 +36,11 @@ COLUMNS = [
     ("rationale_recall", "rationale recall"),
     ("rationale_iou_teacher", "rationale IoU with teacher"),
 ]
-#: paired over seeds against the study's baseline student (where the study has the column)
+#: paired over seeds against the study's baseline student (where the study has the column; also every
+#: ``saliency_spearman@<explainer>`` column of the further explainers)
 TESTED = ("student_accuracy", "student_accuracy_all", "saliency_spearman")
+#: explainers independent of every method's training signal, added to each study's evaluation (``--also``)
+INDEPENDENT = [{"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}}, {"explainer": "saliency"}]
 
 
 def _value(v: Any) -> float:
@@ -45,15 +48,23 @@ def _value(v: Any) -> float:
 
 
 def run_seeds(
-    name: str, data: dict[str, Any], seeds: list[int], root: Path, teacher_from: str | None = None
+    name: str,
+    data: dict[str, Any],
+    seeds: list[int],
+    root: Path,
+    teacher_from: str | None = None,
+    also: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``data`` (a recipe dict) once per seed; return per-student lists of per-seed means.
 
     ``teacher_from`` names an earlier study whose teacher (same data, same seed) is reused."""
     per_student: dict[str, dict[str, list[float]]] = {}
     teacher_acc, teacher_acc_all, extra = [], [], {}
+    agreement: dict[str, list[float]] = {}
     for seed in seeds:
         seeded = dict({k: v for k, v in copy.deepcopy(data).items() if k != "seeds"}, seed=seed)
+        if also:
+            seeded["evaluation"] = {**seeded["evaluation"], "also": also}
         shared = root / str(teacher_from) / f"seed{seed}" / "teacher" / "teacher.safetensors"
         if teacher_from and shared.exists():
             seeded["teacher"]["weights"] = str(shared)
@@ -65,11 +76,21 @@ def run_seeds(
             row = per_student.setdefault(student.name, {})
             for key, _ in COLUMNS + [("compression", ""), ("speedup_b1", ""), ("speedup_b64", "")]:
                 row.setdefault(key, []).append(_value(result[key]) if key in result else float("nan"))
+            for label, figures in list(result.get("explainers", {}).items())[1:]:  # the further explainers
+                row.setdefault(f"saliency_spearman@{label}", []).append(_value(figures["saliency_spearman"]))
+        for pair, value in result.get("teacher_explainer_agreement", {}).items():
+            agreement.setdefault(pair, []).append(_value(value))
         # the teacher once per seed (every student's evaluation reports the same teacher figures)
         teacher_acc.append(result["teacher_accuracy"])
         teacher_acc_all.append(result.get("teacher_accuracy_all", float("nan")))
         extra["teacher_params"] = result["teacher_params"]
-    return {"students": per_student, "teacher_accuracy": teacher_acc, "teacher_accuracy_all": teacher_acc_all, **extra}
+    return {
+        "students": per_student,
+        "teacher_accuracy": teacher_acc,
+        "teacher_accuracy_all": teacher_acc_all,
+        "explainer_agreement": agreement,
+        **extra,
+    }
 
 
 def fmt(values: list[float]) -> str:
@@ -125,7 +146,9 @@ def table(
         if a == a
     )
     columns = [(k, label) for k, label in COLUMNS if k != "student_accuracy_all" or whole_differs]
-    tested = [k for k, _ in columns if k in TESTED] if baseline else []
+    further = sorted({k for row in rows for k in row if k.startswith("saliency_spearman@")})
+    columns += [(k, f"saliency Spearman under {k.partition('@')[2]}") for k in further]
+    tested = [k for k, _ in columns if k in TESTED or k.startswith("saliency_spearman@")] if baseline else []
     tests = [f"p ({label})" for key, label in columns if key in tested]
     lines += [
         "| student | "
@@ -135,6 +158,13 @@ def table(
         + "compression |",
         "|---|" + "---|" * (len(columns) + len(tests) + 1),
     ]
+    if summary.get("explainer_agreement"):
+        lines[-2:-2] = [
+            "The explainers on the teacher itself (per-sample Spearman between its maps, mean ± std over seeds): "
+            + "; ".join(f"{pair} {fmt(values)}" for pair, values in summary["explainer_agreement"].items())
+            + ".",
+            "",
+        ]
     for name, row in summary["students"].items():
         cells = [fmt(row.get(k, [])) for k, _ in columns]
         if baseline:
@@ -365,6 +395,11 @@ def main() -> None:
         action="store_true",
         help="the IG-overlay study's Table 1 students on all 60k training images (needs --ig-teacher)",
     )
+    parser.add_argument(
+        "--no-also",
+        action="store_true",
+        help="measure alignment only with each study's own explainer (default: also IG and gradient saliency)",
+    )
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
@@ -375,7 +410,7 @@ def main() -> None:
         set(args.only), args.tsd_sets, args.tsd_lams, args.ig_teacher, args.ig_full
     ):
         started = time.perf_counter()
-        summary = run_seeds(name, data, args.seeds, root, teacher_from)
+        summary = run_seeds(name, data, args.seeds, root, teacher_from, None if args.no_also else INDEPENDENT)
         text = table(title, summary, args.seeds, note, baseline, classes)
         if name in EXTRA_TABLES:
             text += "\n" + EXTRA_TABLES[name](summary)
