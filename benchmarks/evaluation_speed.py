@@ -11,11 +11,10 @@ windows + 1 forwards of the test set; IG: n_steps forward+backward passes), its 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from timing import timed  # benchmarks/timing.py (scripts run from benchmarks/)
 
 from xdistill.data import load_dataset
 from xdistill.metrics import AlignmentConfig, compute_teacher_side, evaluate_pair
@@ -26,18 +25,6 @@ SETTINGS = {
     "occlusion": AlignmentConfig("occlusion", {"window": 10, "stride": 10}, "window", {"size": 10}, k=3),
     "integrated_gradients": AlignmentConfig("integrated_gradients", {"n_steps": 32}, "window", {"size": 10}, k=3),
 }
-
-
-def timed(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:

@@ -16,12 +16,11 @@ per-sample loop (one forward per sample). Also: the cost of one step's keyed per
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import timed  # benchmarks/timing.py (scripts run from benchmarks/)
 
 from xdistill.data import load_dataset
 from xdistill.methods import build_terms
@@ -81,19 +80,6 @@ def per_sample_loss(student, teacher, x, y, train_x, train_y, K, window, tau):
     return F.cross_entropy(student(x), y) + F.smooth_l1_loss(
         normalize_saliency(torch.cat(student_s)), normalize_saliency(torch.cat(teacher_s))
     )
-
-
-def timed(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds of each run, interleaved so machine noise hits every one alike."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def pair(model: str, classes: int):
