@@ -30,8 +30,8 @@ class Bar:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: float, enabled: bool = True) -> Iterator[Bar]:
-    """A transient-free bar that stays as a finished line; disabled (or on a non-terminal stderr without
-    rich) it draws nothing but still accepts ``advance``."""
+    """A bar on stderr that stays as a finished line; disabled, it draws nothing but still accepts ``advance``
+    (so callers need no branch)."""
     if not enabled:
         bar = Bar(None, None)
         token = _ACTIVE.set(bar)
