@@ -15,9 +15,12 @@ from .errors import UserError
 
 
 def _recipe(args: argparse.Namespace):
-    """The recipe given (or the default), with the command line's hardware options, and its run directory."""
+    """The recipe given (or the default), with the command line's hardware options, and its run directory;
+    read once per command (the seeds loop and the report over seeds share it)."""
     from .recipe import default_recipe_path, load_recipe
 
+    if getattr(args, "loaded", None) is not None:
+        return args.loaded
     recipe = load_recipe(args.recipe or default_recipe_path())
     hardware = {
         k: v
@@ -26,7 +29,8 @@ def _recipe(args: argparse.Namespace):
     }
     if hardware:
         recipe.hardware = recipe.hardware.model_copy(update=hardware)
-    return recipe, Path(args.out) if args.out else Path("runs") / recipe.name
+    args.loaded = recipe, Path(args.out) if args.out else Path("runs") / recipe.name
+    return args.loaded
 
 
 def _studies(args: argparse.Namespace):

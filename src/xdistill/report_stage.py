@@ -81,6 +81,6 @@ def write_seeds_report(run_dir: str | Path, recipe: Recipe, seeds: list[int]) ->
         for result in load_results(seed_run, read_recipe(seed_run)):
             per_seed.setdefault(result["student"], []).append(result)
     results = [aggregate(values) for values in per_seed.values()]
-    first = run.seed(seeds[0])
-    examples = load_examples(first, load_results(first, read_recipe(first)))
+    first_seed = [values[0] for values in per_seed.values()]  # the first seed's results, already read
+    examples = load_examples(run.seed(seeds[0]), first_seed)
     return build_report(run.report_dir, report_meta(recipe, seeds), results, examples, per_seed)

@@ -319,11 +319,6 @@ class Study:
         return self.paths.student_dir(student.name)
 
     # -- evaluation (xdistill.evaluation_stage) ------------------------------------------------------
-    def alignment_config(self):
-        from .evaluation_stage import alignment_config
-
-        return alignment_config(self.recipe.evaluation)
-
     def evaluate(self, student: StudentSpec) -> dict[str, Any]:
         """The student against the teacher on the test split (a finished evaluation is read back)."""
         from .evaluation_stage import evaluate_student

@@ -288,12 +288,12 @@ class PerturbationTSD(Term):
         self,
         teacher: nn.Module,
         x: torch.Tensor,
-        donors: torch.Tensor,
+        donors_x: torch.Tensor,
         starts: torch.Tensor,
         clean_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The teacher's saliency of ``x`` (on its device) for these draws, in eval mode without gradients."""
-        donors_x = self.train_x[donors.cpu()].to(x)
+        """The teacher's saliency of ``x`` for these donor series (both on its device) and starts, in eval mode
+        without gradients."""
         with eval_mode(teacher), torch.no_grad():
             return perturbation_saliency(
                 teacher,
@@ -312,10 +312,10 @@ class PerturbationTSD(Term):
             raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
         x = step.batch.x
         donors, starts, teacher_s = self._draw(step)
+        donors_x = self.train_x[donors.cpu()].to(x)  # gathered once, for the teacher (if needed) and the student
         if teacher_s is None:
             assert step.teacher is not None
-            teacher_s = self.teacher_saliency(step.teacher, x, donors, starts, step.teacher_logits)
-        donors_x = self.train_x[donors.cpu()].to(x)
+            teacher_s = self.teacher_saliency(step.teacher, x, donors_x, starts, step.teacher_logits)
         student_s = perturbation_saliency(
             step.student,
             x,
@@ -363,7 +363,8 @@ class TeacherBank:
         parts = []
         for i in range(0, new.numel(), rows):
             x = term.train_x[new[i : i + rows]].to(device)
-            parts.append(term.teacher_saliency(teacher, x, donors_new[i : i + rows], starts_new[i : i + rows]).cpu())
+            donors_x = term.train_x[donors_new[i : i + rows]].to(x)
+            parts.append(term.teacher_saliency(teacher, x, donors_x, starts_new[i : i + rows]).cpu())
         saliency = torch.cat(parts)
         if self.saliency is None:
             self.saliency = torch.zeros((self.filled.shape[0],) + tuple(saliency.shape[1:]), dtype=saliency.dtype)

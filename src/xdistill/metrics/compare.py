@@ -324,32 +324,6 @@ def deletion_auc(
     return values
 
 
-def flipping_metrics(
-    teacher: nn.Module,
-    student: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    t_parts: torch.Tensor,
-    s_parts: torch.Tensor,
-    config: AlignmentConfig,
-    device: str | torch.device = "cpu",
-) -> dict[str, Summary]:
-    """Deletion AUCs: each model in its own order, and the student in the teacher's order (does it rely
-    on what the teacher relies on?)."""
-    curves = {
-        "flip_auc_teacher": (teacher, t_parts),
-        "flip_auc_student": (student, s_parts),
-        "flip_auc_student_teacher_order": (student, t_parts),
-    }
-    out = {}
-    for name, (model, parts) in curves.items():
-        values = deletion_auc(model, x, target, parts, config, device)
-        if values is None:
-            return {}
-        out[name] = Summary.of(values)
-    return out
-
-
 def model_cost(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
     """One model's parameters, FLOPs of a forward pass on ``example`` and latency at batch 1 and 64 (ms)."""
     out: dict[str, float] = {"params": parameter_count(model), "flops": flops(model, example)}
