@@ -39,6 +39,16 @@ COLUMNS = [
 #: paired over seeds against the study's baseline student (where the study has the column; also every
 #: ``saliency_spearman@<explainer>`` column of the further explainers)
 TESTED = ("student_accuracy", "student_accuracy_all", "saliency_spearman")
+#: per study (by name prefix): the further explainers where ``INDEPENDENT`` does not apply. REKD's series get
+#: occlusion over the same 8-step windows instead of a second gradient method (its own is gradient saliency);
+#: token ids have no gradient, and the text study's own explainer (occlusion) is already independent of the masks.
+ALSO_FOR = {
+    "rekd-series": [
+        {"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}},
+        {"explainer": "occlusion", "explainer_options": {"window": 8, "stride": 8}},
+    ],
+    "rekd-text": [],
+}
 #: explainers independent of every method's training signal, added to each study's evaluation (``--also``)
 INDEPENDENT = [{"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}}, {"explainer": "saliency"}]
 
@@ -196,21 +206,38 @@ def with_fcn_pair(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def tsd_studies(sets: list[str], lams: list[float] | None):
+#: beyond the papers (hard subtask only): the KD-IG overlay alone, and added to SubDistill's objective
+IMAGE_COMBINATIONS = [
+    {"name": "kd_ig", "model": "cnn", "options": {"width": 0.25}, "methods": [{"name": "kd_ig", "p": 0.1}]},
+    {
+        "name": "subdistill_ig",
+        "model": "cnn",
+        "options": {"width": 0.25},
+        "methods": [
+            {"name": "subdistill_published", "layers": {"features.4": "features.4"}},
+            {"name": "ig_overlay", "p": 0.1},
+        ],
+    },
+]
+
+
+def tsd_studies(sets: list[str], lams: list[float] | None, pair: str = "auto"):
+    """``pair``: "auto" = the FCN pair on GunPoint/Trace and the LSTM pair elsewhere; "fcn" or "lstm" = that pair
+    on every set (the study's name then says which)."""
     base = load("tsd_paper.yaml")
     if lams:
         base["students"][-1]["sweep"]["values"] = lams
     for dataset in sets:
         options = TSD_SETS[dataset]
         data = copy.deepcopy(base)
-        data["name"] = f"tsd-paper-{dataset}"
+        data["name"] = f"tsd-paper-{dataset}" + ("" if pair == "auto" else f"-{pair}")
         data["dataset"] = {"name": f"ucr:{dataset}", "options": options}
         models = (
             "LSTM 3x100 teacher, LSTM 1x16 students, the tsd_paper protocol (Adam 0.005, weight decay 1e-5, "
             "MultiStepLR([25, 30, 35], 0.5) per batch, batch 32, early stopping (patience 50) on a 20% "
             "validation split)"
         )
-        if dataset in FCN_SETS:
+        if pair == "fcn" or (pair == "auto" and dataset in FCN_SETS):
             data = with_fcn_pair(data)
             models = (
                 "FCN 128-256-128 teacher, FCN 8-16-8 students (the official code's FCN pair), series defaults: "
@@ -227,6 +254,67 @@ def tsd_studies(sets: list[str], lams: list[float] | None):
         )
 
 
+#: beyond the papers: explanation terms combined, on the FCN pair with the TSD study's teacher (same seed)
+SERIES_KD = {"name": "hinton", "temperature": 8.0, "alpha": 0.5}
+SERIES_TSD = {"name": "tsd", "weight": 1.0, "perturbations": 50, "window": 10, "tau": 8.0, "bank": 100}
+SERIES_FITNETS = {"name": "fitnets", "layers": {"features.1": "features.1"}}
+SERIES_COMBINATIONS = {
+    "kd": [SERIES_KD],
+    "fitnets": ["ce", SERIES_FITNETS],
+    "tsd": ["ce", SERIES_TSD],
+    "kd_tsd": [SERIES_KD, SERIES_TSD],
+    "tsd_fitnets": ["ce", SERIES_TSD, SERIES_FITNETS],
+}
+#: each combined student and the students it combines (compared pairwise over seeds)
+COMBINED = {"kd_tsd": ("kd", "tsd"), "tsd_fitnets": ("tsd", "fitnets"), "subdistill_ig": ("subdistill", "kd_ig")}
+
+
+def combination_studies(sets: list[str]):
+    for dataset in sets:
+        data = with_fcn_pair(copy.deepcopy(load("tsd_paper.yaml")))
+        data["name"] = f"combinations-{dataset}"
+        data["dataset"] = {"name": f"ucr:{dataset}", "options": TSD_SETS[dataset]}
+        data["students"] = [
+            {"name": name, "model": "fcn1d", "options": {"width": 0.0625}, "methods": methods}
+            for name, methods in SERIES_COMBINATIONS.items()
+        ]
+        yield (
+            f"Explanation terms combined on {dataset} (FCN pair)",
+            data["name"],
+            data,
+            "FCN 128-256-128 teacher (the TSD study's, same seed), FCN 8-16-8 students, series defaults (3,000 Adam "
+            "steps, batch 16); kd = Hinton tau=8, alpha=0.5; tsd = CE + 1.0 TSD (K=50, w=10, tau=8); fitnets = CE + "
+            "FitNets hint at features.1 (the middle conv block); kd_tsd and tsd_fitnets add the terms' losses.",
+            "tsd",
+            None,
+            f"tsd-paper-{dataset}",
+        )
+
+
+def combination_table(summary: dict[str, Any]) -> str:
+    """Each combined student against each of the students it combines: difference of means, paired p."""
+    students = summary["students"]
+    keys = ["student_accuracy", "student_accuracy_all", "saliency_spearman"]
+    keys += sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
+    keys = [k for k in keys if any(v == v for row in students.values() for v in row.get(k, []))]
+    lines = [
+        "Combined against each part (difference of means over seeds, paired t-test p):",
+        "",
+        "| combined vs part | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for combined, parts in COMBINED.items():
+        for part in parts:
+            if combined not in students or part not in students:
+                continue
+            a, b = students[combined], students[part]
+            cells = [
+                f"{statistics.fmean(a[k]) - statistics.fmean(b[k]):+.3f} (p={paired_p(a[k], b[k]):.3f})" for k in keys
+            ]
+            lines.append(f"| {combined} vs {part} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def ig_full_data(data: dict[str, Any]) -> dict[str, Any]:
     """The IG-overlay recipe on all 60k training and 10k test images, Table 1's four students only."""
     data["dataset"].pop("max_train", None)
@@ -239,21 +327,49 @@ def ig_full_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def kdig_paper_data(teacher: str, epochs: int, store_dir: str) -> dict[str, Any]:
+    """KD-IG under the ``kdig_paper`` protocol on all 60k training images and the 10k test images: the
+    overlay probability p in {0 (KD), 0.1, 0.25, 0.5}; one IG store (50 steps) shared by every seed."""
+    data = load("ig_overlay_fashion_mnist.yaml")
+    data["name"] = "kdig-paper-fashion-mnist-60k"
+    data["dataset"].pop("max_train", None)
+    data["dataset"].pop("max_test", None)
+    data["teacher"]["weights"] = teacher
+    data["training"] = {"protocol": "kdig_paper", "epochs": epochs}
+    data["students"] = [
+        {
+            "name": "kd_ig",
+            "model": "cnn",
+            "options": {"width": 0.25, "depth": 2},
+            "methods": [{"name": "kd_ig", "store_dir": store_dir}],
+            "sweep": {"option": "p", "values": [0.0, 0.1, 0.25, 0.5]},
+        }
+    ]
+    return data
+
+
 def studies(
     only: set[str],
     tsd_sets: list[str],
     tsd_lams: list[float] | None,
     ig_teacher: str | None = None,
     ig_full: bool = False,
+    kdig_epochs: int = 100,
+    root: str = "runs/reproduce",
+    tsd_pair: str = "auto",
 ):
     """(title, name, recipe dict, note, baseline student, classes, study whose teacher is reused) per study."""
     if "tsd" in only:
-        yield from tsd_studies(tsd_sets, tsd_lams)
+        yield from tsd_studies(tsd_sets, tsd_lams, tsd_pair)
+    if "combinations" in only:
+        yield from combination_studies([d for d in tsd_sets if d in FCN_SETS])
     if "subdistill" in only:
         first = None
         for classes in ([0, 2, 6], [5, 7, 9]):
             data = load("subdistill_fashion_mnist.yaml")
             data["dataset"]["subtask"] = classes
+            if classes == [0, 2, 6]:
+                data["students"] += IMAGE_COMBINATIONS
             data["name"] = f"subdistill-{'-'.join(map(str, classes))}"
             yield (
                 f"SubDistill vs KD / FitNets / AT on Fashion-MNIST classes {classes}",
@@ -267,24 +383,38 @@ def studies(
             )
             first = first or data["name"]  # the teacher knows all 10 classes: one per seed serves both subtasks
     if "rekd" in only:
-        yield (
-            "REKD vs rationale extraction alone on generated series",
-            "rekd-series",
-            load("rekd_series.yaml"),
-            "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
-            "rationale_alone",
-            4,
-            None,
-        )
-        yield (
-            "REKD vs rationale extraction alone on generated text",
-            "rekd-text",
-            load("rekd_text.yaml"),
-            "Token masks over a key phrase at a random place; TextCNN predictors.",
-            "rationale_alone",
-            3,
-            None,
-        )
+        for kind, recipe, note, classes in (
+            (
+                "series",
+                "rekd_series.yaml",
+                "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
+                4,
+            ),
+            ("text", "rekd_text.yaml", "Token masks over a key phrase at a random place; TextCNN predictors.", 3),
+        ):
+            data = load(recipe)
+            yield (
+                f"REKD vs rationale extraction alone on generated {kind}",
+                f"rekd-{kind}",
+                data,
+                note,
+                "rationale_alone",
+                classes,
+                None,
+            )
+            paper = copy.deepcopy(data)
+            paper["training"] = {"protocol": "rekd_paper"}
+            yield (
+                f"REKD vs rationale extraction alone on generated {kind}, students under the rekd_paper protocol",
+                f"rekd-{kind}-paper",
+                paper,
+                note + " Students: the rekd_paper protocol (AdamW, weight decay 1e-3, batch 32, 35 epochs, the best "
+                "epoch by validation loss on a 20% split, Gumbel temperature 5 -> 0.1 updated every 100 steps); the "
+                "same teacher (seed by seed) as the study above; the target ratio stays the data's.",
+                "rationale_alone",
+                classes,
+                f"rekd-{kind}",
+            )
     if "ig_overlay" in only:
         data, name = load("ig_overlay_fashion_mnist.yaml"), "ig-overlay-fashion-mnist"
         teacher, teacher_from = "the SubDistill study's teacher, same 12k images and seed", "subdistill-0-2-6"
@@ -307,6 +437,23 @@ def studies(
             "baseline",
             10,
             teacher_from,
+        )
+    if "kdig" in only:
+        if not ig_teacher:
+            raise SystemExit("--only kdig needs --ig-teacher (a teacher trained on all 60k images)")
+        data = kdig_paper_data(ig_teacher, kdig_epochs, str(Path(root) / "kdig-ig-store"))
+        yield (
+            "KD-IG under the kdig_paper protocol on all of Fashion-MNIST",
+            data["name"],
+            data,
+            f"teacher CNN w=1 trained on all 60k images ({ig_teacher}); students CNN w=0.25 on all 60k images; "
+            f"kdig_paper: Adam 1e-3, batch 64, random crop (padding 4) + horizontal flip, no validation split, the "
+            f"last epoch; KD-IG = 0.99 CE + 0.01 T^2 KL (T=2.5) against the teacher on the clean image, IG overlay "
+            f"(50 Gauss-Legendre steps, label target) with probability p; p=0 is plain KD. **Budget cut: {kdig_epochs} "
+            f"epochs instead of the paper's 100, the same for every student.** Accuracy on all 10k test images.",
+            "kd_ig[p=0.0]",
+            10,
+            None,
         )
     if "where" in only:
         yield (
@@ -332,7 +479,7 @@ def studies(
         )
 
 
-STUDIES = ["tsd", "subdistill", "rekd", "rekd_images", "ig_overlay", "where"]
+STUDIES = ["tsd", "combinations", "subdistill", "rekd", "rekd_images", "ig_overlay", "kdig", "where"]
 POSTER_ALPHA = {0.0: "1.0 (no KD)", 0.5: "0.5", 0.9: "0.1"}  # kd alpha -> the poster's CE weight
 
 
@@ -369,7 +516,11 @@ def where_tables(summary: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-EXTRA_TABLES = {"where-models-look": where_tables}
+EXTRA_TABLES = {
+    "where-models-look": where_tables,
+    "subdistill-0-2-6": combination_table,
+    **{f"combinations-{dataset}": combination_table for dataset in FCN_SETS},
+}
 
 
 def main() -> None:
@@ -377,6 +528,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--tsd-sets", nargs="+", default=list(TSD_SETS), choices=list(TSD_SETS))
+    parser.add_argument(
+        "--tsd-pair",
+        default="auto",
+        choices=["auto", "fcn", "lstm"],
+        help="TSD's model pair: auto = the official FCN pair on GunPoint/Trace, the LSTM pair elsewhere",
+    )
     parser.add_argument(
         "--tsd-lams",
         nargs="+",
@@ -395,22 +552,41 @@ def main() -> None:
         action="store_true",
         help="the IG-overlay study's Table 1 students on all 60k training images (needs --ig-teacher)",
     )
+    parser.add_argument("--kdig-epochs", type=int, default=100, help="the kdig study's epoch budget (the paper's: 100)")
     parser.add_argument(
         "--no-also",
         action="store_true",
         help="measure alignment only with each study's own explainer (default: also IG and gradient saliency)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own; 1 lets two studies share 2 cores)",
+    )
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     root = Path(args.root)
     results = Path(args.results or root / "RESULTS.md")
     root.mkdir(parents=True, exist_ok=True)
     for title, name, data, note, baseline, classes, teacher_from in studies(
-        set(args.only), args.tsd_sets, args.tsd_lams, args.ig_teacher, args.ig_full
+        set(args.only),
+        args.tsd_sets,
+        args.tsd_lams,
+        args.ig_teacher,
+        args.ig_full,
+        args.kdig_epochs,
+        args.root,
+        args.tsd_pair,
     ):
         started = time.perf_counter()
-        summary = run_seeds(name, data, args.seeds, root, teacher_from, None if args.no_also else INDEPENDENT)
+        also = next((v for prefix, v in ALSO_FOR.items() if name.startswith(prefix)), INDEPENDENT)
+        summary = run_seeds(name, data, args.seeds, root, teacher_from, None if args.no_also else also)
         text = table(title, summary, args.seeds, note, baseline, classes)
         if name in EXTRA_TABLES:
             text += "\n" + EXTRA_TABLES[name](summary)
