@@ -142,5 +142,6 @@ def fit_info(result: DistillResult) -> dict[str, Any]:
     return {
         "epoch_seconds": result.epoch_seconds,
         **{k: result.metrics[k] for k in keys if k in result.metrics},
+        **({"val_loss": result.metrics["val/loss"]} if "val/loss" in result.metrics else {}),
         "config": result.config.model_dump() if result.config else None,
     }
