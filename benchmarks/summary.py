@@ -1,8 +1,10 @@
-"""Summary of the reproduction studies: one figure (accuracy vs alignment per study, error bars over
-seeds) and a cost table (wall time per study and per student; each student's epoch time as a ratio
-of the KD student's in the same study, same data). Reads what ``benchmarks/reproduce.py`` wrote:
+"""Summary of the reproduction studies: one figure (per study, test accuracy against alignment with the
+teacher under the study's own explainer and under one it did not train on, error bars = std over seeds) and
+a cost table (wall time per study and per student; each student's epoch time as a ratio of the reference
+student's in the same study, same data). Reads what ``benchmarks/reproduce.py`` wrote (``NAME.json`` and the
+run directories) in one or more roots:
 
-    .venv/bin/python benchmarks/summary.py [--root runs/reproduce] [--figure docs/summary.png]
+    .venv/bin/python benchmarks/summary.py --root runs/reproduce [more roots] [--figure docs/summary.png]
 """
 
 from __future__ import annotations
@@ -14,19 +16,70 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-#: study -> (alignment key, its axis label, the reference student for epoch-time ratios)
-STUDIES = {
-    "tsd-paper-ItalyPowerDemand": ("saliency_spearman", "saliency Spearman", "kd"),
-    "tsd-paper-GunPoint": ("saliency_spearman", "saliency Spearman", "kd"),
-    "tsd-paper-Trace": ("saliency_spearman", "saliency Spearman", "kd"),
-    "subdistill-0-2-6": ("saliency_spearman", "saliency Spearman", "kd"),
-    "subdistill-5-7-9": ("saliency_spearman", "saliency Spearman", "kd"),
-    "ig-overlay-fashion-mnist-full-teacher": ("saliency_spearman", "saliency Spearman", "kd"),
-    "ig-overlay-fashion-mnist-60k": ("saliency_spearman", "saliency Spearman", "kd"),
-    "where-models-look": ("saliency_spearman", "saliency Spearman", "large[alpha=0.5]"),
-    "rekd-series": ("rationale_iou_teacher", "rationale IoU with teacher", "rationale_alone"),
-    "rekd-text": ("rationale_iou_teacher", "rationale IoU with teacher", "rationale_alone"),
-    "rekd-fashion-mnist": ("rationale_iou_teacher", "rationale IoU with teacher", "rationale_alone"),
+IG = ("saliency_spearman@integrated_gradients", "IG")
+#: study -> (own alignment key, its label, independent key, its label, reference student, protocol and split)
+STUDIES: dict[str, tuple[str, str, str, str, str, str]] = {
+    "tsd-paper-ItalyPowerDemand": (
+        "saliency_spearman",
+        "occlusion",
+        *IG,
+        "kd",
+        "LSTM pair, tsd_paper; whole test split",
+    ),
+    "tsd-paper-ItalyPowerDemand-fcn": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair; whole test split"),
+    "tsd-paper-GunPoint": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair; whole test split"),
+    "tsd-paper-GunPoint-lstm": (
+        "saliency_spearman",
+        "occlusion",
+        *IG,
+        "kd",
+        "LSTM pair, tsd_paper, teacher chosen on val.",
+    ),
+    "tsd-paper-Trace": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair; whole test split"),
+    "combinations-GunPoint": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair, terms combined"),
+    "combinations-Trace": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair, terms combined"),
+    "subdistill-0-2-6": (
+        "saliency_spearman",
+        "IG 16",
+        "saliency_spearman@saliency",
+        "gradient saliency",
+        "kd",
+        "subdistill_paper, 40 ep.; subtask test",
+    ),
+    "subdistill-5-7-9": (
+        "saliency_spearman",
+        "IG 16",
+        "saliency_spearman@saliency",
+        "gradient saliency",
+        "kd",
+        "subdistill_paper, 40 ep.; subtask test",
+    ),
+    "kdig-paper-fashion-mnist-60k": (
+        "saliency_spearman",
+        "IG 16",
+        "saliency_spearman@saliency",
+        "gradient saliency",
+        "kd_ig[p=0.0]",
+        "kdig_paper; 10k test",
+    ),
+    "rekd-series": ("rationale_iou_teacher", "rationale IoU", *IG, "rationale_alone", "generated series"),
+    "rekd-series-paper": ("rationale_iou_teacher", "rationale IoU", *IG, "rationale_alone", "rekd_paper protocol"),
+    "rekd-text": (
+        "rationale_iou_teacher",
+        "rationale IoU",
+        "saliency_spearman",
+        "occlusion",
+        "rationale_alone",
+        "generated text",
+    ),
+    "rekd-text-paper": (
+        "rationale_iou_teacher",
+        "rationale IoU",
+        "saliency_spearman",
+        "occlusion",
+        "rationale_alone",
+        "rekd_paper protocol",
+    ),
 }
 
 
@@ -45,28 +98,39 @@ def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
 
     columns = 3
     rows = math.ceil(len(summaries) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
     for ax, (name, summary) in zip(axes.flat, summaries.items()):
-        key, label, _ = STUDIES[name]
-        for student, row in summary["students"].items():
+        own, own_label, other, other_label, _, protocol = STUDIES[name]
+        for i, (student, row) in enumerate(summary["students"].items()):
             whole = mean_std(row.get("student_accuracy_all", []))  # the whole test split where measured
-            (x, dx), (y, dy) = mean_std(row[key]), whole if whole[0] == whole[0] else mean_std(row["student_accuracy"])
-            if x != x or y != y:
-                continue
-            ax.errorbar(x, y, xerr=dx, yerr=dy, fmt="o", capsize=3)
-            ax.annotate(student, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            y, dy = whole if whole[0] == whole[0] else mean_std(row["student_accuracy"])
+            colour = f"C{i % 10}"
+            for key, marker, face in ((own, "o", colour), (other, "s", "none")):
+                x, dx = mean_std(row.get(key, []))
+                if x == x and y == y:
+                    ax.errorbar(x, y, xerr=dx, yerr=dy, fmt=marker, color=colour, mfc=face, capsize=2, lw=0.8)
+            x = mean_std(row.get(own, []))[0]
+            if x == x and y == y:
+                ax.annotate(student, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
         teacher = mean_std(summary.get("teacher_accuracy_all", []))[0]
         if teacher != teacher:
             teacher = mean_std(summary["teacher_accuracy"])[0]
         ax.axhline(teacher, color="grey", linestyle="--", linewidth=0.8, label=f"teacher {teacher:.3f}")
+        ax.plot([], [], "ko", label=f"{own_label} (own)")
+        ax.plot([], [], "ks", mfc="none", label=f"{other_label} (independent)")
         seeds = len(summary["teacher_accuracy"])  # one entry per seed
-        ax.set(title=f"{name} ({seeds} seeds)", xlabel=label, ylabel="test accuracy")
+        ax.set(
+            title=f"{name}\n{protocol}; {seeds} seeds",
+            xlabel="alignment with the teacher (filled: own, hollow: independent)",
+            ylabel="test accuracy",
+        )
+        ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(summaries) :]:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def stage_costs(run: Path) -> dict[str, dict[str, list[float]]]:
@@ -85,17 +149,17 @@ def stage_costs(run: Path) -> dict[str, dict[str, list[float]]]:
     return costs
 
 
-def cost_table(root: Path, names: list[str]) -> str:
+def cost_table(roots: dict[str, Path], names: list[str]) -> str:
     lines = [
         "| study | seeds | wall time, all seeds and stages (min) | student | training s per run | epoch time / reference's |",
         "|---|---|---|---|---|---|",
     ]
     for name in names:
-        run = root / name
+        run = roots[name] / name
         seeds = sorted(run.glob("seed*/stages.json"))
         total = sum(float(info.get("seconds", 0.0)) for path in seeds for info in json.loads(path.read_text()).values())
         costs = stage_costs(run)
-        reference = STUDIES[name][2]
+        reference = STUDIES[name][4]
         ref_epoch = mean_std(costs.get(reference, {}).get("epoch", []))[0]
         for i, (who, entry) in enumerate(costs.items()):
             ratio = mean_std(entry["epoch"])[0] / ref_epoch if who != "teacher" else math.nan
@@ -111,14 +175,16 @@ def cost_table(root: Path, names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("runs/reproduce"))
+    parser.add_argument("--root", type=Path, nargs="+", default=[Path("runs/reproduce")])
     parser.add_argument("--figure", type=Path, default=Path("docs/summary.png"))
+    parser.add_argument("--costs", type=Path, default=None, help="where the cost table goes (default: first root)")
     args = parser.parse_args()
-    names = [name for name in STUDIES if (args.root / f"{name}.json").exists()]
-    summaries = {name: json.loads((args.root / f"{name}.json").read_text()) for name in names}
+    roots = {name: root for root in reversed(args.root) for name in STUDIES if (root / f"{name}.json").exists()}
+    names = [name for name in STUDIES if name in roots]
+    summaries = {name: json.loads((roots[name] / f"{name}.json").read_text()) for name in names}
     figure(summaries, args.figure)
-    table = cost_table(args.root, names)
-    (args.root / "cost.md").write_text(table)
+    table = cost_table(roots, names)
+    (args.costs or args.root[0] / "cost.md").write_text(table)
     print(f"figure: {args.figure}\n\n{table}")
 
 
