@@ -215,6 +215,40 @@ def table(
     return "\n".join(lines) + "\n"
 
 
+#: how the further explainers' labels read in the compact table (``#2``: the second of that name in a study)
+EXPLAINER_LABELS = {
+    "integrated_gradients": "IG, 32 steps",
+    "integrated_gradients#2": "IG, 32 steps",
+    "saliency": "gradient saliency",
+    "occlusion": "occlusion",
+}
+
+
+def explainer_table(summary: dict[str, Any], baseline: str | None, own: str) -> str:
+    """The compact table RESULTS.md quotes: accuracy and alignment under every explainer, each with its paired p."""
+    students = summary["students"]
+    further = sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
+    if not further:
+        return ""
+    whole = any(v == v for row in students.values() for v in row.get("student_accuracy_all", []))
+    accuracy = "student_accuracy_all" if whole else "student_accuracy"
+    keys = [(accuracy, "accuracy" + (", whole test split" if whole else "")), ("saliency_spearman", f"{own} (own)")]
+    keys += [(k, "under " + EXPLAINER_LABELS.get(k.partition("@")[2], k.partition("@")[2])) for k in further]
+    header = "| student | " + " | ".join(f"{label} | p" if baseline else label for _, label in keys)
+    lines = [header + " | deletion AUC, teacher's order |", "|---|" + "---|" * (len(keys) * (2 if baseline else 1) + 1)]
+    for name, row in students.items():
+        cells = []
+        for key, _ in keys:
+            cells.append(fmt(row.get(key, [])))
+            if baseline:
+                base = students[baseline]
+                p = paired_p(row[key], base[key])
+                cells.append("" if name == baseline else f"{p:.3f}" if p == p else "–")
+        cells.append(fmt(row.get("flip_auc_student_teacher_order", [])))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def load(name: str) -> dict[str, Any]:
     return yaml.safe_load((RECIPES / name).read_text())
 
@@ -631,6 +665,8 @@ def main() -> None:
         also = next((v for prefix, v in ALSO_FOR.items() if name.startswith(prefix)), INDEPENDENT)
         summary = run_seeds(name, data, args.seeds, root, teacher_from, None if args.no_also else also)
         text = table(title, summary, args.seeds, note, baseline, classes)
+        own = (data.get("evaluation") or {}).get("explainer", "own explainer")
+        text += "\n" + explainer_table(summary, baseline, own)
         if chosen:
             text += "\nThe teacher candidates (`tsd_paper`; chosen on validation loss):\n\n" + chosen
         if name in EXTRA_TABLES:
