@@ -355,16 +355,17 @@ def combination_studies(sets: list[str]):
         )
 
 
-def combination_table(summary: dict[str, Any]) -> str:
+def combination_table(summary: dict[str, Any], own: str = "own explainer") -> str:
     """Each combined student against each of the students it combines: difference of means, paired p."""
     students = summary["students"]
-    keys = ["student_accuracy", "student_accuracy_all", "saliency_spearman"]
-    keys += sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
-    keys = [k for k in keys if any(v == v for row in students.values() for v in row.get(k, []))]
+    whole = any(v == v for row in students.values() for v in row.get("student_accuracy_all", []))
+    keys = [("student_accuracy_all" if whole else "student_accuracy", "accuracy"), ("saliency_spearman", own)]
+    further = sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
+    keys += [(k, EXPLAINER_LABELS.get(k.partition("@")[2], k.partition("@")[2])) for k in further]
     lines = [
         "Combined against each part (difference of means over seeds, paired t-test p):",
         "",
-        "| combined vs part | " + " | ".join(keys) + " |",
+        "| combined vs part | " + " | ".join(label for _, label in keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
     for combined, parts in COMBINED.items():
@@ -373,7 +374,8 @@ def combination_table(summary: dict[str, Any]) -> str:
                 continue
             a, b = students[combined], students[part]
             cells = [
-                f"{statistics.fmean(a[k]) - statistics.fmean(b[k]):+.3f} (p={paired_p(a[k], b[k]):.3f})" for k in keys
+                f"{statistics.fmean(a[k]) - statistics.fmean(b[k]):+.3f} (p={paired_p(a[k], b[k]):.3f})"
+                for k, _ in keys
             ]
             lines.append(f"| {combined} vs {part} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
