@@ -355,6 +355,11 @@ def combination_studies(sets: list[str]):
         )
 
 
+def _p(a: list[float], b: list[float]) -> str:
+    p = paired_p(a, b)
+    return "identical" if p != p else "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def combination_table(summary: dict[str, Any], own: str = "own explainer") -> str:
     """Each combined student against each of the students it combines: difference of means, paired p."""
     students = summary["students"]
@@ -373,10 +378,7 @@ def combination_table(summary: dict[str, Any], own: str = "own explainer") -> st
             if combined not in students or part not in students:
                 continue
             a, b = students[combined], students[part]
-            cells = [
-                f"{statistics.fmean(a[k]) - statistics.fmean(b[k]):+.3f} (p={paired_p(a[k], b[k]):.3f})"
-                for k, _ in keys
-            ]
+            cells = [f"{statistics.fmean(a[k]) - statistics.fmean(b[k]):+.3f} ({_p(a[k], b[k])})" for k, _ in keys]
             lines.append(f"| {combined} vs {part} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
