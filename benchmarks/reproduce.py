@@ -3,7 +3,12 @@
 Every study is an ordinary recipe run once per seed (resumable: rerunning skips finished
 stages). After each study, its table is written to ``--results`` (default RESULTS.md in the
 run root), so partial results survive an interruption. Run:
-    .venv/bin/python benchmarks/reproduce.py --seeds 0 1 2 3 4 [--only tsd subdistill rekd rekd_images]
+    .venv/bin/python benchmarks/reproduce.py --seeds 0 1 2 3 4 [--only tsd combinations subdistill rekd kdig ...]
+
+Each study also measures alignment under explainers its methods do not train on (IG and gradient saliency by
+default, ``ALSO_FOR`` per study; ``--no-also`` for the study's own only) and prints a compact table of
+accuracy and alignment under every explainer with paired p. RESULTS.md (third edition) lists the command of
+each table; ``--threads 1`` lets two studies share a 2-core machine.
 """
 
 from __future__ import annotations
