@@ -62,6 +62,21 @@ STUDIES: dict[str, tuple[str, str, str, str, str, str]] = {
         "kd_ig[p=0.0]",
         "kdig_paper; 10k test",
     ),
+    "rekd-fashion-mnist": (
+        "rationale_iou_teacher",
+        "rationale IoU",
+        *IG,
+        "rationale_alone",
+        "Fashion-MNIST patches; 2k test images",
+    ),
+    "where-models-look": (
+        "saliency_spearman",
+        "IG 32",
+        "saliency_spearman@saliency",
+        "gradient saliency",
+        "large[alpha=0.5]",
+        "MNIST-1D, 3,000 Adam steps",
+    ),
     "rekd-series": ("rationale_iou_teacher", "rationale IoU", *IG, "rationale_alone", "generated series"),
     "rekd-series-paper": ("rationale_iou_teacher", "rationale IoU", *IG, "rationale_alone", "rekd_paper protocol"),
     "rekd-text": (
