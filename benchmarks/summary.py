@@ -16,85 +16,30 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+#: (alignment key, its label) of each explainer the figure uses
+OCCLUSION = ("saliency_spearman", "occlusion")
 IG = ("saliency_spearman@integrated_gradients", "IG")
+IG16 = ("saliency_spearman", "IG 16")
+SALIENCY = ("saliency_spearman@saliency", "gradient saliency")
+IOU = ("rationale_iou_teacher", "rationale IoU")
 #: study -> (own alignment key, its label, independent key, its label, reference student, protocol and split)
 STUDIES: dict[str, tuple[str, str, str, str, str, str]] = {
-    "tsd-paper-ItalyPowerDemand": (
-        "saliency_spearman",
-        "occlusion",
-        *IG,
-        "kd",
-        "LSTM pair, tsd_paper; whole test split",
-    ),
-    "tsd-paper-ItalyPowerDemand-fcn": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair; whole test split"),
-    "tsd-paper-GunPoint": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair; whole test split"),
-    "tsd-paper-GunPoint-lstm": (
-        "saliency_spearman",
-        "occlusion",
-        *IG,
-        "kd",
-        "LSTM pair, tsd_paper, teacher chosen on val.",
-    ),
-    "tsd-paper-Trace": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair; whole test split"),
-    "combinations-GunPoint": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair, terms combined"),
-    "combinations-Trace": ("saliency_spearman", "occlusion", *IG, "kd", "FCN pair, terms combined"),
-    "subdistill-0-2-6": (
-        "saliency_spearman",
-        "IG 16",
-        "saliency_spearman@saliency",
-        "gradient saliency",
-        "kd",
-        "subdistill_paper, 40 ep.; subtask test",
-    ),
-    "subdistill-5-7-9": (
-        "saliency_spearman",
-        "IG 16",
-        "saliency_spearman@saliency",
-        "gradient saliency",
-        "kd",
-        "subdistill_paper, 40 ep.; subtask test",
-    ),
-    "kdig-paper-fashion-mnist-60k": (
-        "saliency_spearman",
-        "IG 16",
-        "saliency_spearman@saliency",
-        "gradient saliency",
-        "kd_ig[p=0.0]",
-        "kdig_paper; 10k test",
-    ),
-    "rekd-fashion-mnist": (
-        "rationale_iou_teacher",
-        "rationale IoU",
-        *IG,
-        "rationale_alone",
-        "Fashion-MNIST patches; 2k test images",
-    ),
-    "where-models-look": (
-        "saliency_spearman",
-        "IG 32",
-        "saliency_spearman@saliency",
-        "gradient saliency",
-        "large[alpha=0.5]",
-        "MNIST-1D, 3,000 Adam steps",
-    ),
-    "rekd-series": ("rationale_iou_teacher", "rationale IoU", *IG, "rationale_alone", "generated series"),
-    "rekd-series-paper": ("rationale_iou_teacher", "rationale IoU", *IG, "rationale_alone", "rekd_paper protocol"),
-    "rekd-text": (
-        "rationale_iou_teacher",
-        "rationale IoU",
-        "saliency_spearman",
-        "occlusion",
-        "rationale_alone",
-        "generated text",
-    ),
-    "rekd-text-paper": (
-        "rationale_iou_teacher",
-        "rationale IoU",
-        "saliency_spearman",
-        "occlusion",
-        "rationale_alone",
-        "rekd_paper protocol",
-    ),
+    "tsd-paper-ItalyPowerDemand": (*OCCLUSION, *IG, "kd", "LSTM pair, tsd_paper; whole test split"),
+    "tsd-paper-ItalyPowerDemand-fcn": (*OCCLUSION, *IG, "kd", "FCN pair; whole test split"),
+    "tsd-paper-GunPoint": (*OCCLUSION, *IG, "kd", "FCN pair; whole test split"),
+    "tsd-paper-GunPoint-lstm": (*OCCLUSION, *IG, "kd", "LSTM pair, tsd_paper, teacher chosen on val."),
+    "tsd-paper-Trace": (*OCCLUSION, *IG, "kd", "FCN pair; whole test split"),
+    "combinations-GunPoint": (*OCCLUSION, *IG, "kd", "FCN pair, terms combined"),
+    "combinations-Trace": (*OCCLUSION, *IG, "kd", "FCN pair, terms combined"),
+    "subdistill-0-2-6": (*IG16, *SALIENCY, "kd", "subdistill_paper, 40 ep.; subtask test"),
+    "subdistill-5-7-9": (*IG16, *SALIENCY, "kd", "subdistill_paper, 40 ep.; subtask test"),
+    "kdig-paper-fashion-mnist-60k": (*IG16, *SALIENCY, "kd_ig[p=0.0]", "kdig_paper; 10k test"),
+    "rekd-fashion-mnist": (*IOU, *IG, "rationale_alone", "Fashion-MNIST patches; 2k test images"),
+    "where-models-look": ("saliency_spearman", "IG 32", *SALIENCY, "large[alpha=0.5]", "MNIST-1D, 3,000 Adam steps"),
+    "rekd-series": (*IOU, *IG, "rationale_alone", "generated series"),
+    "rekd-series-paper": (*IOU, *IG, "rationale_alone", "rekd_paper protocol"),
+    "rekd-text": (*IOU, *OCCLUSION, "rationale_alone", "generated text"),
+    "rekd-text-paper": (*IOU, *OCCLUSION, "rationale_alone", "rekd_paper protocol"),
 }
 
 
