@@ -191,8 +191,7 @@ def table(
         if a == a
     )
     columns = [(k, label) for k, label in COLUMNS if k != "student_accuracy_all" or whole_differs]
-    further = sorted({k for row in rows for k in row if k.startswith("saliency_spearman@")})
-    columns += [(k, f"saliency Spearman under {k.partition('@')[2]}") for k in further]
+    columns += [(k, f"saliency Spearman under {k.partition('@')[2]}") for k in further_keys(summary["students"])]
     tested = [k for k, _ in columns if k in TESTED or k.startswith("saliency_spearman@")] if baseline else []
     tests = [f"p ({label})" for key, label in columns if key in tested]
     lines += [
@@ -229,16 +228,33 @@ EXPLAINER_LABELS = {
 }
 
 
+def further_keys(students: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The ``saliency_spearman@<explainer>`` columns of the further explainers, sorted."""
+    return sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
+
+
+def explainer_label(key: str) -> str:
+    """How a further explainer's column reads (``saliency_spearman@saliency`` -> "gradient saliency")."""
+    explainer = key.partition("@")[2]
+    return EXPLAINER_LABELS.get(explainer, explainer)
+
+
+def accuracy_key(students: dict[str, dict[str, list[float]]]) -> str:
+    """Accuracy on the whole test split where the study measured it, else on the evaluation sample."""
+    whole = any(v == v for row in students.values() for v in row.get("student_accuracy_all", []))
+    return "student_accuracy_all" if whole else "student_accuracy"
+
+
 def explainer_table(summary: dict[str, Any], baseline: str | None, own: str) -> str:
     """The compact table RESULTS.md quotes: accuracy and alignment under every explainer, each with its paired p."""
     students = summary["students"]
-    further = sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
+    further = further_keys(students)
     if not further:
         return ""
-    whole = any(v == v for row in students.values() for v in row.get("student_accuracy_all", []))
-    accuracy = "student_accuracy_all" if whole else "student_accuracy"
-    keys = [(accuracy, "accuracy" + (", whole test split" if whole else "")), ("saliency_spearman", f"{own} (own)")]
-    keys += [(k, "under " + EXPLAINER_LABELS.get(k.partition("@")[2], k.partition("@")[2])) for k in further]
+    accuracy = accuracy_key(students)
+    whole = ", whole test split" if accuracy == "student_accuracy_all" else ""
+    keys = [(accuracy, "accuracy" + whole), ("saliency_spearman", f"{own} (own)")]
+    keys += [(k, "under " + explainer_label(k)) for k in further]
     header = "| student | " + " | ".join(f"{label} | p" if baseline else label for _, label in keys)
     lines = [header + " | deletion AUC, teacher's order |", "|---|" + "---|" * (len(keys) * (2 if baseline else 1) + 1)]
     for name, row in students.items():
@@ -368,10 +384,8 @@ def _p(a: list[float], b: list[float]) -> str:
 def combination_table(summary: dict[str, Any], own: str = "own explainer") -> str:
     """Each combined student against each of the students it combines: difference of means, paired p."""
     students = summary["students"]
-    whole = any(v == v for row in students.values() for v in row.get("student_accuracy_all", []))
-    keys = [("student_accuracy_all" if whole else "student_accuracy", "accuracy"), ("saliency_spearman", own)]
-    further = sorted({k for row in students.values() for k in row if k.startswith("saliency_spearman@")})
-    keys += [(k, EXPLAINER_LABELS.get(k.partition("@")[2], k.partition("@")[2])) for k in further]
+    keys = [(accuracy_key(students), "accuracy"), ("saliency_spearman", own)]
+    keys += [(k, explainer_label(k)) for k in further_keys(students)]
     lines = [
         "Combined against each part (difference of means over seeds, paired t-test p):",
         "",
