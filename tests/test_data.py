@@ -180,3 +180,28 @@ def test_synthetic_sets_carry_rationales_at_the_evidence(name):
 def test_dataset_validation_names_the_problem():
     with pytest.raises(ValueError, match="labels must lie in"):
         ArrayDataset(torch.zeros(3, 2), torch.tensor([0, 1, 5]), ["a", "b"], "bad")
+
+
+def test_image_standardisation_does_not_depend_on_the_thread_count():
+    """The statistics (hence the inputs and the dataset fingerprint that stores and caches are keyed by) are the
+    same at one and two torch threads: float32 reductions differ in the last bit between the two."""
+    from xdistill.data.dataset import Splits
+    from xdistill.data.images import standardize_images
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (20000, 1, 28, 28), dtype=np.uint8).astype(np.float32) / 255
+    labels, classes = rng.integers(0, 10, 20000), [str(c) for c in range(10)]
+    raw = Splits(
+        ArrayDataset(pixels, labels, classes, "images"), ArrayDataset(pixels[:10], labels[:10], classes, "images")
+    )
+    threads = torch.get_num_threads()
+    found = {}
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            train, _ = standardize_images(raw)
+            found[count] = (train.fingerprint, train.info["pixel_mean"], train.info["pixel_std"])
+    finally:
+        torch.set_num_threads(threads)
+    assert found[1] == found[2]
+    assert abs(found[1][1][0] - float(pixels.mean(dtype=np.float64))) < 1e-7

@@ -92,9 +92,15 @@ def load_fashion_mnist(
 def standardize_images(splits: Splits) -> Splits:
     """Both splits minus the training set's per-channel mean, over its std; the statistics go to ``info``
     (``info["pixel_mean"]``/``["pixel_std"]``) so a method can map back to the raw [0, 1] image space."""
+    import torch
+
     train, test = splits
     dims = (0,) + tuple(range(2, train.x.ndim))
-    mean, std = train.x.mean(dims, keepdim=True), train.x.std(dims, keepdim=True) + 1e-8
+    # float64 numpy reductions (one fixed summation order), then float32: the same statistics, hence the same
+    # inputs and dataset fingerprint, at any torch thread count (float32 torch reductions differ in the last bit)
+    values = train.x.numpy().astype(np.float64)
+    mean = torch.from_numpy(values.mean(axis=dims, keepdims=True).astype(np.float32))
+    std = torch.from_numpy(values.std(axis=dims, ddof=1, keepdims=True).astype(np.float32)) + 1e-8
     info = {"pixel_mean": mean.flatten().tolist(), "pixel_std": std.flatten().tolist()}
     return Splits(
         *(ArrayDataset((d.x - mean) / std, d.y, d.class_names, d.name, d.rationale, {**d.info, **info}) for d in splits)
