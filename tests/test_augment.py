@@ -69,6 +69,52 @@ def test_random_crop_shifts_each_sample_within_the_padding_and_hflip_flips_about
     assert shifted.shape == series.shape
 
 
+def test_random_crop_pads_black_in_the_raw_image_on_standardised_images():
+    """torchvision pads before Normalize: on standardised images the padding is -mean/std per channel."""
+    (crop,) = build_augmentations([{"name": "random_crop", "padding": 2}])
+    crop.bind({"pixel_mean": [0.25, 0.5], "pixel_std": [0.5, 0.25]})
+    x = torch.rand(64, 2, 6, 6) + 1.0  # every real value >= 1
+    out = crop(x, SampleStreams(torch.arange(64), 0, 1))
+    assert out.shape == x.shape
+    for channel, fill in ((0, -0.5), (1, -2.0)):
+        padding = out[:, channel] < 1.0
+        assert padding.any() and torch.all(out[:, channel][padding] == fill)
+    (given,) = build_augmentations([{"name": "random_crop", "padding": 2, "fill": 7.0}])
+    given.bind({"pixel_mean": [0.25, 0.5], "pixel_std": [0.5, 0.25]})  # an explicit fill wins
+    assert (given(x, SampleStreams(torch.arange(64), 0, 1)) == 7.0).any()
+    with pytest.raises(ValueError, match="fill has 3 values for 2 channels"):
+        build_augmentations([{"name": "random_crop", "fill": [0, 0, 0]}])[0](x, SampleStreams(torch.arange(64), 0, 1))
+
+
+def test_training_on_standardised_images_sees_the_raw_black_padding(tmp_path):
+    seen: list[float] = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_cnn()
+
+        def forward(self, x):
+            if self.training:
+                seen.append(float(x.min()))
+            return self.net(x)
+
+    data = images()  # values in [0, 2): no real value below 0
+    data.info.update(pixel_mean=[0.5], pixel_std=[0.25])
+    distill(
+        None,
+        Recording(),
+        data,
+        ["ce"],
+        epochs=1,
+        batch_size=16,
+        augment=[{"name": "random_crop", "padding": 4}],
+        work_dir=tmp_path,
+        **QUIET,
+    )
+    assert seen and min(seen) == -2.0  # the raw image's 0 after standardisation, not the standardised 0
+
+
 def test_series_augmentations_have_the_stated_noise():
     jitter, scaling = build_augmentations([{"name": "jitter", "sigma": 0.5}, {"name": "scaling", "sigma": 0.2}])
     x = torch.zeros(2000, 2, 50)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .registry import Registry
 
@@ -23,6 +22,9 @@ Uniform = Callable[[int], torch.Tensor]  # n -> (B, n) uniforms in [0, 1)
 
 class Augmentation:
     """Base class: ``__call__(x, uniform) -> x`` with the same shape, drawing only from ``uniform``."""
+
+    def bind(self, data_info: dict[str, Any]) -> None:
+        """Learn what it needs about the training data (its ``info``) before the first batch; default: nothing."""
 
     def __call__(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor:
         raise NotImplementedError
@@ -40,19 +42,36 @@ def _normal(uniform: Uniform, n: int) -> torch.Tensor:
 
 @AUGMENTATIONS.register("random_crop")
 class RandomCrop(Augmentation):
-    """Zero-pad every spatial (or the time) axis by ``padding`` and crop back at a random offset per sample."""
+    """Pad every spatial (or the time) axis by ``padding`` and crop back at a random offset per sample.
 
-    def __init__(self, padding: int = 4) -> None:
+    The padding is black in the raw image, as torchvision's ``RandomCrop`` pads before ``Normalize``: on
+    standardised images (``info["pixel_mean"]``/``["pixel_std"]``) each channel is filled with
+    ``-mean / std``, elsewhere with 0; ``fill`` (one value, or one per channel, in the model's input space)
+    overrides it."""
+
+    def __init__(self, padding: int = 4, fill: float | list[float] | None = None) -> None:
         if int(padding) != padding or padding < 1:
             raise ValueError(f"padding must be a positive integer, got {padding!r}")
         self.padding = int(padding)
+        self.fill: list[float] | None = None if fill is None else [float(v) for v in _as_list(fill)]
+        self.data_fill: list[float] = [0.0]
+
+    def bind(self, data_info: dict[str, Any]) -> None:
+        mean, std = data_info.get("pixel_mean"), data_info.get("pixel_std")
+        if mean is not None and std is not None:
+            self.data_fill = [-m / s for m, s in zip(_as_list(mean), _as_list(std), strict=True)]
 
     def __call__(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor:
         p, dims = self.padding, x.ndim - 2
         if dims not in (1, 2):
             raise ValueError(f"random_crop needs (B, C, T) or (B, C, H, W) inputs, got {tuple(x.shape)}")
+        fill = self.fill if self.fill is not None else self.data_fill
+        if len(fill) not in (1, x.shape[1]):
+            raise ValueError(f"random_crop fill has {len(fill)} values for {x.shape[1]} channels: give 1 or one each")
         offsets = (uniform(dims).to(x.device) * (2 * p + 1)).long().clamp_max(2 * p)  # (B, dims) in [0, 2p]
-        padded = F.pad(x, (p, p) * dims)
+        value = torch.tensor(fill, dtype=x.dtype, device=x.device).view((1, -1) + (1,) * dims)
+        padded = value.expand((x.shape[0], x.shape[1]) + tuple(n + 2 * p for n in x.shape[2:])).clone()
+        padded[(slice(None), slice(None)) + (slice(p, -p),) * dims] = x
         batch = torch.arange(x.shape[0], device=x.device)
         if dims == 1:
             steps = offsets[:, :1] + torch.arange(x.shape[-1], device=x.device)  # (B, T)
@@ -103,6 +122,10 @@ class Scaling(Augmentation):
     def __call__(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor:
         factors = 1.0 + self.sigma * _normal(uniform, x.shape[1]).to(x)
         return x * factors.view(x.shape[:2] + (1,) * (x.ndim - 2))
+
+
+def _as_list(value: float | Sequence[float]) -> list[float]:
+    return [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
 
 
 def build_augmentations(specs: Sequence[str | dict[str, Any]]) -> list[Augmentation]:

@@ -220,6 +220,8 @@ class DistillationModule(L.LightningModule):
         )
         for method in self.terms:
             method.prepare(context)
+        for augmentation in self.augmentations:
+            augmentation.bind(context.data_info)
         self.student.cpu()
         if self.cache_teacher_logits or self.needs_clean_logits:
             assert self.teacher is not None
