@@ -534,10 +534,11 @@ def studies(
             data["name"],
             data,
             f"teacher CNN w=1 trained on all 60k images ({ig_teacher}); students CNN w=0.25 on all 60k images; "
-            f"kdig_paper: Adam 1e-3, batch 64, random crop (padding 4) + horizontal flip, no validation split, the "
-            f"last epoch; KD-IG = 0.99 CE + 0.01 T^2 KL (T=2.5) against the teacher on the clean image, IG overlay "
-            f"(50 Gauss-Legendre steps, label target) with probability p; p=0 is plain KD. **Budget cut: {kdig_epochs} "
-            f"epochs instead of the paper's 100, the same for every student.** Accuracy on all 10k test images.",
+            f"kdig_paper: Adam 1e-3, batch 64, random crop (padding 4, black in the raw image) + horizontal flip, no "
+            f"validation split, the last epoch; KD-IG = 0.99 CE + 0.01 T^2 KL (T=2.5) against the teacher on the "
+            f"clean image, IG overlay (50 Gauss-Legendre steps, label target) with probability p; p=0 is plain KD. "
+            f"**Budget cut: {kdig_epochs} epochs instead of the paper's 100, the same for every student.** Accuracy "
+            f"on all 10k test images; explanations on the first 500.",
             "kd_ig[p=0.0]",
             10,
             None,

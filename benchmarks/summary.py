@@ -56,7 +56,7 @@ def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = 3
+    columns = min(3, len(summaries))  # one study: one panel
     rows = math.ceil(len(summaries) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
     for ax, (name, summary) in zip(axes.flat, summaries.items()):
