@@ -53,7 +53,7 @@ class RandomCrop(Augmentation):
         if int(padding) != padding or padding < 1:
             raise ValueError(f"padding must be a positive integer, got {padding!r}")
         self.padding = int(padding)
-        self.fill: list[float] | None = None if fill is None else [float(v) for v in _as_list(fill)]
+        self.fill: list[float] | None = None if fill is None else _as_list(fill)
         self.data_fill: list[float] = [0.0]
 
     def bind(self, data_info: dict[str, Any]) -> None:
