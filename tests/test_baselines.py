@@ -1,20 +1,10 @@
 """benchmarks/baselines.py: one (dataset, role, seed) run reports eval-mode train and validation accuracy."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "baselines.py"
-
-
-def load_baselines():
-    spec = importlib.util.spec_from_file_location("baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_one_run_reports_train_and_validation_accuracy(tmp_path, monkeypatch):
-    baselines = load_baselines()
+    baselines = load_benchmark("baselines")
     family_default = baselines.resolve
 
     def short(spec, family, role):  # the family default, cut to a few steps, with a validation split

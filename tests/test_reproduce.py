@@ -1,21 +1,11 @@
 """benchmarks/reproduce.py: adding seeds to a finished study reruns nothing that is already done."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import yaml
+from conftest import load_benchmark
 
 from xdistill.recipe import default_recipe_path
-
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "reproduce.py"
-
-
-def load_reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_recipe() -> dict:
@@ -29,7 +19,7 @@ def tiny_recipe() -> dict:
 
 
 def test_more_seeds_reuse_the_finished_ones_and_pair_the_new_ones(tmp_path):
-    reproduce = load_reproduce()
+    reproduce = load_benchmark("reproduce")
     first = reproduce.run_seeds("tiny", tiny_recipe(), [0], tmp_path)
     seed0 = tmp_path / "tiny" / "seed0"
     stages = (seed0 / "stages.json").read_text()
