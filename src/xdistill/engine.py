@@ -246,7 +246,19 @@ class DistillationModule(L.LightningModule):
 
     # -- one step -------------------------------------------------------------------------------------------------
     def step_state(self) -> StepState:
-        return StepState(self.global_step + 1, max(1, int(self.trainer.estimated_stepping_batches)), self.config.seed)
+        return StepState(self.global_step + 1, self.total_steps, self.config.seed)
+
+    @property
+    def total_steps(self) -> int:
+        """The optimiser steps the budget plans (what schedules and annealings count towards)."""
+        return max(1, planned_steps(len(self.train_data), self.config))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # A ``steps`` budget is enforced here, not with Lightning's ``max_steps``: a run Lightning calls
+        # iteration-based replays part of the last checkpointed epoch on resume (one extra batch, every later
+        # step shifted). Stopping here ends the epoch early and resumes as an epoch budget does: exactly.
+        if self.config.steps is not None and self.global_step >= self.config.steps:
+            self.trainer.should_stop = True
 
     def _share(self, batch_idx: int, local: int) -> tuple[float, int]:
         """(this process's weight in the global batch's mean, the samples it counts for)."""
@@ -397,7 +409,7 @@ class DistillationModule(L.LightningModule):
     def configure_optimizers(self):
         from .optim import configure
 
-        return configure(self.parameters(), self.config, max(1, int(self.trainer.estimated_stepping_batches)))
+        return configure(self.parameters(), self.config, self.total_steps)
 
 
 def _unique(names: set[str], name: str) -> str:
@@ -684,7 +696,7 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     trainer = L.Trainer(
         max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)),
-        max_steps=config.steps or -1,
+        max_steps=-1,  # a steps budget: DistillationModule.on_train_batch_end stops at it
         accelerator=run.accelerator,
         devices=run.devices,
         strategy=run.strategy,
