@@ -4,6 +4,9 @@ A Lightning checkpoint is a nested dict of tensors, numbers, strings, lists and 
 with int keys). ``encode`` moves every tensor into a flat safetensors table and writes the
 rest as tagged JSON in the file's metadata; ``decode`` rebuilds it. Anything else (an
 arbitrary object that only pickle could store) is refused with a clear error.
+
+Every file written here carries a SHA-256 of its tensors (names, dtypes, shapes, bytes) in its metadata,
+checked on every read: a header check would let a flipped bit in the data through.
 """
 
 from __future__ import annotations
@@ -16,18 +19,65 @@ from typing import Any
 import torch
 from torch import nn
 
+from .files import DamagedFileError
+
 _META_KEY = "xdistill_checkpoint"
+_HASH_KEY = "xdistill_sha256"
+#: what to do about a damaged file when the caller has nothing more specific to say
+RESTORE = "delete it to compute it again, or restore it from a backup"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or weights file that cannot be read (truncated, corrupt, not ours)."""
+class CheckpointError(DamagedFileError):
+    """A checkpoint or weights file that cannot be read or trusted (truncated, corrupted, not ours)."""
 
 
-def _open_error(path: str | Path, error: Exception) -> CheckpointError:
-    return CheckpointError(
-        f"{path} is truncated or corrupt ({str(error).splitlines()[0]}); delete it to start that "
-        "step over, or restore it from a backup"
-    )
+def _open_error(path: str | Path, error: Exception, fix: str = RESTORE) -> CheckpointError:
+    return CheckpointError(f"{path} is damaged (truncated or corrupt: {str(error).splitlines()[0]}); {fix}")
+
+
+def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of named tensors: names, dtypes, shapes and bytes, in name order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _checked(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], fix: str) -> None:
+    stored = metadata.get(_HASH_KEY)
+    if stored is not None and stored != tensors_hash(tensors):
+        raise CheckpointError(f"{path} is damaged (its tensors do not match the hash written with them); {fix}")
+
+
+def _save(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Tensors to a safetensors file with their hash in the metadata, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    save_file(tensors, str(partial), metadata={**(metadata or {}), _HASH_KEY: tensors_hash(tensors)})
+    os.replace(partial, path)
+
+
+def _load(path: str | Path, fix: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a safetensors file, its hash checked when it has one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # safetensors raises its own error types for a damaged header or body
+        raise _open_error(path, error, fix) from None
+    _checked(path, tensors, metadata, fix)
+    return tensors, metadata
 
 
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
@@ -66,64 +116,33 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_tree(tree: dict[str, Any], path: str | Path) -> None:
-    """Write a nested dict atomically to a safetensors file (tensors + JSON structure)."""
-    from safetensors.torch import save_file
-
+    """Write a nested dict atomically to a safetensors file (tensors + JSON structure + content hash)."""
     tensors: dict[str, torch.Tensor] = {}
     structure = _encode(tree, tensors, "checkpoint")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    save_file(tensors, str(partial), metadata={_META_KEY: json.dumps(structure)})
-    os.replace(partial, path)
+    _save(tensors, path, {_META_KEY: json.dumps(structure)})
 
 
-def load_tree(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a file written by :func:`save_tree`; never runs code from the file."""
-    from safetensors import safe_open
-
+def load_tree(path: str | Path, device: str | torch.device = "cpu", fix: str = RESTORE) -> dict[str, Any]:
+    """Read a file written by :func:`save_tree`, its content hash checked; never runs code from the file."""
+    tensors, metadata = _load(path, fix, device)
+    if _META_KEY not in metadata:
+        raise CheckpointError(f"{path} is not an xdistill checkpoint (no {_META_KEY} metadata); {fix}")
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            metadata = handle.metadata() or {}
-            if _META_KEY not in metadata:
-                raise CheckpointError(f"{path} is not an xdistill checkpoint (no {_META_KEY} metadata)")
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         return _decode(json.loads(metadata[_META_KEY]), tensors)
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # safetensors raises its own error types for a damaged header or body
-        raise _open_error(path, error) from None
-
-
-def verify_checkpoint(path: str | Path) -> None:
-    """Raise :class:`CheckpointError` unless ``path`` is a complete, readable checkpoint."""
-    load_tree(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise _open_error(path, error, fix) from None
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Save a model's state dict as a plain safetensors file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Save a model's state dict as a plain safetensors file (with the hash of its tensors), atomically."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    partial = path.with_name(path.name + ".part")
-    save_file(state, str(partial))
-    os.replace(partial, path)
+    _save(state, path)
 
 
-def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
-    """Load a safetensors state dict into ``model`` (no code execution)."""
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise _open_error(path, error) from None
+def load_weights(model: nn.Module, path: str | Path, strict: bool = True, fix: str = RESTORE) -> nn.Module:
+    """Load a safetensors state dict into ``model`` (no code execution); a file xdistill wrote is checked
+    against its content hash (files from elsewhere, without one, load as they are)."""
+    state, _ = _load(path, fix)
     model.load_state_dict(state, strict=strict)
     return model
 

@@ -175,7 +175,9 @@ def _audit(args: argparse.Namespace) -> int:
         k=args.k,
         max_samples=args.max_samples,
     )
-    summary = json.loads((report.parent / "figures.json").read_text())["students"][0]
+    from .files import read_json
+
+    summary = read_json(report.parent / "figures.json", "run the same command again")["students"][0]
     print(
         f"agreement {summary['agreement']['mean']:.3f}, logit Spearman {summary['logit_spearman']['mean']:.3f}, "
         f"saliency Spearman {summary['saliency_spearman']['mean']:.3f}, top-k focus {summary['topk_focus']['mean']:.3f}"

@@ -602,18 +602,17 @@ def prepare_context(
 
 
 def resume_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint in ``directory`` (last, then an unrenamed next, then previous)."""
-    from .checkpoint import verify_checkpoint
-
-    for name in ("last.safetensors", "next.safetensors", "previous.safetensors"):
-        path = directory / name
-        if not path.exists():
-            continue
+    """The newest complete checkpoint in ``directory`` (last, then an unrenamed next, then previous) whose
+    content matches its hash; a damaged one is named in a warning and the next older one is used."""
+    names = ["last.safetensors", "next.safetensors", "previous.safetensors"]
+    found = [directory / name for name in names if (directory / name).exists()]
+    for k, path in enumerate(found):
+        fix = f"resuming from {found[k + 1].name} instead" if k + 1 < len(found) else "training starts over"
         try:
-            verify_checkpoint(path)
+            load_tree(path, fix=fix)
             return path
         except CheckpointError as error:
-            logging.getLogger("xdistill").warning("%s; falling back to an older checkpoint", error)
+            logging.getLogger("xdistill").warning("%s", error)
     return None
 
 

@@ -8,7 +8,7 @@ costs only its own explanations, deletion curves and cost.
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .files import write_json
+from .files import DamagedFileError, read_json, read_npz, write_json, write_npz
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -51,7 +51,12 @@ def evaluate_student(study: Study, student: StudentSpec) -> dict[str, Any]:
     _, test = study.student_splits
     limit = study.recipe.evaluation.max_samples or len(test)
     if study.done(stage) and path.exists():
-        return json.loads(path.read_text())
+        try:
+            if path.with_suffix(".npz").exists():
+                read_npz(path.with_suffix(".npz"))  # every member's CRC checked
+            return read_json(path)
+        except DamagedFileError as error:
+            logging.getLogger("xdistill").warning("%s; evaluating again", str(error).split(";")[0])
     model, teacher = study.student(student), study.student_teacher()
     x, y = test.x[:limit], test.y[:limit]
     started = time.perf_counter()
@@ -76,8 +81,7 @@ def evaluate_student(study: Study, student: StudentSpec) -> dict[str, Any]:
             "teacher": side.example_maps.numpy(),
             "student": example_maps(model, x[:n], side.target[:n], config),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path.with_suffix(".npz"), **examples)
+        write_npz(path.with_suffix(".npz"), examples)
     write_json(path, result)
     study.finish(stage, started)
     return result

@@ -1,7 +1,15 @@
-"""Small file helpers shared by the store, the study runner and checkpoints."""
+"""Small file helpers shared by the store, the study runner and checkpoints.
+
+Every file xdistill reads back is written atomically and checked on read: JSON objects carry a content
+hash (``_sha256``) over their canonical form, safetensors files one over their tensors (checkpoint.py), npz
+archives their zip CRC-32s. A file that is truncated, zeroed or has a flipped byte is refused with
+:class:`DamagedFileError`, one line naming the file and how to rebuild it — never used silently.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import time
@@ -23,9 +31,75 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+HASH_KEY = "_sha256"
+
+
+class DamagedFileError(UserError, ValueError):
+    """A file xdistill wrote earlier that cannot be trusted (truncated, zeroed, bytes changed): the message names
+    the file and the command or step that rebuilds it; ``why`` says what is wrong with it."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why or message
+
+
+def damaged(path: str | Path, why: str, fix: str) -> DamagedFileError:
+    return DamagedFileError(f"{path} is damaged ({why}); {fix}", why)
+
+
+def _canonical_hash(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
-    """Write JSON atomically (see ``atomic_write``)."""
+    """Write JSON atomically (see ``atomic_write``); an object gets its content hash under ``_sha256``."""
+    if isinstance(data, dict):
+        plain = json.loads(json.dumps(data, default=str))  # as it will read back (tuples -> lists, paths -> str)
+        plain.pop(HASH_KEY, None)
+        data = {**plain, HASH_KEY: _canonical_hash(plain)}
     atomic_write(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str).encode())
+
+
+def read_json(path: str | Path, fix: str = "delete it and run the same command again") -> Any:
+    """JSON written by :func:`write_json`, its content hash checked (and dropped); a damaged file is a
+    :class:`DamagedFileError` naming ``path`` and ``fix``. Files without a hash (older runs) are read as they are."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        raise damaged(path, f"not readable JSON: {str(error).splitlines()[0]}", fix) from None
+    if isinstance(data, dict) and HASH_KEY in data:
+        stored = data.pop(HASH_KEY)
+        if stored != _canonical_hash(data):
+            raise damaged(path, "its content does not match the hash written with it", fix)
+    return data
+
+
+def write_npz(path: str | Path, arrays: dict[str, Any]) -> None:
+    """Numpy arrays as an .npz archive, atomically (each member carries its zip CRC-32)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+def read_npz(path: str | Path, fix: str = "delete it and run the same command again") -> dict[str, Any]:
+    """Every array of an .npz archive, read in full so every member's CRC-32 is checked; never unpickles."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise damaged(path, f"not a readable npz archive: {str(error).splitlines()[0]}", fix) from None
 
 
 class LockedError(UserError, RuntimeError):

@@ -258,7 +258,13 @@ def load_recipe(path: str | Path) -> Recipe:
     if path.is_dir():
         raise RecipeError(f"recipe {path} is a directory; give the recipe's YAML file")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RecipeError(
+            f"{path}: not a text file (byte {error.start} is not UTF-8); give the recipe's YAML file"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
     folder = str(path.resolve().parent)

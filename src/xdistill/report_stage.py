@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .files import read_json, read_npz
 from .recipe import Recipe
 from .report import ReportMeta, build_report
 from .report.verdict import aggregate
 from .rundir import RunDirectory
+
+#: how a damaged evaluation file is rebuilt
+REDO_EVALUATION = "run the study's xdistill run command again: a damaged evaluation is redone"
 
 
 def report_meta(recipe: Recipe, seeds: list[int] | None = None) -> ReportMeta:
@@ -36,7 +38,7 @@ def load_results(run: RunDirectory, recipe: Recipe) -> list[dict[str, Any]]:
             raise FileNotFoundError(
                 f"{path} is missing: run the evaluate stage first (xdistill run or xdistill evaluate)"
             )
-        results.append(json.loads(path.read_text()))
+        results.append(read_json(path, REDO_EVALUATION))
     return results
 
 
@@ -45,7 +47,7 @@ def load_examples(run: RunDirectory, results: list[dict[str, Any]]) -> dict[str,
     files = [run.examples(r["student"]) for r in results]
     if not files or not all(p.exists() for p in files):
         return None
-    loaded = [np.load(p, allow_pickle=False) for p in files]
+    loaded = [read_npz(p, REDO_EVALUATION) for p in files]
     first = loaded[0]
     class_names = results[0].get("class_names") or [str(i) for i in range(int(first["y"].max()) + 1)]
     return {
@@ -58,7 +60,9 @@ def load_examples(run: RunDirectory, results: list[dict[str, Any]]) -> dict[str,
 
 
 def read_recipe(run: RunDirectory) -> Recipe:
-    return Recipe.model_validate(json.loads(run.recipe.read_text()))
+    return Recipe.model_validate(
+        read_json(run.recipe, "delete it and run the study's xdistill run command again (it is written anew)")
+    )
 
 
 def write_report(run_dir: str | Path) -> Path:

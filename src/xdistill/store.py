@@ -1,15 +1,19 @@
 """On-disk attribution store: one memory-mapped ``maps.npy`` plus a JSON manifest.
 
 The manifest records what the maps were computed from (teacher fingerprint, dataset
-fingerprint, explainer settings, shape) and which chunks are finished. Computing is
-resumable: a killed run keeps every finished chunk, and the next run computes only the
-rest. Opening a store made from another teacher, dataset or explainer is refused.
+fingerprint, explainer settings, shape), which chunks are finished and a SHA-256 of each finished
+chunk's bytes. Computing is resumable: a killed run keeps every finished chunk, and the next run
+computes only the rest. Opening a store checks every finished chunk against its hash: a damaged
+chunk (or a truncated or zeroed ``maps.npy``) is named in a warning and computed again, never used.
+Opening a store made from another teacher, dataset or explainer is refused.
 Nothing is pickled: numpy's .npy format and JSON only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .files import DirectoryLock, write_json
+from .files import DamagedFileError, DirectoryLock, read_json, write_json
 
 
 class StaleStoreError(ValueError):
@@ -76,11 +80,12 @@ class AttributionStore:
 
     def _open(self) -> None:
         expected = self._expected()
+        self.hashes: dict[int, str] = {}
         if self.manifest_path.exists():
             try:
-                manifest = json.loads(self.manifest_path.read_text())
-            except ValueError as error:
-                raise _corrupt(self.manifest_path, error) from None
+                manifest = read_json(self.manifest_path)
+            except DamagedFileError as error:
+                raise _corrupt(self.manifest_path, ValueError(error.why)) from None
             found = {k: manifest.get(k) for k in expected}
             if found != expected:
                 changed = sorted(k for k in expected if found[k] != expected[k])
@@ -89,9 +94,13 @@ class AttributionStore:
                     f"attribution store {self.root} was computed for something else ({detail}); "
                     f"delete the folder or pass overwrite=True to recompute"
                 )
-            self.done: set[int] = set(manifest.get("done", [])) | self._rank_progress()
+            self.hashes = {int(c): h for c, h in manifest.get("hashes", {}).items()}
+            self.done: set[int] = set(manifest.get("done", []))
+            self._add_rank_progress()
             if not self.maps_path.exists():
                 self.done = set()
+            else:
+                self._verify()
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self.done = set()
@@ -106,30 +115,66 @@ class AttributionStore:
 
     def _save_manifest(self) -> None:
         extra = {"computed_by": self.computed_by} if getattr(self, "computed_by", None) else {}
-        write_json(self.manifest_path, {**self._expected(), "done": sorted(self.done), **extra}, sort_keys=True)
+        hashes = {str(c): self.hashes[c] for c in sorted(self.done) if c in self.hashes}
+        write_json(
+            self.manifest_path,
+            {**self._expected(), "done": sorted(self.done), "hashes": hashes, **extra},
+            sort_keys=True,
+        )
+
+    def _bounds(self, chunk: int) -> tuple[int, int]:
+        return chunk * self.chunk_size, min(self.n_samples, (chunk + 1) * self.chunk_size)
+
+    def _chunk_hash(self, maps: Any, chunk: int) -> str:
+        start, end = self._bounds(chunk)
+        return hashlib.sha256(np.ascontiguousarray(maps[start:end]).tobytes()).hexdigest()
+
+    def _verify(self) -> None:
+        """Drop from ``done`` every chunk whose bytes no longer match its hash (they are computed again); a
+        ``maps.npy`` that cannot be opened (truncated, zeroed header) is made anew and every chunk recomputed."""
+        if not self.done:
+            return
+        log = logging.getLogger("xdistill")
+        try:
+            maps = _load_maps(self.maps_path, "r")
+            if maps.shape != (self.n_samples, *self.sample_shape) or maps.dtype != np.float32:
+                raise CorruptStoreError(f"{self.maps_path} holds {maps.dtype} {maps.shape}")
+        except CorruptStoreError as error:
+            log.warning("%s; computing the whole store again", str(error).split(";")[0])
+            self.maps_path.unlink(missing_ok=True)
+            self.done, self.hashes = set(), {}
+            return
+        damaged = sorted(c for c in self.done if c in self.hashes and self._chunk_hash(maps, c) != self.hashes[c])
+        del maps
+        if damaged:
+            log.warning(
+                "%s: chunk(s) %s do not match their hash (damaged); computing them again", self.maps_path, damaged
+            )
+            self.done -= set(damaged)
 
     def _rank_file(self, rank: int) -> Path:
         return self.root / f"done.rank{rank}.json"
 
-    def _rank_progress(self) -> set[int]:
-        """Chunks finished by the ranks of a distributed run (their maps are on disk before the file says so)."""
-        done: set[int] = set()
-        for path in self.root.glob("done.rank*.json"):
-            try:
-                done |= set(json.loads(path.read_text()))
-            except (ValueError, OSError):
-                continue  # a rank file cut off mid-write: those chunks are recomputed
-        return done
-
-    def _merge_rank_progress(self) -> None:
-        by_rank = {}
+    def _rank_files(self) -> dict[str, dict[int, str]]:
+        """Chunks finished by each rank of a distributed run, with their hashes (their maps are on disk before the
+        file says so); a rank file cut off mid-write is skipped: its chunks are computed again."""
+        found = {}
         for path in sorted(self.root.glob("done.rank*.json")):
             try:
-                by_rank[path.stem.removeprefix("done.rank")] = json.loads(path.read_text())
-            except (ValueError, OSError):
+                found[path.stem.removeprefix("done.rank")] = {int(c): h for c, h in read_json(path)["hashes"].items()}
+            except (DamagedFileError, OSError, KeyError, TypeError, AttributeError):
                 continue
-        self.done |= {c for chunks in by_rank.values() for c in chunks}
-        self.computed_by = by_rank
+        return found
+
+    def _add_rank_progress(self) -> None:
+        for hashes in self._rank_files().values():
+            self.done |= set(hashes)
+            self.hashes.update(hashes)
+
+    def _merge_rank_progress(self) -> None:
+        by_rank = self._rank_files()
+        self._add_rank_progress()
+        self.computed_by = {rank: sorted(hashes) for rank, hashes in by_rank.items()}
         self._save_manifest()
         for path in self.root.glob("done.rank*.json"):
             path.unlink(missing_ok=True)
@@ -174,7 +219,7 @@ class AttributionStore:
             self._compute_share(explain_chunk, progress, rank, world_size, barrier)
             return
         with DirectoryLock(self.root, "attribution store"):
-            self.done |= self._rank_progress()
+            self._add_rank_progress()
             self._fill(
                 [c for c in range(self.n_chunks) if c not in self.done],
                 explain_chunk,
@@ -188,14 +233,16 @@ class AttributionStore:
         mine = [c for c in range(self.n_chunks) if c not in self.done and c % world_size == rank]
 
         def record() -> None:
-            write_json(self._rank_file(rank), sorted(set(self.done) & set(mine)))
+            finished = sorted(set(self.done) & set(mine))
+            write_json(self._rank_file(rank), {"hashes": {str(c): self.hashes[c] for c in finished}})
 
         self._fill(mine, explain_chunk, progress and rank == 0, on_chunk=record)
         barrier()
         if rank == 0:
             self._merge_rank_progress()
         barrier()
-        self.done = set(json.loads(self.manifest_path.read_text())["done"])
+        manifest = read_json(self.manifest_path)
+        self.done, self.hashes = set(manifest["done"]), {int(c): h for c, h in manifest["hashes"].items()}
 
     def _fill(self, todo: list[int], explain_chunk, progress: bool, on_chunk: Callable[[], None]) -> None:
         if not todo:
@@ -213,12 +260,13 @@ class AttributionStore:
     def _fill_chunks(self, todo: list[int], maps: Any, explain_chunk, on_chunk: Callable[[], None], bar: Any) -> None:
         """Explain each chunk in ``todo`` into ``maps``, recording it as done (data first, then the record)."""
         for chunk in todo:
-            start, end = chunk * self.chunk_size, min(self.n_samples, (chunk + 1) * self.chunk_size)
+            start, end = self._bounds(chunk)
             values = explain_chunk(start, end).detach().float().cpu().numpy()
             if values.shape != (end - start, *self.sample_shape):
                 raise ValueError(f"explainer returned shape {values.shape} for samples {start}:{end}")
             maps[start:end] = values
             maps.flush()  # data first, then the record that says it is there
+            self.hashes[chunk] = self._chunk_hash(maps, chunk)
             self.done.add(chunk)
             on_chunk()
             bar.advance(1)

@@ -21,12 +21,18 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .files import DirectoryLock, write_json
+from .files import DirectoryLock, read_json, write_json
 from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
 from .rundir import RunDirectory
 
 if TYPE_CHECKING:
     pass
+
+_REWRITE = "delete it and run the same command again (it is written anew from the recipe)"
+_RESTAGE = (
+    "delete it and run the same command again: finished stages are redone, each from its last checkpoint, "
+    "to the same result"
+)
 
 
 def process_rank() -> int:
@@ -63,7 +69,7 @@ class Study:
         self._identity = study_identity(recipe)
         recipe_path = self.paths.recipe
         #: the run directory holds another recipe (only allowed with --restart: its stages then no longer count)
-        self._other_recipe = recipe_path.exists() and json.loads(recipe_path.read_text()) != self._identity
+        self._other_recipe = recipe_path.exists() and read_json(recipe_path, _REWRITE) != self._identity
         if self._other_recipe and not restart:
             raise RecipeError(
                 f"out: run directory {self.run_dir} holds a different recipe; "
@@ -76,7 +82,7 @@ class Study:
         if self.rank == 0:
             self.lock = DirectoryLock(self.run_dir, "run directory").acquire()  # released when the process ends
         self.stages: dict[str, Any] = (
-            json.loads(self.stages_path.read_text()) if self.stages_path.exists() and not self._other_recipe else {}
+            read_json(self.stages_path, _RESTAGE) if self.stages_path.exists() and not self._other_recipe else {}
         )
         self._splits = None
         self._teacher: nn.Module | None = None
@@ -150,7 +156,9 @@ class Study:
         return f"while training the {self.in_progress} (epochs finished and checkpointed: {epoch})"
 
     def finish(self, stage: str, started: float, **info: Any) -> None:
-        self.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **info}
+        """Record ``stage`` as done; a stage recomputed because its file was damaged keeps its first record."""
+        if stage not in self.stages:
+            self.stages[stage] = {"seconds": round(time.perf_counter() - started, 2), **info}
         if self.rank == 0:
             write_json(self.stages_path, self.stages)
         self.in_progress = None

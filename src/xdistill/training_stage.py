@@ -3,7 +3,9 @@ student, through :func:`xdistill.distill`; each finished stage is recorded and s
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -17,16 +19,31 @@ if TYPE_CHECKING:
     from .study import Study
 
 
+def read_back(study: Study, model: nn.Module, path: Path) -> bool:
+    """Load a finished stage's weights into ``model``; False when the file is missing or damaged (its content hash
+    does not match: then the stage runs again, resuming from its last checkpoint, and writes it anew)."""
+    from .checkpoint import CheckpointError, load_weights
+
+    if not path.exists():
+        return False
+    try:
+        load_weights(model, path)
+        return True
+    except CheckpointError as error:
+        logging.getLogger("xdistill").warning("%s; computing it again from its checkpoints", str(error).split(";")[0])
+        return False
+
+
 def teacher(study: Study) -> nn.Module:
     """The teacher in eval mode: read back when its stage is done, else trained (or loaded) and saved."""
-    from .checkpoint import load_weights, save_weights
+    from .checkpoint import save_weights
     from .engine import distill
 
     spec = study.recipe.teacher
     model = study.build_teacher()
     path = study.paths.teacher_weights
-    if study.done("teacher") and path.exists():
-        return load_weights(model, path).eval()
+    if study.done("teacher") and read_back(study, model, path):
+        return model.eval()
     started = time.perf_counter()
     study.in_progress = "teacher"
     if spec.file:
@@ -72,14 +89,13 @@ def teacher(study: Study) -> nn.Module:
 def student(study: Study, spec: StudentSpec) -> nn.Module:
     """The student distilled from the study's teacher: read back when its stage is done, else trained
     (resuming from its last checkpoint after an interruption)."""
-    from .checkpoint import load_weights
     from .engine import distill
 
     model = study.build(f"students[{student_index(study.recipe, spec)}]", spec.model, spec.options, student=True)
     work = study.student_dir(spec)
     stage = f"student:{spec.name}"
-    if study.done(stage) and (work / "student.safetensors").exists():
-        return load_weights(model, work / "student.safetensors").eval()
+    if study.done(stage) and read_back(study, model, work / "student.safetensors"):
+        return model.eval()
     teacher_model = study.student_teacher()
     study.in_progress = f"student {spec.name}"
     config = study.train_config("student", study.recipe.training, spec.train)

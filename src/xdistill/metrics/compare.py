@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import explain as xe
-from ..files import atomic_write
+from ..files import DamagedFileError, read_json, read_npz, write_json, write_npz
 from ..parts import to_parts
 from ..progress import advance
 from . import alignment
@@ -165,21 +162,19 @@ class TeacherSide:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name).numpy()
         arrays.update({f"parts:{label}": parts.numpy() for label, parts in self.other_parts.items()})
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
-        atomic_write(path.with_suffix(".npz"), buffer.getvalue())
-        atomic_write(path.with_suffix(".json"), json.dumps({"key": key, "cost": self.cost}, indent=1).encode())
+        write_npz(path.with_suffix(".npz"), arrays)
+        write_json(path.with_suffix(".json"), {"key": key, "cost": self.cost})
 
     @classmethod
     def load(cls, path: Path, key: dict[str, Any]) -> TeacherSide | None:
-        """The saved side when its key matches (same teacher, inputs and settings), else None. No pickle."""
+        """The saved side when its key matches (same teacher, inputs and settings) and both files are intact (content
+        hash, CRC-32s), else None: it is then computed again. No pickle."""
         try:
-            meta = json.loads(path.with_suffix(".json").read_text())
+            meta = read_json(path.with_suffix(".json"))
             if meta.get("key") != json.loads(json.dumps(key)):
                 return None
-            with np.load(path.with_suffix(".npz"), allow_pickle=False) as data:
-                arrays = {name: torch.from_numpy(data[name].copy()) for name in data.files}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            arrays = {name: torch.from_numpy(v.copy()) for name, v in read_npz(path.with_suffix(".npz")).items()}
+        except (OSError, DamagedFileError):
             return None
         return cls(
             arrays["logits"],

@@ -65,10 +65,12 @@ def build(
 
 def load_checked(model: nn.Module, weights: str, spec: str, where: str) -> None:
     """Load safetensors ``weights`` into ``model``; a missing file or weights that do not fit are named."""
-    from ..checkpoint import load_weights
+    from ..checkpoint import CheckpointError, load_weights
 
     try:
         load_weights(model, weights)
+    except CheckpointError as error:
+        raise ModelError(f"{where}: {error}") from None
     except (FileNotFoundError, OSError) as error:
         raise ModelError(f"{where}: cannot read {weights} ({error})") from None
     except (RuntimeError, ValueError) as error:

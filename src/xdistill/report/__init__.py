@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..files import write_json
 from . import figures
 from .verdict import verdicts
 
@@ -117,7 +117,7 @@ def build_report(
             for base, (option, points) in sweeps.items()
         },
     }
-    (out / "figures.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "figures.json", summary)
     (out / "report.md").write_text(_markdown(summary))
     (out / "report.html").write_text(_html(summary, images))
     for name, data in images.items():
