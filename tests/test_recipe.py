@@ -48,6 +48,11 @@ def test_every_shipped_recipe_validates(path):
         (lambda d: d["students"][1].update(name="alone"), r"^students: .*repeated: alone"),
         (lambda d: d["evaluation"].update(explainer="lime"), r"^evaluation.explainer: unknown explainer 'lime'"),
         (lambda d: d.pop("teacher"), r"^teacher: Field required"),
+        (
+            lambda d: d.update(hardware={"devices": "two"}),
+            r"^hardware.devices: give a whole number of processes >= 1, or 'auto'; got 'two'$",
+        ),
+        (lambda d: d.update(hardware={"process_timeout": 0}), r"^hardware.process_timeout: Input should be greater"),
     ],
 )
 def test_bad_recipes_name_the_field(change, message):

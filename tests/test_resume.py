@@ -227,3 +227,106 @@ def test_a_steps_budget_runs_exactly_that_many_optimiser_steps(tmp_path):
     )
     assert seen == list(range(1, 10))  # 4 batches an epoch: 2 full epochs and 1 step of the third
     assert result.metrics["epochs_run"] == 3
+
+
+# -- through the command line, on a recipe -------------------------------------------------------------------------
+
+KILLABLE_MODEL = textwrap.dedent("""
+    import os, signal, time
+    from torch import nn
+    from xdistill.models import build_model
+
+    calls = [0]
+
+    class KillableFCN(nn.Module):
+        \"\"\"fcn1d; SIGKILLs its process at the KILL_AT-th training-mode forward of this process (teacher and student
+        counted together), sleeping SLEEP seconds per training forward.\"\"\"
+
+        def __init__(self, in_channels, num_classes, width=0.25):
+            super().__init__()
+            self.net = build_model("fcn1d", in_channels, num_classes, width=width)
+
+        def forward(self, x):
+            if self.training:
+                calls[0] += 1
+                if calls[0] == int(os.environ.get("KILL_AT", "0")):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(float(os.environ.get("SLEEP", "0")))
+            return self.net(x)
+""")
+
+
+def killable_recipe(tmp_path: Path, teacher_steps: int, student_steps: int, training: dict) -> Path:
+    import yaml
+
+    from xdistill.recipe import default_recipe_path
+
+    (tmp_path / "killable.py").write_text(KILLABLE_MODEL)
+    data = yaml.safe_load(default_recipe_path().read_text())
+    data.pop("seeds")
+    data["teacher"] = {"model": "killable:KillableFCN", "options": {"width": 0.25}, "train": {"steps": teacher_steps}}
+    data["training"] = {"steps": student_steps, **training}
+    data["students"] = [
+        {"name": "kd", "model": "killable:KillableFCN", "options": {"width": 0.125}, "methods": ["hinton"]}
+    ]
+    data["evaluation"] = {"explainer": "saliency", "max_samples": 10, "examples": 0, "flip_steps": 0}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(recipe: Path, out: Path, kill_at: int = 0, sleep: float = 0.0) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "KILL_AT": str(kill_at), "SLEEP": str(sleep)}
+    return subprocess.run(
+        [PYTHON, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=recipe.parent,
+    )
+
+
+def assert_same_run(a: Path, b: Path, note: str) -> None:
+    for part in ("teacher/teacher.safetensors", "students/kd/student.safetensors"):
+        difference = max_difference(weights(a / part), weights(b / part))
+        assert difference == 0.0, f"{note}: {part} max |dw| = {difference}"
+
+
+@pytest.mark.slow
+def test_a_study_killed_at_seeded_training_steps_resumes_bitwise_through_the_cli(tmp_path):
+    """GunPoint: 50 training series, batch 16 -> 4 steps an epoch; the teacher's 30 steps and the student's 21
+    both end mid-epoch. Kills land at training forwards 1..51 of the process (teacher 1-30, student 31-51)."""
+    recipe = killable_recipe(tmp_path, 30, 21, {"checkpoint_seconds": 0})
+    whole = run_cli(recipe, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    kills = kill_steps(35, 51, [2, 29, 31, 50], 2)  # teacher's first epoch and last partial one, the student's
+    for kill_at in kills:
+        out = tmp_path / f"killed-{kill_at}"
+        killed = run_cli(recipe, out, kill_at)
+        assert killed.returncode == -signal.SIGKILL, f"forward {kill_at} never came: {killed.stderr[-400:]}"
+        again = run_cli(recipe, out)
+        assert again.returncode == 0, again.stderr
+        assert_same_run(tmp_path / "whole", out, f"killed at training forward {kill_at}")
+
+
+@pytest.mark.slow
+def test_a_study_killed_after_a_checkpoint_at_default_settings_resumes_bitwise(tmp_path):
+    """Default checkpoint settings (every epoch, at most one per 10 s): the teacher sleeps 0.15 s a step, so its
+    100 steps (25 epochs) take about 15 s; killed at step 90, after the first timed checkpoint, it resumes from
+    it (not from scratch) and ends as an uninterrupted run."""
+    recipe = killable_recipe(tmp_path, 100, 5, {})
+    whole = run_cli(recipe, tmp_path / "whole", sleep=0.15)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "killed"
+    killed = run_cli(recipe, out, kill_at=90, sleep=0.15)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-400:]
+    from xdistill.checkpoint import load_tree
+
+    resumed_from = load_tree(out / "teacher" / "checkpoints" / "last.safetensors")["epoch"] + 1
+    assert 0 < resumed_from < 25
+    again = run_cli(recipe, out, sleep=0.15)
+    assert again.returncode == 0, again.stderr
+    assert_same_run(tmp_path / "whole", out, "killed at teacher step 90")

@@ -359,8 +359,23 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             print(text, file=sys.stderr, end="")
         where = f"; details in {log}" if log else ("" if debug else "; run again with --debug for the traceback")
+        if _lost_peer(error):
+            print(
+                "xdistill: error: another process of this multi-process run stopped or stopped answering "
+                f"({str(error).splitlines()[0][-80:]}); run the same command again to resume{where}",
+                file=sys.stderr,
+            )
+            return 1
         print(f"xdistill: error: {type(error).__name__}: {error}".splitlines()[0] + where, file=sys.stderr)
         return 1
+
+
+def _lost_peer(error: BaseException) -> bool:
+    """A collective failed because another process of the run died or hung (gloo/NCCL connection or timeout)."""
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        sign in text for sign in ("Connection reset by peer", "Connection closed by peer", "Timed out", "timed out")
+    )
 
 
 def _discard(args: argparse.Namespace) -> None:

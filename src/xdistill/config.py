@@ -177,6 +177,17 @@ class RunConfig(BaseModel):
         description="compute the teacher's logits once per sample when the input does not change between epochs",
     )
     cache_dir: str | None = Field(default=None, description="a folder shared by several runs for teacher attributions")
+    sync_batchnorm: bool = Field(
+        default=True,
+        description="under several processes, BatchNorm layers normalise with the global batch's statistics "
+        "(as one process would); false: each process uses its own share's",
+    )
+    process_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds a process waits for the others at a collective before it gives up (a dead process "
+        "then ends the run instead of hanging it)",
+    )
 
     @field_validator("precision", mode="before")
     @classmethod

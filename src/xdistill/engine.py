@@ -35,6 +35,7 @@ from .config import RunConfig, TrainConfig
 from .data import ArrayDataset
 from .data.dataset import validation_split
 from .data.mapped import as_training_data
+from .distributed import global_batch_statistics
 from .hooks import FeatureHooks
 from .methods import Batch, PrepareContext, Step, StepState, Term, build_terms
 
@@ -698,7 +699,7 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
         max_steps=-1,  # a steps budget: DistillationModule.on_train_batch_end stops at it
         accelerator=run.accelerator,
         devices=run.devices,
-        strategy=run.strategy,
+        strategy=_strategy(run),
         num_nodes=run.num_nodes,
         precision=run.precision,  # type: ignore[arg-type]  # a string checked by RunConfig
         logger=_loggers(run.loggers, work_dir),
@@ -719,7 +720,8 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
     )
     ckpt_path = resume_checkpoint(checkpoints) if (run.resume and run.checkpoint) else None
     try:
-        trainer.fit(module, train_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        with global_batch_statistics(student, run.sync_batchnorm):
+            trainer.fit(module, train_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1); give the caller the interrupt back
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -747,6 +749,18 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
         train_data=train,
         val_data=val,
     )
+
+
+def _strategy(run: RunConfig) -> Any:
+    """Lightning's strategy; DDP with the run's ``process_timeout`` (a dead process ends the run, not hangs it)."""
+    several = run.devices not in (1, "1") or run.num_nodes > 1
+    if run.strategy == "ddp" or (run.strategy == "auto" and several and run.devices != "auto"):
+        from datetime import timedelta
+
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(timeout=timedelta(seconds=run.process_timeout))
+    return run.strategy
 
 
 def selection_metrics(best: BestEpoch | None, epochs_run: int) -> dict[str, float]:

@@ -114,12 +114,20 @@ class HardwareSpec(Strict):
     devices: int | Literal["auto"] = Field(default=1, description="processes per node (e.g. 2 for two CPU processes)")
     num_nodes: int = Field(default=1, ge=1)
     strategy: str = Field(default="auto", description="auto, ddp, ... (several devices: ddp)")
+    sync_batchnorm: bool = Field(
+        default=True, description="BatchNorm over the global batch under several processes (as one process)"
+    )
+    process_timeout: float = Field(
+        default=300.0, gt=0, description="seconds a process waits for the others before giving up"
+    )
 
-    @field_validator("devices")
+    @field_validator("devices", mode="before")
     @classmethod
     def _positive(cls, value: Any) -> Any:
-        if value != "auto" and value < 1:
-            raise ValueError(f"devices must be >= 1 or 'auto', got {value}")
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"give a whole number of processes >= 1, or 'auto'; got {value!r}")
         return value
 
 

@@ -138,6 +138,8 @@ def runtime(study: Study) -> dict[str, Any]:
         devices=hardware.devices,
         num_nodes=hardware.num_nodes,
         strategy=hardware.strategy,
+        sync_batchnorm=hardware.sync_batchnorm,
+        process_timeout=hardware.process_timeout,
     )
 
 

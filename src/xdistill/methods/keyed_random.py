@@ -7,8 +7,8 @@ counter-based (SplitMix64 over a per-sample key and a counter), computed with in
 arithmetic on the batch's device: one vectorised call per draw, no ``torch.Generator`` per sample,
 and the same numbers on every Python version and machine (no ``hash()``).
 
-``global_sum`` sums a tensor over every process (differentiably), so a statistic of the whole
-batch — e.g. TSD's normaliser — is the one a single process would compute.
+``global_sum`` (from ``xdistill.distributed``) sums a tensor over every process (differentiably), so a
+statistic of the whole batch — e.g. TSD's normaliser — is the one a single process would compute.
 """
 
 from __future__ import annotations
@@ -67,20 +67,3 @@ class SampleStreams:
         self.counter += n
         bits = splitmix64(self.keys[:, None] + counters[None, :] * _GAMMA)
         return _shr(bits, 40).to(torch.float32) * (1.0 / (1 << 24))
-
-
-def world_size() -> int:
-    """Processes in the current ``torch.distributed`` group (1 when not distributed)."""
-    distributed = torch.distributed
-    if distributed.is_available() and distributed.is_initialized():
-        return distributed.get_world_size()
-    return 1
-
-
-def global_sum(t: torch.Tensor) -> torch.Tensor:
-    """``t`` summed over every process; gradients flow back to each process's share."""
-    if world_size() == 1:
-        return t
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(t)

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..distributed import global_sum
 from ..models.rationale import RationaleOutput, gumbel_noise
 from .base import PRESETS, TERMS, Batch, Step, StepState, Term
-from .keyed_random import global_sum
 
 _NOISE_SALT = 0x4E4B44  # the student's selection noise
 _TEACHER_NOISE_SALT = 0x4E4B45  # the teacher's selection noise in rationale_kl

@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import explain as xe
+from ..distributed import global_sum
 from ..explain import eval_mode
 from ..explain._common import default_rows
 from ..options import check_options
 from ..parts import window_importance
 from ..registry import Registry
 from .base import PRESETS, TERMS, PrepareContext, Step, Term
-from .keyed_random import SampleStreams, global_sum, mix
+from .keyed_random import SampleStreams, mix
 
 logger = logging.getLogger(__name__)
 
