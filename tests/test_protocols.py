@@ -3,12 +3,14 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from xdistill.config import TrainConfig, resolve
-from xdistill.methods import build_terms
+from xdistill.methods import Method, build_terms
+from xdistill.models import build_model
 from xdistill.optim import configure
 from xdistill.protocols import PROTOCOLS
 
@@ -97,3 +99,126 @@ def test_a_recipe_can_name_a_protocol(tmp_path):
 
     with pytest.raises(RecipeError, match=r"^training: unknown protocol 'tsd_papr'"):
         parse_recipe(data)
+
+
+class Recorder(Method):
+    """Records (dataset index, input) of every training batch after the engine's augmentations."""
+
+    needs_teacher = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def transform(self, batch, state):
+        self.batches.append((batch.index.clone(), batch.x.detach().clone()))
+        return batch
+
+
+def official_crop_flip_candidates(image: torch.Tensor, padding: int = 4) -> list[torch.Tensor]:
+    """Every output torchvision's RandomCrop(size, padding) then RandomHorizontalFlip can give for ``image``
+    (C, H, W) in raw pixel space: zero padding, each of the (2p+1)² offsets, flipped or not."""
+    _, h, w = image.shape
+    padded = torch.nn.functional.pad(image, (padding, padding, padding, padding), value=0.0)
+    out = []
+    for top in range(2 * padding + 1):
+        for left in range(2 * padding + 1):
+            crop = padded[:, top : top + h, left : left + w]
+            out += [crop, crop.flip(-1)]
+    return out
+
+
+@pytest.mark.parametrize("name", ["subdistill_paper", "rekd_paper"])
+def test_image_protocols_crop_and_flip_as_the_official_loaders(tmp_path, name):
+    """subdistill: datasets/cifar100/original.py input_training_transformation, drop_last=True; rekd:
+    data/retrieve_data_balanced.py transform_cifar_train (without the Resize(224) for a pretrained ViT)."""
+    from xdistill.data import ArrayDataset
+    from xdistill.engine import distill
+
+    rng = np.random.default_rng(0)
+    n = 66
+    y = np.arange(n) % 2
+    x = (rng.random(size=(n, 1, 8, 8)) + 1.0).astype(np.float32)  # every real pixel >= 1: padding is visible
+    data = ArrayDataset(x, y, ["a", "b"], "blocks")
+    recorder = Recorder()
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    result = distill(
+        None,
+        student,
+        data,
+        ["ce", recorder],
+        protocol=name,
+        epochs=2,
+        batch_size=16,
+        work_dir=tmp_path,
+        progress=False,
+        loggers=(),
+        checkpoint=False,
+    )
+    assert result.config is not None and len(result.config.augment) == 2
+    sizes = [len(index) for index, _ in recorder.batches]
+    train_size = len(result.train_data)
+    if name == "subdistill_paper":  # drop_last: every batch full, the remainder dropped each epoch
+        assert sizes == [16] * (2 * (train_size // 16)) and train_size % 16  # the remainder dropped
+    padded = changed = 0
+    for index, batch in recorder.batches[:3]:
+        for i, seen in zip(index.tolist(), batch):
+            raw = result.train_data.x[i]  # (the index is into the training part, after the validation split)
+            assert any(torch.equal(seen, c) for c in official_crop_flip_candidates(raw)), i
+            padded += int((seen == 0).any())
+            changed += int(not torch.equal(seen, raw))
+    assert padded > 10 and changed > 20  # most samples shifted or flipped
+
+
+def test_rekd_and_subdistill_protocols_leave_series_unaugmented(tmp_path):
+    from xdistill.data import ArrayDataset
+    from xdistill.engine import distill
+
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    data = ArrayDataset(rng.normal(size=(40, 1, 12)).astype(np.float32), y, ["a", "b"], "waves")
+    for name in ("rekd_paper", "subdistill_paper"):
+        recorder = Recorder()
+        result = distill(
+            None,
+            build_model("fcn1d", 1, 2, width=0.125),
+            data,
+            ["ce", recorder],
+            protocol=name,
+            epochs=1,
+            batch_size=8,
+            work_dir=tmp_path / name,
+            progress=False,
+            loggers=(),
+            checkpoint=False,
+        )
+        assert result.config is not None and result.config.augment == []
+        for index, batch in recorder.batches:
+            assert torch.equal(batch, result.train_data.x[index])
+    given = TrainConfig(protocol="subdistill_paper", augment=[{"name": "hflip"}])
+    from xdistill.protocols import with_family_augmentation
+
+    assert with_family_augmentation(given, "image").augment == [{"name": "hflip"}]  # given beside it: kept
+
+
+def test_the_tsd_teacher_computes_the_official_unrolled_lstm():
+    """tsd-supplementary utils/fcnbaseline.py LSTMClassifierTeacherUnrolled: three one-layer LSTMs, each started
+    from the final (h, c) of the one below. A hand-written loop of it with our weights gives our logits; the
+    zero-state stack (nn.LSTM(num_layers=3)) with the same weights gives others."""
+    torch.manual_seed(0)
+    ours = build_model("lstm", 2, 3, hidden=12, layers=3, chained_states=True).double().eval()
+    x = torch.randn(5, 2, 4, dtype=torch.float64)  # short: a zero or a chained initial state still shows
+    sequence, state = x.transpose(1, 2), (torch.zeros(1, 5, 12, dtype=torch.float64),) * 2
+    for layer in ours.stack:  # the official forward: out_t1, (hn1, cn1) = rnn1(x, (h0, c0)); rnn2(out_t1, (hn1, cn1))
+        sequence, state = layer(sequence, state)
+    official = ours.head(sequence[:, -1, :])
+    with torch.no_grad():
+        assert torch.allclose(ours(x), official, rtol=0, atol=1e-12)
+        stacked = build_model("lstm", 2, 3, hidden=12, layers=3).double().eval()
+        for k, layer in enumerate(ours.stack):
+            for name, value in layer.named_parameters():
+                getattr(stacked.lstm, name.replace("_l0", f"_l{k}")).copy_(value)
+        stacked.head.load_state_dict(ours.head.state_dict())
+        assert not torch.allclose(stacked(x), official, atol=1e-4)
+    assert PROTOCOLS.get("tsd_paper").models["teacher"]["options"]["chained_states"] is True

@@ -17,6 +17,7 @@ from xdistill.methods.subdistill import (
     SubDistillPRCA,
     estimate_subspace,
     prca_basis,
+    subspace_layer_loss,
 )
 from xdistill.metrics import AlignmentConfig, accuracy, evaluate_pair, predict
 from xdistill.metrics.faithfulness import curve_area, deletion_curve, part_index, pixel_flipping
@@ -230,3 +231,91 @@ def test_evaluation_reports_flipping_aucs(subtask):
     result = evaluate_pair(teacher, teacher, test.x[:20], test.y[:20], config, cost=False)
     assert result["flip_auc_student_teacher_order"].mean == pytest.approx(result["flip_auc_teacher"].mean)
     assert result["flip_auc_student"].n == 20
+
+
+class TwoMaps(nn.Module):
+    """A tiny CNN whose hooked map ``body`` has side ``side`` (a student at 8 beside a teacher at 4)."""
+
+    def __init__(self, channels: int, side: int, classes: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(side))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def official_layer_term(student_map, teacher_map, mean, basis, sigma_sum, rotation, eps=1e-5):
+    """A hand-written loop of the official order (interface.py Policy.forward): align the spatial sizes by
+    adaptive average pooling, then Centering2D (train-mode batch_norm without affine), then the rotation; the
+    teacher side U_kᵀ(a − μ); Σ (s − t)² over channels and positions / positions, batch mean, / Σσ."""
+    side = teacher_map.shape[-1]
+    pooled = F.adaptive_avg_pool2d(student_map, (side, side))
+    batch_mean = pooled.mean((0, 2, 3), keepdim=True)
+    batch_var = pooled.var((0, 2, 3), unbiased=False, keepdim=True)
+    centred = (pooled - batch_mean) / torch.sqrt(batch_var + eps)
+    rotated = torch.einsum("ij,bjhw->bihw", rotation, centred)
+    target = torch.einsum("ck,bchw->bkhw", basis, teacher_map - mean[None, :, None, None])
+    total = 0.0
+    for b in range(student_map.shape[0]):
+        total = total + ((rotated[b] - target[b]) ** 2).sum() / (side * side)
+    return total / student_map.shape[0] / sigma_sum
+
+
+def test_subdistill_pools_the_student_map_before_centring_as_the_official_policy_in_float64():
+    torch.manual_seed(0)
+    x = torch.randn(40, 1, 8, 8, dtype=torch.float64)
+    y = torch.arange(40) % 3
+    teacher, student = TwoMaps(6, 4).double().eval(), TwoMaps(4, 8).double()
+    term = build_method("subdistill", layers={"body": "body"})
+    term.prepare(PrepareContext(teacher, student, x, y, "fp"))
+    term.train()
+    from xdistill.hooks import FeatureHooks
+
+    batch = x[:12]
+    with FeatureHooks(teacher, ["body"]) as t_hooks, torch.no_grad():
+        t_logits = teacher(batch)
+        t_map = t_hooks.features["body"]
+    with FeatureHooks(student, ["body"]) as s_hooks:
+        s_logits = student(batch)
+        s_map = s_hooks.features["body"]
+    step = Step(
+        Batch(batch, y[:12], torch.arange(12)), student, teacher, s_logits, t_logits, {"body": s_map}, {"body": t_map}
+    )
+    loss = term.loss(step)
+    assert loss.dtype == torch.float64  # buffers, centring and rotation follow the float64 student
+    mean, basis, sigma_sum = (getattr(term, f"subspace_{what}_body") for what in ("mean", "basis", "sigma_sum"))
+    rotation = term.rotations[0].matrix
+    expected = official_layer_term(s_map, t_map, mean, basis, sigma_sum, rotation)
+    assert torch.allclose(loss, expected, rtol=1e-10, atol=0)
+    # the gradient the student gets equals the official order's too
+    grad = torch.autograd.grad(loss, s_map, retain_graph=True)[0]
+    expected_grad = torch.autograd.grad(expected, s_map, retain_graph=True)[0]
+    assert torch.allclose(grad, expected_grad, rtol=1e-9, atol=1e-14)
+    # centring the full map first (the order before this change) is another loss: the check can fail
+    centre_first = term.rotations[0](term.centering[0](s_map))
+    other = subspace_layer_loss(centre_first, term.target(t_map, "body"), sigma_sum)
+    assert not torch.allclose(other, expected, rtol=1e-3)
+
+
+def test_subdistill_trains_a_float64_student(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(48, 1, 8, 8, dtype=torch.float64)
+    y = torch.arange(48) % 3
+    teacher, student = TwoMaps(6, 4).double().eval(), TwoMaps(4, 8).double()
+    from xdistill.data import ArrayDataset
+
+    data = ArrayDataset(x.numpy(), y.numpy(), ["a", "b", "c"], "blocks")
+    result = distill(
+        teacher,
+        student,
+        data,
+        [{"name": "subdistill_published", "layers": {"body": "body"}}],
+        steps=3,
+        batch_size=16,
+        precision="64-true",
+        work_dir=tmp_path,
+        progress=False,
+        loggers=(),
+    )
+    assert next(result.student.parameters()).dtype == torch.float64

@@ -27,6 +27,9 @@ class TrainConfig(BaseModel):
         default=None, ge=1, description="optimiser-step budget: exactly this many steps (the last epoch may be partial)"
     )
     batch_size: int = Field(default=32, ge=1)
+    drop_last: bool = Field(
+        default=False, description="drop each epoch's last batch when it is smaller than batch_size"
+    )
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -106,6 +109,12 @@ class TrainConfig(BaseModel):
         if self.monitor != "train_loss" and self.patience is not None and self.val_fraction == 0:
             raise ValueError("patience needs a validation split: set val_fraction > 0 (e.g. 0.2) or monitor train_loss")
         return self
+
+    def batches_per_epoch(self, train_size: int) -> int:
+        """Optimiser steps in one epoch over ``train_size`` samples (the global batch; ``drop_last`` counted)."""
+        if self.drop_last:
+            return max(1, train_size // self.batch_size)
+        return -(-train_size // self.batch_size)
 
     def epoch_budget(self, batches_per_epoch: int) -> int:
         """Epochs to run: from ``steps`` when given, else ``epochs`` (default 100)."""

@@ -38,6 +38,7 @@ from .data.mapped import as_training_data
 from .distributed import global_batch_statistics
 from .hooks import FeatureHooks
 from .methods import Batch, PrepareContext, Step, StepState, Term, build_terms
+from .protocols import with_family_augmentation
 
 _CHATTY = (
     "lightning.pytorch.utilities.rank_zero",
@@ -122,18 +123,23 @@ class EpochBatches(Sampler[list[int]]):
     batch smaller than the number of processes) gets the batch's first sample with weight 0.
     """
 
-    def __init__(self, size: int, seed: int, global_batch: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, size: int, seed: int, global_batch: int, rank: int = 0, world_size: int = 1, drop_last: bool = False
+    ) -> None:
         self.sampler = EpochOrder(size, seed)  # (the attribute name Lightning looks for to call set_epoch)
         self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
+        self.drop_last = drop_last and size >= global_batch  # (never an epoch of no batch)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = list(self.sampler)
-        for start in range(0, len(order), self.global_batch):
+        for start in range(0, len(self) * self.global_batch, self.global_batch):
             batch = order[start : start + self.global_batch]
             begin, end = share_bounds(len(batch), self.world_size)[self.rank]
             yield batch[begin:end] or batch[:1]
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.sampler) // self.global_batch
         return -(-len(self.sampler) // self.global_batch)
 
 
@@ -469,7 +475,14 @@ def _already_batched(batch):
 
 
 def indexed_loader(
-    data: Any, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, rank: int = 0, world_size: int = 1
+    data: Any,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
 ) -> DataLoader:
     """Batches of ``(x, y, index)``; the index keys per-sample caches and random streams.
 
@@ -486,7 +499,7 @@ def indexed_loader(
             batches = [list(range(i, min(len(data), i + batch_size))) for i in range(0, len(data), batch_size)]
             return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
         return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    sampler = EpochBatches(len(data), seed, batch_size, rank, world_size)
+    sampler = EpochBatches(len(data), seed, batch_size, rank, world_size, drop_last)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
 
 
@@ -551,7 +564,7 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 def planned_steps(train_size: int, config: TrainConfig) -> int:
     """The optimiser steps the budget asks for (early stopping may end sooner)."""
-    batches = -(-train_size // config.batch_size)
+    batches = config.batches_per_epoch(train_size)
     return config.steps or config.epoch_budget(batches) * batches
 
 
@@ -653,12 +666,15 @@ def distill(
         _quiet_warnings()
         L.seed_everything(config.seed, workers=True, verbose=False)
         train, val = training_part(train, config, val)
+        train_config = with_family_augmentation(train_config, family_of(train))
+        if run.precision in ("64-true", "64"):  # the engine's own passes (probe, caches, terms' prepare) too
+            train, val = in_float64(train), in_float64(val)
         check_pair(teacher, student, train)
         if terms and len(terms) == 1 and terms[0].name == "kd":
             logging.getLogger("xdistill").warning(
                 "the objective is kd alone (T²·KL, no cross-entropy); Hinton's mix of both is the preset 'hinton'"
             )
-        return _fit(teacher, student, train, val, terms, config, run, work_dir)
+        return _fit(teacher, student, train, val, terms, train_config, run_config, work_dir)
 
 
 def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfig, work_dir: Path) -> DistillResult:
@@ -695,7 +711,7 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
     if run.checkpoint:
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     trainer = L.Trainer(
-        max_epochs=config.epoch_budget(-(-len(train) // config.batch_size)),
+        max_epochs=config.epoch_budget(config.batches_per_epoch(len(train))),
         max_steps=-1,  # a steps budget: DistillationModule.on_train_batch_end stops at it
         accelerator=run.accelerator,
         devices=run.devices,
@@ -716,7 +732,14 @@ def _fit(teacher, student, train, val, terms, config: TrainConfig, run: RunConfi
         limit_val_batches=0,
     )
     train_loader = indexed_loader(
-        train, config.batch_size, True, config.seed, run.num_workers, trainer.global_rank, trainer.world_size
+        train,
+        config.batch_size,
+        True,
+        config.seed,
+        run.num_workers,
+        trainer.global_rank,
+        trainer.world_size,
+        drop_last=config.drop_last,
     )
     ckpt_path = resume_checkpoint(checkpoints) if (run.resume and run.checkpoint) else None
     try:
@@ -769,6 +792,26 @@ def selection_metrics(best: BestEpoch | None, epochs_run: int) -> dict[str, floa
     if best is not None and best.best_epoch >= 0:
         out["best_epoch"] = float(best.best_epoch + 1)
     return out
+
+
+def family_of(data: Any) -> str:
+    """The data family ("image", "series", "tokens") of a training set, from its first sample."""
+    from .config import data_family
+
+    if len(data) == 0:
+        return "series"
+    x = data.x[:1] if isinstance(data, ArrayDataset) else _items(data, 0, 1)[0]
+    return data_family(tuple(x.shape), integer=not x.is_floating_point())
+
+
+def in_float64(data: Any) -> Any:
+    """An ArrayDataset with float64 inputs (the same object when it has them, or is not an ArrayDataset)."""
+    if not isinstance(data, ArrayDataset) or not data.x.is_floating_point() or data.x.dtype == torch.float64:
+        return data
+    copy = object.__new__(ArrayDataset)
+    copy.__dict__.update(data.__dict__)
+    copy.x = data.x.double()
+    return copy
 
 
 def check_pair(teacher: nn.Module | None, student: nn.Module, train: Any) -> None:

@@ -9,7 +9,11 @@ the ``basis-center-rotationv2`` policy), per layer pair:
 2. ``M = (Σ_ac + Σ_acᵀ) + 2√(tr Σ_c / tr Σ_a) Σ_a + 2√(tr Σ_a / tr Σ_c) Σ_c``; its eigenvectors
    (float64, descending) are sign-fixed so most projections are positive; ``σ_j = u_jᵀ Σ_a u_j``;
 3. ``k`` = the student layer's channels; the teacher target is ``U_kᵀ (a_T − μ)``;
-4. the student side is ``R · Centering(a_S)`` and a learnable orthogonal ``k × k`` rotation ``R``.
+4. the student side is ``R · Centering(a_S)`` and a learnable orthogonal ``k × k`` rotation ``R``,
+   in the official order (``distillation_policies/interface.py`` ``Policy.forward``): the larger of the two
+   maps is first pooled to the other's spatial size (adaptive average pooling), **then** the student map is
+   centred and rotated. In training mode the centring uses batch statistics, so the order matters: centring
+   a student map twice the teacher's side before pooling changed the layer term by 57% (float64).
    ``Centering`` is the official ``Centering2D``: ``F.batch_norm`` without affine parameters and with
    a fresh all-ones running variance, so in training mode it subtracts the batch mean **and divides
    by the batch standard deviation** (its comment says "centering" only; we follow the code), and
@@ -136,6 +140,7 @@ class SubDistillPCA(Term):
         if teacher is None:
             raise ValueError("subdistill needs a teacher")
         teacher = teacher.to(context.device)
+        dtype = next(iter(context.student.parameters()), torch.empty(0)).dtype  # buffers follow the student
         vectors: dict[str, list[torch.Tensor]] = {t: [] for t in self.teacher_layers}
         weights: dict[str, list[torch.Tensor]] = {t: [] for t in self.teacher_layers}
         with FeatureHooks(teacher, self.teacher_layers) as hooks, eval_mode(teacher):
@@ -156,18 +161,18 @@ class SubDistillPCA(Term):
         for t in self.teacher_layers:
             w = torch.cat(weights[t]) if self.relevance else None
             self.subspaces[t] = estimate_subspace(torch.cat(vectors[t]), w, self.k, self.variance, self.shrinkage)
-            self.register_buffer(_key(t, "mean"), self.subspaces[t].mean.float(), persistent=False)
-            self.register_buffer(_key(t, "basis"), self.subspaces[t].basis.float(), persistent=False)
+            self.register_buffer(_key(t, "mean"), self.subspaces[t].mean.to(dtype), persistent=False)
+            self.register_buffer(_key(t, "basis"), self.subspaces[t].basis.to(dtype), persistent=False)
         s_shapes, _ = probe_shapes(context, self.student_layers, self.teacher_layers)
         self.regressors = nn.ModuleList(
-            _regressor(s_shapes[s], torch.Size((1, self.subspaces[t].k) + tuple(s_shapes[s][2:])))
+            _regressor(s_shapes[s], torch.Size((1, self.subspaces[t].k) + tuple(s_shapes[s][2:]))).to(dtype)
             for s, t in self.pairs
         )
 
     def loss(self, step: Step) -> torch.Tensor:
         if not self.subspaces:
             raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
-        total = torch.zeros(())
+        total = step.student_logits.new_zeros(())
         for (s, t), regressor in zip(self.pairs, self.regressors):
             target = coordinates(
                 step.teacher_features[t].detach(), getattr(self, _key(t, "mean")), getattr(self, _key(t, "basis"))
@@ -238,13 +243,19 @@ class Rotation(nn.Module):
         return self.linear(x.movedim(1, -1)).movedim(-1, 1)
 
 
+def align_spatial(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official ``LayerPolicy.align_spatial_dimensions``: the larger map pooled to the smaller one's size."""
+    if student.shape[2:] == teacher.shape[2:]:
+        return student, teacher
+    if student[0, 0].numel() > teacher[0, 0].numel():
+        return _match_size(student, teacher), teacher
+    return student, _match_size(teacher, student)
+
+
 def subspace_layer_loss(student: torch.Tensor, target: torch.Tensor, sigma_sum: torch.Tensor | float) -> torch.Tensor:
-    """Batch mean of Σ over channels and positions of (s − t)², divided by the positions and by Σσ_j."""
-    if student.shape[2:] != target.shape[2:]:  # pool the larger map to the smaller one
-        if student[0, 0].numel() > target[0, 0].numel():
-            student = _match_size(student, target)
-        else:
-            target = _match_size(target, student)
+    """Batch mean of Σ over channels and positions of (s − t)², divided by the positions and by Σσ_j (maps of
+    one spatial size: see :func:`align_spatial`)."""
+    student, target = align_spatial(student, target)
     positions = student[0, 0].numel()
     return ((student - target) ** 2).flatten(1).sum(1).div(positions).mean() / sigma_sum
 
@@ -316,6 +327,7 @@ class SubDistillPRCA(Term):
                     acts[t].append(a.cpu())
                     grads[t].append(c.cpu())
         s_shapes, _ = probe_shapes(context, self.student_layers, self.teacher_layers)
+        dtype = next(iter(context.student.parameters()), torch.empty(0)).dtype  # buffers follow the student
         self.centering, self.rotations = nn.ModuleList(), nn.ModuleList()
         for s, t in self.pairs:
             a = torch.cat(acts[t]).double()
@@ -328,11 +340,11 @@ class SubDistillPRCA(Term):
                     f"{t!r} ({basis.shape[1]}); pair it with a wider teacher layer"
                 )
             self.bases[t] = (basis, sigma)
-            self.register_buffer(_key(t, "mean"), mean.float(), persistent=False)
-            self.register_buffer(_key(t, "basis"), basis[:, :k].float().contiguous(), persistent=False)
-            self.register_buffer(_key(t, "sigma_sum"), sigma[:k].sum().float(), persistent=False)
-            self.centering.append(Centering(k))
-            self.rotations.append(Rotation(k))
+            self.register_buffer(_key(t, "mean"), mean.to(dtype), persistent=False)
+            self.register_buffer(_key(t, "basis"), basis[:, :k].to(dtype).contiguous(), persistent=False)
+            self.register_buffer(_key(t, "sigma_sum"), sigma[:k].sum().to(dtype), persistent=False)
+            self.centering.append(Centering(k).to(dtype))
+            self.rotations.append(Rotation(k).to(dtype))
 
     def target(self, teacher_features: torch.Tensor, layer: str) -> torch.Tensor:
         """``U_kᵀ (a_T − μ)``: the teacher's coordinates in its top-k relevance-aware directions."""
@@ -343,11 +355,12 @@ class SubDistillPRCA(Term):
     def loss(self, step: Step) -> torch.Tensor:
         if not len(self.rotations):
             raise RuntimeError("subdistill.prepare() must run before training (the engine does this)")
-        total = torch.zeros(())
+        total = step.student_logits.new_zeros(())
         for (s, t), centre, rotate in zip(self.pairs, self.centering, self.rotations):
-            student = rotate(centre(step.student_features[s]))
+            # the official order: pool to one spatial size, then centre (batch statistics) and rotate
+            student_map, teacher_map = align_spatial(step.student_features[s], step.teacher_features[t])
             total = total + subspace_layer_loss(
-                student, self.target(step.teacher_features[t], t), getattr(self, _key(t, "sigma_sum"))
+                rotate(centre(student_map)), self.target(teacher_map, t), getattr(self, _key(t, "sigma_sum"))
             )
         return total
 

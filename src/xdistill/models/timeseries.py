@@ -139,20 +139,44 @@ class InceptionTime(nn.Module):
 class LSTMClassifier(nn.Module):
     """Stacked LSTM over the time axis of (B, C, T) input; classifies from the top layer's last hidden state.
 
-    The TSD paper's teacher is ``layers=3, hidden=100``; its student a one-layer small LSTM.
+    The TSD paper's teacher is ``layers=3, hidden=100, chained_states=True``; its student a one-layer small
+    LSTM. ``chained_states``: the official ``LSTMClassifierTeacherUnrolled`` (tsd-supplementary,
+    ``utils/fcnbaseline.py``) runs three one-layer LSTMs and starts each from the final ``(h, c)`` of the one
+    below, where ``nn.LSTM(num_layers=3)`` starts every layer from zeros: another function of the same weights.
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, hidden: int = 100, layers: int = 3, dropout: float = 0.0
+        self,
+        in_channels: int,
+        num_classes: int,
+        hidden: int = 100,
+        layers: int = 3,
+        dropout: float = 0.0,
+        chained_states: bool = False,
     ) -> None:
         super().__init__()
         if hidden < 1 or layers < 1:
             raise ValueError(f"hidden and layers must be >= 1, got {hidden} and {layers}")
-        self.lstm = nn.LSTM(
-            in_channels, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
-        )
+        self.chained_states = chained_states
+        if chained_states:
+            if dropout:
+                raise ValueError("chained_states takes no dropout (the official unrolled teacher has none)")
+            self.stack = nn.ModuleList(
+                nn.LSTM(in_channels if i == 0 else hidden, hidden, batch_first=True) for i in range(layers)
+            )
+        else:
+            self.lstm = nn.LSTM(
+                in_channels, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+            )
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.lstm(x.transpose(1, 2))
-        return self.head(h[-1])
+        sequence = x.transpose(1, 2)
+        if not self.chained_states:
+            _, (h, _) = self.lstm(sequence)
+            return self.head(h[-1])
+        state = None
+        for layer in self.stack:
+            sequence, state = layer(sequence, state)  # each layer starts from the final state of the one below
+        assert state is not None
+        return self.head(state[0][-1])
