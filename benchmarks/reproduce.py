@@ -660,6 +660,19 @@ def main() -> None:
         default=None,
         help="torch threads (default: torch's own; 1 lets two studies share 2 cores)",
     )
+    parser.add_argument(
+        "--students",
+        nargs="+",
+        default=None,
+        help="keep only these students of each study (e.g. kd subdistill): a re-measure of some arms",
+    )
+    parser.add_argument(
+        "--subtasks",
+        nargs="+",
+        default=None,
+        choices=["0-2-6", "5-7-9"],
+        help="the SubDistill study's subtasks (default both: hard 0-2-6, easy 5-7-9)",
+    )
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
@@ -680,6 +693,10 @@ def main() -> None:
         args.root,
         args.tsd_pair,
     ):
+        if args.students:
+            data["students"] = [s for s in data["students"] if s["name"] in args.students]
+        if args.subtasks and name.startswith("subdistill-") and name.removeprefix("subdistill-") not in args.subtasks:
+            continue
         started = time.perf_counter()
         chosen = ""
         if args.tsd_teacher_seeds and name.startswith("tsd-paper-") and data["teacher"]["model"] == "lstm":

@@ -10,6 +10,7 @@ from .base import (
     PrepareContext,
     Step,
     StepState,
+    TeacherNeeds,
     Term,
     build_method,
     build_term,
@@ -22,6 +23,7 @@ from .base import (
 from .feature_hints import AttentionTransfer, FitNets
 from .ig_overlay import IGOverlay, overlay
 from .kd import CrossEntropy, KnowledgeDistillation
+from .objective import NonFiniteLoss, Objective
 from .rekd import GumbelAnneal, RationaleKL, RationalePredictionKL, RationaleSelection
 from .subdistill import SubDistill, estimate_subspace
 from .tsd import (
@@ -52,8 +54,11 @@ __all__ = [
     "RationaleKL",
     "RationalePredictionKL",
     "RationaleSelection",
+    "NonFiniteLoss",
+    "Objective",
     "Step",
     "StepState",
+    "TeacherNeeds",
     "SubDistill",
     "TemporalSaliencyDistillation",
     "Term",

@@ -72,6 +72,42 @@ class Step:
     teacher_output: Any = None
 
 
+@dataclass(frozen=True)
+class TeacherNeeds:
+    """What a term needs from the teacher on every training step, declared as data.
+
+    ``logits``: the teacher's logits on the step's input (after any transform); ``clean_logits``: its logits on
+    the untransformed input (the same for a sample in every epoch: computed once); ``structured``: its structured
+    output (``forward_structured``, e.g. a rationale model's mask) on the step's input; ``model``: the loss calls
+    the teacher itself (TSD's perturbed copies); ``layers``: hooked teacher layers the loss reads."""
+
+    logits: bool = False
+    clean_logits: bool = False
+    structured: bool = False
+    model: bool = False
+    layers: tuple[str, ...] = ()
+
+    @staticmethod
+    def combine(needs: Iterable[TeacherNeeds]) -> TeacherNeeds:
+        """Everything any of ``needs`` asks for."""
+        items = list(needs)
+        return TeacherNeeds(
+            logits=any(n.logits for n in items),
+            clean_logits=any(n.clean_logits for n in items),
+            structured=any(n.structured for n in items),
+            model=any(n.model for n in items),
+            layers=tuple(sorted({layer for n in items for layer in n.layers})),
+        )
+
+    def with_layers(self, layers: tuple[str, ...]) -> TeacherNeeds:
+        return TeacherNeeds(self.logits, self.clean_logits, self.structured, self.model, layers)
+
+    @property
+    def forward(self) -> bool:
+        """The teacher runs on every step's input (for logits, a structured output or hooked layers)."""
+        return self.logits or self.structured or bool(self.layers)
+
+
 @dataclass
 class PrepareContext:
     """What ``prepare`` may use: the models, the training data and where to keep artefacts."""
@@ -102,12 +138,12 @@ class Term(nn.Module):
     weight: float = 1.0
     #: fits the student's outputs to the labels or the teacher's outputs (a list needs at least one such term)
     fits_outputs: ClassVar[bool] = False
-    #: the teacher must run on every batch (logits/features); False lets the engine skip it
+    #: what ``loss`` needs from the teacher (None: ``TeacherNeeds(logits=needs_teacher)``)
+    teacher_needs: TeacherNeeds | None = None
+    #: shorthand for terms that need nothing from the teacher but may be used with one (``needs_teacher = False``)
     needs_teacher: ClassVar[bool] = True
-    #: the teacher's forward pass must see this batch's input (never use cached logits)
-    needs_teacher_forward: ClassVar[bool] = False
-    #: ``loss`` reads ``step.teacher_clean_logits`` (the teacher on the untransformed input)
-    needs_clean_teacher_logits: bool = False
+    #: ``loss`` reads the student's structured output (``forward_structured``, e.g. a rationale model's mask)
+    student_output: ClassVar[bool] = False
     #: ``transform`` returns a different input for the same sample in different steps
     changes_input: ClassVar[bool] = False
     #: ``loss`` is already a statistic of the global batch (summed over processes); never rescaled per process
@@ -119,6 +155,11 @@ class Term(nn.Module):
     #: module paths whose outputs ``loss`` reads through forward hooks
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
+
+    def needs(self) -> TeacherNeeds:
+        """What this term needs from the teacher (hooked layers included)."""
+        needs = self.teacher_needs if self.teacher_needs is not None else TeacherNeeds(logits=self.needs_teacher)
+        return needs.with_layers(tuple(self.teacher_layers)) if self.teacher_layers else needs
 
     def prepare(self, context: PrepareContext) -> None:
         """One-off work before training."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import PRESETS, TERMS, Step, Term, soft_kl
+from .base import PRESETS, TERMS, Step, TeacherNeeds, Term, soft_kl
 
 
 @TERMS.register("ce")
@@ -46,7 +46,12 @@ class KnowledgeDistillation(Term):
         if teacher_input not in ("transformed", "clean"):
             raise ValueError(f"teacher_input must be 'transformed' or 'clean', got {teacher_input!r}")
         self.temperature = float(temperature)
-        self.needs_clean_teacher_logits = teacher_input == "clean"
+        self.teacher_needs = TeacherNeeds(clean_logits=teacher_input == "clean", logits=teacher_input != "clean")
+
+    @property
+    def needs_clean_teacher_logits(self) -> bool:
+        """The teacher's logits on the untransformed input (``teacher_input="clean"``)."""
+        return self.needs().clean_logits
 
     def loss(self, step: Step) -> torch.Tensor:
         target = step.teacher_clean_logits if self.needs_clean_teacher_logits else step.teacher_logits

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..distributed import global_sum
 from ..models.rationale import RationaleOutput, gumbel_noise
-from .base import PRESETS, TERMS, Batch, Step, StepState, Term
+from .base import PRESETS, TERMS, Batch, Step, StepState, TeacherNeeds, Term
 
 _NOISE_SALT = 0x4E4B44  # the student's selection noise
 _TEACHER_NOISE_SALT = 0x4E4B45  # the teacher's selection noise in rationale_kl
@@ -73,6 +73,7 @@ class GumbelAnneal(Term):
     name = "gumbel_anneal"
 
     needs_teacher = False
+    student_output = True  # it sets the structured forward's temperature and noise
     salt = _NOISE_SALT
 
     def __init__(self, tau_init: float = 5.0, tau_final: float = 0.1, update_every: int = 100) -> None:
@@ -97,6 +98,7 @@ class RationaleSelection(Term):
     name = "rationale_selection"
 
     needs_teacher = False
+    student_output = True
     global_batch_statistic = True
 
     def __init__(self, ratio: float = 0.1) -> None:
@@ -115,7 +117,8 @@ class RationaleKL(Term):
 
     name = "rationale_kl"
 
-    needs_teacher_forward = True
+    teacher_needs = TeacherNeeds(structured=True)
+    student_output = True
 
     def loss(self, step: Step) -> torch.Tensor:
         student, teacher = _output(step.student_output, "student"), _output(step.teacher_output, "teacher")
@@ -144,7 +147,8 @@ class RationalePredictionKL(Term):
     name = "rationale_prediction_kl"
 
     fits_outputs = True
-    needs_teacher_forward = True
+    teacher_needs = TeacherNeeds(model=True)  # the teacher's predictor on the student's mask, in the loss
+    student_output = True
 
     def loss(self, step: Step) -> torch.Tensor:
         student = _output(step.student_output, "student")

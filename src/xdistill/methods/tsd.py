@@ -38,7 +38,7 @@ from ..explain._common import default_rows
 from ..options import check_options
 from ..parts import window_importance
 from ..registry import Registry
-from .base import PRESETS, TERMS, PrepareContext, Step, Term
+from .base import PRESETS, TERMS, PrepareContext, Step, TeacherNeeds, Term
 from .keyed_random import SampleStreams, mix
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class PerturbationTSD(Term):
 
     name = "tsd"
 
-    needs_teacher = True
+    teacher_needs = TeacherNeeds(logits=True, model=True)  # its logits, and its saliency of perturbed copies
     salt = 0x545344  # "TSD"
     legacy_options = _LEGACY
 
