@@ -133,6 +133,11 @@ class HardwareSpec(Strict):
 
 class Recipe(Strict):
     name: str = "study"
+    imports: list[str] = Field(
+        default=[],
+        description="the user's modules imported before the recipe is checked, so the terms, models, datasets and "
+        "explainers they register are known (runs that code; the recipe's folder is on the path)",
+    )
     seed: int = 0
     seeds: list[int] | None = Field(
         default=None,
@@ -236,12 +241,31 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     """Validate a loaded YAML document (structure, then names against the registries)."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: the recipe must be a YAML mapping, got {type(data).__name__}")
+    import_modules(data.get("imports"))
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
         raise RecipeError(_first_error(error)) from None
     check_names(recipe)
     return recipe
+
+
+def import_modules(names: Any) -> None:
+    """Import the recipe's ``imports`` (the user's modules that register terms, models...), each once."""
+    import importlib
+
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RecipeError("imports: give a list of module names, e.g. [my_terms]")
+    for i, name in enumerate(names):
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # the user's code: any failure is named with the module
+            raise RecipeError(
+                f"imports[{i}]: cannot import {name!r} ({type(error).__name__}: {error}); put the module next to "
+                "the recipe or on PYTHONPATH"
+            ) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -26,7 +26,7 @@ from .recipe import Recipe, RecipeError, StudentSpec, check_k, student_index
 from .rundir import RunDirectory
 
 if TYPE_CHECKING:
-    pass
+    from .methods import Objective
 
 _REWRITE = "delete it and run the same command again (it is written anew from the recipe)"
 _RESTAGE = (
@@ -85,6 +85,7 @@ class Study:
             read_json(self.stages_path, _RESTAGE) if self.stages_path.exists() and not self._other_recipe else {}
         )
         self._splits = None
+        self._objectives: dict[str, Objective] = {}
         self._teacher: nn.Module | None = None
         self._teacher_side: Any = None
 
@@ -234,7 +235,6 @@ class Study:
     def check(self) -> None:
         """Build every model once against the data and check every option that needs the models or the data's
         shape (term layer paths, TSD windows, the evaluation's k): mistakes surface before anything trains."""
-        from .methods import build_terms
         from .subtask import ClassSubset
 
         teacher = self.build_teacher()
@@ -247,7 +247,7 @@ class Study:
             for spec in self.recipe.expanded_students():
                 if student_index(self.recipe, spec) != i:
                     continue
-                for term in build_terms(spec.methods):
+                for term in self.objective(spec):
                     try:
                         term.check(student_teacher, model, train.x[:2])
                     except ValueError as error:
@@ -344,13 +344,13 @@ class Study:
     def explain(self) -> list[Path]:
         """Precompute the attribution stores that the recipe's methods read (resumable)."""
         from .engine import prepare_context, training_part
-        from .methods import build_terms
+        from .methods import Term
 
         stores = []
         for student in self.recipe.expanded_students():
-            terms = build_terms(student.methods)
+            terms = self.objective(student)
             for method in terms:
-                if not hasattr(method, "store"):
+                if type(method).artefacts is Term.artefacts:  # only terms whose prepare fills a store ahead of time
                     continue
                 config = self.train_config("student", self.recipe.training, student.train)
                 train, _ = training_part(self.student_splits[0], config)  # what distill() trains on
@@ -369,8 +369,16 @@ class Study:
                     cache_dir=self.attribution_dir,
                 )
                 method.prepare(context)
-                stores.append(Path(method.store.root))  # type: ignore[union-attr, arg-type]
+                stores += [Path(folder) for folder in method.artefacts()]
         return stores
+
+    def objective(self, student: StudentSpec) -> Objective:
+        """The student's objective, built from its specs once per study (and reused by every stage)."""
+        if student.name not in self._objectives:
+            from .methods import Objective
+
+            self._objectives[student.name] = Objective.build(student.methods)
+        return self._objectives[student.name]
 
     def report(self) -> Path:
         from .report_stage import write_report

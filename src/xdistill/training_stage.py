@@ -105,7 +105,7 @@ def student(study: Study, spec: StudentSpec) -> nn.Module:
         teacher_model,
         model,
         study.student_splits[0],
-        spec.methods,
+        study.objective(spec),
         config=config,
         work_dir=work,
         resume=True,

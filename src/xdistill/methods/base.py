@@ -164,6 +164,10 @@ class Term(nn.Module):
     def prepare(self, context: PrepareContext) -> None:
         """One-off work before training."""
 
+    def artefacts(self) -> list[Any]:
+        """Folders ``prepare`` filled that outlive the run (attribution stores; what ``xdistill explain`` lists)."""
+        return []
+
     def check(self, teacher: nn.Module | None, student: nn.Module, sample_x: torch.Tensor) -> None:
         """Refuse (``ValueError``) what cannot work with these models and inputs, before anything trains:
         the default checks that the hooked layer paths exist in both models."""

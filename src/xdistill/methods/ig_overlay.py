@@ -89,6 +89,9 @@ class IGOverlay(Term):
         self.store_dir, self.store_chunk, self.overwrite = store_dir, store_chunk, overwrite
         self.store: AttributionStore | None = None
 
+    def artefacts(self) -> list[Any]:
+        return [self.store.root] if self.store is not None else []
+
     def prepare(self, context: PrepareContext) -> None:
         if context.teacher is None:
             raise ValueError("ig_overlay needs a teacher")
