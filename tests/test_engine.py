@@ -202,7 +202,7 @@ def test_train_teacher_and_validation_metrics(gunpoint, tmp_path):
     assert 0.0 <= result.metrics["val/acc"] <= 1.0 and "train/ce" in result.metrics
     assert (tmp_path / "student.safetensors").exists()
     # what a study records of the fit keeps the validation loss (teachers are chosen among seeds on it)
-    from xdistill.training_stage import fit_info
+    from xdistill.study.training import fit_info
 
     assert fit_info(result)["val_loss"] == result.metrics["val/loss"] > 0
 

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles among its modules (module-level imports, as Python runs them)."""
+"""The package's shape: no import cycles among its modules, counting every import — module-level, deferred inside
+functions and under ``if TYPE_CHECKING``: a dependency hidden in a function is still a dependency."""
 
 import ast
 from pathlib import Path
@@ -12,11 +13,11 @@ def module_name(path: Path) -> str:
 
 
 def top_level_imports(path: Path) -> set[str]:
-    """xdistill modules imported at module level (not inside functions or ``if TYPE_CHECKING``)."""
+    """xdistill modules imported anywhere in ``path`` (module level, inside functions, under TYPE_CHECKING)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("xdistill")}
         elif isinstance(node, ast.ImportFrom):

@@ -50,7 +50,7 @@ def _studies(args: argparse.Namespace):
 def _seeds_report(args: argparse.Namespace) -> Path | None:
     """The report over seeds, when the recipe lists several (None otherwise)."""
     from .files import write_json
-    from .report_stage import write_seeds_report
+    from .study.report import write_seeds_report
 
     recipe, out = _recipe(args)
     if not recipe.seeds:
@@ -125,7 +125,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report_stage import write_report
+    from .study.report import write_report
 
     target = Path(args.target)
     if target.is_dir():

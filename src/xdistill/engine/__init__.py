@@ -5,8 +5,16 @@ forward -> objective), ``trainer`` (Lightning wiring, checkpoints, where a run r
 (timing, best-epoch selection, kill-safe checkpoints), ``fit`` (``distill``), ``result``.
 """
 
-from .fit import check_pair, distill, planned_steps, prepare_context, selection_metrics, split_options, train_teacher
-from .loaders import EpochBatches, EpochOrder, indexed_loader, share_bounds, teacher_logits_for, training_part
+from .fit import check_pair, distill, prepare_context, selection_metrics, split_options, train_teacher
+from .loaders import (
+    EpochBatches,
+    EpochOrder,
+    indexed_loader,
+    planned_steps,
+    share_bounds,
+    teacher_logits_for,
+    training_part,
+)
 from .module import DistillationModule
 from .result import DistillResult
 from .trainer import SafetensorsCheckpointIO, lightning_quiet, resume_checkpoint

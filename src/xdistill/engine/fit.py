@@ -23,7 +23,7 @@ from ..distributed import global_batch_statistics
 from ..methods import Objective, PrepareContext, Term
 from ..protocols import with_family_augmentation
 from .callbacks import BestEpoch, EpochCheckpoint, EpochTimer
-from .loaders import family_of, in_float64, indexed_loader, items, training_part
+from .loaders import family_of, in_float64, indexed_loader, items, planned_steps, training_part
 from .module import DistillationModule
 from .result import DistillResult
 from .trainer import SafetensorsCheckpointIO, lightning_quiet, loggers, quiet_warnings, resume_checkpoint, strategy
@@ -50,12 +50,6 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
             f"RunConfig fields: {', '.join(RunConfig.model_fields)}"
         )
     return train, run
-
-
-def planned_steps(train_size: int, config: TrainConfig) -> int:
-    """The optimiser steps the budget asks for (early stopping may end sooner)."""
-    batches = config.batches_per_epoch(train_size)
-    return config.steps or config.epoch_budget(batches) * batches
 
 
 def prepare_context(

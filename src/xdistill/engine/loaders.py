@@ -186,3 +186,9 @@ def in_float64(data: Any) -> Any:
     copy.__dict__.update(data.__dict__)
     copy.x = data.x.double()
     return copy
+
+
+def planned_steps(train_size: int, config: TrainConfig) -> int:
+    """The optimiser steps the budget asks for (early stopping may end sooner)."""
+    batches = config.batches_per_epoch(train_size)
+    return config.steps or config.epoch_budget(batches) * batches

@@ -16,7 +16,7 @@ from ..config import TrainConfig
 from ..hooks import FeatureHooks
 from ..methods import Batch, Objective, PrepareContext, Step, StepState
 from ..methods.objective import NonFiniteLoss
-from .loaders import items, share_bounds, teacher_logits_for
+from .loaders import items, planned_steps, share_bounds, teacher_logits_for
 
 
 class DistillationModule(L.LightningModule):
@@ -121,8 +121,6 @@ class DistillationModule(L.LightningModule):
     @property
     def total_steps(self) -> int:
         """The optimiser steps the budget plans (what schedules and annealings count towards)."""
-        from .fit import planned_steps
-
         return max(1, planned_steps(len(self.train_data), self.config))
 
     def step_state(self) -> StepState:

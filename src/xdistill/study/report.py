@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .files import read_json, read_npz
-from .recipe import Recipe
-from .report import ReportMeta, build_report
-from .report.verdict import aggregate
-from .rundir import RunDirectory
+from ..files import read_json, read_npz
+from ..recipe import Recipe
+from ..report import ReportMeta, build_report
+from ..report.verdict import aggregate
+from ..rundir import RunDirectory
 
 #: how a damaged evaluation file is rebuilt
 REDO_EVALUATION = "run the study's xdistill run command again: a damaged evaluation is redone"

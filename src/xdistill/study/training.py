@@ -1,5 +1,6 @@
 """The training stages of a study: the teacher (trained, loaded from weights, or a model file) and each
-student, through :func:`xdistill.distill`; each finished stage is recorded and skipped on a rerun."""
+student, through :func:`xdistill.distill`; each finished stage is recorded in the ledger and skipped on a rerun.
+Stages take the run's ledger and inputs, never the ``Study``."""
 
 from __future__ import annotations
 
@@ -10,19 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from .config import TrainConfig
-from .recipe import student_index
+from ..config import TrainConfig
+from ..recipe import student_index
+from .inputs import StudyInputs
+from .ledger import RunLedger
 
 if TYPE_CHECKING:
-    from .engine import DistillResult
-    from .recipe import StudentSpec
-    from .study import Study
+    from ..engine import DistillResult
+    from ..recipe import StudentSpec
 
 
-def read_back(study: Study, model: nn.Module, path: Path) -> bool:
+def read_back(model: nn.Module, path: Path) -> bool:
     """Load a finished stage's weights into ``model``; False when the file is missing or damaged (its content hash
     does not match: then the stage runs again, resuming from its last checkpoint, and writes it anew)."""
-    from .checkpoint import CheckpointError, load_weights
+    from ..checkpoint import CheckpointError, load_weights
 
     if not path.exists():
         return False
@@ -34,86 +36,85 @@ def read_back(study: Study, model: nn.Module, path: Path) -> bool:
         return False
 
 
-def teacher(study: Study) -> nn.Module:
+def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
     """The teacher in eval mode: read back when its stage is done, else trained (or loaded) and saved."""
-    from .checkpoint import save_weights
-    from .engine import distill
+    from ..checkpoint import save_weights
+    from ..engine import distill
 
-    spec = study.recipe.teacher
-    model = study.build_teacher()
-    path = study.paths.teacher_weights
-    if study.done("teacher") and read_back(study, model, path):
+    spec = inputs.recipe.teacher
+    model = inputs.build_teacher()
+    path = ledger.paths.teacher_weights
+    if ledger.done("teacher") and read_back(model, path):
         return model.eval()
     started = time.perf_counter()
-    study.in_progress = "teacher"
+    ledger.in_progress = "teacher"
     if spec.file:
-        study.log(f"teacher: model file {spec.file}")
-        study.finish("teacher", started)
+        ledger.log(f"teacher: model file {spec.file}")
+        ledger.finish("teacher", started)
         return model
     info: dict[str, Any] = {}
     if spec.weights:
-        study._load_teacher_weights(model)
-        if study.rank == 0:
+        inputs.load_teacher_weights(model)
+        if ledger.rank == 0:
             save_weights(model, path)
-        study.log(f"teacher: loaded {spec.weights}")
+        ledger.log(f"teacher: loaded {spec.weights}")
     else:
-        config = study.train_config("teacher", spec.train)
-        study.log(
+        config = inputs.train_config("teacher", spec.train)
+        ledger.log(
             f"teacher: training {spec.model} ({budget(config)}, {selection(config)}; "
             "the test split is only used by evaluation)"
         )
         result = distill(
             None,
             model,
-            study.splits[0],
+            inputs.splits[0],
             spec.methods,
             config=config,
-            work_dir=study.paths.teacher_dir,
-            **runtime(study),
+            work_dir=ledger.paths.teacher_dir,
+            **inputs.runtime(ledger.progress),
         )
-        if study.rank == 0:
+        if ledger.rank == 0:
             save_weights(model, path)
-        log_fit(study, "teacher", result)
-        chance = 1.0 / study.splits[0].num_classes
+        log_fit(ledger, "teacher", result)
+        chance = 1.0 / inputs.splits[0].num_classes
         if result.metrics["train_acc"] < chance + 0.1:
-            study.log(
+            ledger.log(
                 f"WARNING: the teacher is near chance on its own training data (accuracy "
                 f"{result.metrics['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
                 "distilled from it means anything. Check the data and the teacher's training settings."
             )
         info = fit_info(result)
-    study.finish("teacher", started, **info)
+    ledger.finish("teacher", started, **info)
     return model.eval()
 
 
-def student(study: Study, spec: StudentSpec) -> nn.Module:
-    """The student distilled from the study's teacher: read back when its stage is done, else trained
-    (resuming from its last checkpoint after an interruption)."""
-    from .engine import distill
+def student(ledger: RunLedger, inputs: StudyInputs, spec: StudentSpec, teacher: nn.Module) -> nn.Module:
+    """The student distilled from ``teacher`` (as the students see it): read back when its stage is done, else
+    trained (resuming from its last checkpoint after an interruption)."""
+    from ..engine import distill
 
-    model = study.build(f"students[{student_index(study.recipe, spec)}]", spec.model, spec.options, student=True)
-    work = study.student_dir(spec)
+    model = inputs.build(f"students[{student_index(inputs.recipe, spec)}]", spec.model, spec.options, student=True)
+    work = inputs.student_dir(spec)
     stage = f"student:{spec.name}"
-    if study.done(stage) and read_back(study, model, work / "student.safetensors"):
+    if ledger.done(stage) and read_back(model, work / "student.safetensors"):
         return model.eval()
-    teacher_model = study.student_teacher()
-    study.in_progress = f"student {spec.name}"
-    config = study.train_config("student", study.recipe.training, spec.train)
-    study.log(f"student {spec.name}: {spec.model} with {spec.methods}, {budget(config)}")
+    ledger.in_progress = f"student {spec.name}"
+    config = inputs.train_config("student", inputs.recipe.training, spec.train)
+    ledger.log(f"student {spec.name}: {spec.model} with {spec.methods}, {budget(config)}")
     started = time.perf_counter()
     result = distill(
-        teacher_model,
+        teacher,
         model,
-        study.student_splits[0],
-        study.objective(spec),
+        inputs.student_splits[0],
+        inputs.objective(spec),
         config=config,
         work_dir=work,
         resume=True,
-        cache_dir=study.attribution_dir,
-        **runtime(study),
+        cache_dir=inputs.attribution_dir,
+        **inputs.runtime(ledger.progress),
     )
-    log_fit(study, f"student {spec.name}", result)
-    study.finish(stage, started, **fit_info(result))
+    log_fit(ledger, f"student {spec.name}", result)
+    ledger.finish(stage, started, **fit_info(result))
     return result.student
 
 
@@ -127,27 +128,11 @@ def budget(config: TrainConfig) -> str:
     return f"{config.steps} steps" if config.steps else f"{config.epoch_budget(1)} epochs"
 
 
-def runtime(study: Study) -> dict[str, Any]:
-    """Where training runs: the recipe's hardware section (RunConfig fields)."""
-    hardware = study.recipe.hardware
-    accelerator = hardware.accelerator or {"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[study.recipe.device]
-    return dict(
-        accelerator=accelerator,
-        precision=study.recipe.precision,
-        progress=study.progress,
-        devices=hardware.devices,
-        num_nodes=hardware.num_nodes,
-        strategy=hardware.strategy,
-        sync_batchnorm=hardware.sync_batchnorm,
-        process_timeout=hardware.process_timeout,
-    )
-
-
-def log_fit(study: Study, who: str, result: DistillResult) -> None:
+def log_fit(ledger: RunLedger, who: str, result: DistillResult) -> None:
     """The chosen epoch and eval-mode train/validation accuracy, in the study's log."""
     result.accuracy()
     m = result.metrics
-    study.log(
+    ledger.log(
         f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
         f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
         + (f", validation {m['val_acc']:.3f}" if "val_acc" in m else " (no validation split)")

@@ -10,25 +10,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .files import DamagedFileError, read_json, read_npz, write_json, write_npz
-from .progress import progress_bar
+from ..files import DamagedFileError, read_json, read_npz, write_json, write_npz
+from ..progress import progress_bar
+from .inputs import StudyInputs
+from .ledger import RunLedger
 
 if TYPE_CHECKING:
-    from .data import ArrayDataset
-    from .metrics import AlignmentConfig, TeacherSide
-    from .recipe import EvaluationSpec, StudentSpec
-    from .study import Study
+    from ..data import ArrayDataset
+    from ..metrics import AlignmentConfig, TeacherSide
+    from ..recipe import EvaluationSpec, StudentSpec
+
+#: (the student, the teacher as the students see it, the teacher's half of the evaluation), made on demand
+Models = Callable[[], tuple[nn.Module, nn.Module, "TeacherSide"]]
 
 
 def alignment_config(spec: EvaluationSpec) -> AlignmentConfig:
     """The recipe's evaluation section as the metrics' settings."""
-    from .metrics import AlignmentConfig
+    from ..metrics import AlignmentConfig
 
     return AlignmentConfig(
         spec.explainer,
@@ -42,38 +47,40 @@ def alignment_config(spec: EvaluationSpec) -> AlignmentConfig:
     )
 
 
-def evaluate_student(study: Study, student: StudentSpec) -> dict[str, Any]:
-    """Every figure of ``student`` against the teacher, written to ``evaluation/<student>.json`` (+ examples)."""
-    from .metrics import evaluate_pair, to_jsonable
+def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpec, models: Models) -> dict[str, Any]:
+    """Every figure of ``student`` against the teacher, written to ``evaluation/<student>.json`` (+ examples);
+    ``models`` gives the trained student, the teacher and the teacher's side when they are needed."""
+    from ..metrics import evaluate_pair, to_jsonable
 
-    path = study.paths.evaluation(student.name)
+    path = ledger.paths.evaluation(student.name)
     stage = f"evaluate:{student.name}"
-    _, test = study.student_splits
-    limit = study.recipe.evaluation.max_samples or len(test)
-    if study.done(stage) and path.exists():
+    _, test = inputs.student_splits
+    limit = inputs.recipe.evaluation.max_samples or len(test)
+    if ledger.done(stage) and path.exists():
         try:
             if path.with_suffix(".npz").exists():
                 read_npz(path.with_suffix(".npz"))  # every member's CRC checked
             return read_json(path)
         except DamagedFileError as error:
             logging.getLogger("xdistill").warning("%s; evaluating again", str(error).split(";")[0])
-    model, teacher = study.student(student), study.student_teacher()
+    model, teacher, side = models()
     x, y = test.x[:limit], test.y[:limit]
     started = time.perf_counter()
-    side = study.teacher_side()
-    study.log(f"evaluate {student.name} on {len(x)} held-out samples")
-    config = alignment_config(study.recipe.evaluation)
+    ledger.log(f"evaluate {student.name} on {len(x)} held-out samples")
+    config = alignment_config(inputs.recipe.evaluation)
     units = (3 + len(config.also)) * len(x)  # explanations, two deletion curves, further explainers
-    with progress_bar(f"evaluate {student.name}", units, study.progress):
+    with progress_bar(f"evaluate {student.name}", units, ledger.progress):
         result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
-    if hasattr(model, "forward_structured"):  # a select-predict rationale model: its kept parts, against the truth
-        from .metrics.rationale import rationale_metrics
+    from ..models import RationaleModel
+
+    if isinstance(model, RationaleModel):  # a select-predict rationale model: its kept parts, against the truth
+        from ..metrics.rationale import rationale_metrics
 
         truth = test.rationale[:limit] if test.rationale is not None else None
         result.update(rationale_metrics(teacher, model, x, truth))
     result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
-    result.update(whole_test_accuracy(study, student, test, limit, result))
-    n = study.recipe.evaluation.examples
+    result.update(whole_test_accuracy(model, teacher, test, limit, result))
+    n = inputs.recipe.evaluation.examples
     if n and side.example_maps is not None:
         examples = {
             "x": x[:n].numpy(),
@@ -83,15 +90,15 @@ def evaluate_student(study: Study, student: StudentSpec) -> dict[str, Any]:
         }
         write_npz(path.with_suffix(".npz"), examples)
     write_json(path, result)
-    study.finish(stage, started)
+    ledger.finish(stage, started)
     return result
 
 
 def whole_test_accuracy(
-    study: Study, student: StudentSpec, test: ArrayDataset, limit: int, result: dict[str, Any]
+    model: nn.Module, teacher: nn.Module, test: ArrayDataset, limit: int, result: dict[str, Any]
 ) -> dict[str, float]:
     """Teacher and student accuracy on the whole test split (``evaluation.max_samples`` limits the rest)."""
-    from .metrics import accuracy, predict
+    from ..metrics import accuracy, predict
 
     if limit >= len(test):  # the evaluation sample is the whole split
         return {
@@ -100,23 +107,23 @@ def whole_test_accuracy(
             "test_samples_all": len(test),
         }
     return {
-        "teacher_accuracy_all": accuracy(predict(study.student_teacher(), test.x), test.y),
-        "student_accuracy_all": accuracy(predict(study.student(student), test.x), test.y),
+        "teacher_accuracy_all": accuracy(predict(teacher, test.x), test.y),
+        "student_accuracy_all": accuracy(predict(model, test.x), test.y),
         "test_samples_all": len(test),
     }
 
 
-def teacher_side(study: Study) -> TeacherSide:
+def teacher_side(ledger: RunLedger, inputs: StudyInputs, teacher: nn.Module) -> TeacherSide:
     """The teacher's half of every evaluation: read back from ``evaluation/teacher_side`` while the teacher's
     weights, the test samples and the evaluation settings are unchanged, else computed and saved — so a
-    later ``xdistill evaluate --student X`` reuses it too."""
-    from .checkpoint import fingerprint
-    from .metrics import TeacherSide, compute_teacher_side
+    later ``xdistill evaluate --student X`` reuses it too. ``teacher``: as the students see it."""
+    from ..checkpoint import fingerprint
+    from ..metrics import TeacherSide, compute_teacher_side
 
-    teacher, (_, test) = study.student_teacher(), study.student_splits
-    limit = min(study.recipe.evaluation.max_samples or len(test), len(test))
-    n = study.recipe.evaluation.examples
-    config = alignment_config(study.recipe.evaluation)
+    _, test = inputs.student_splits
+    limit = min(inputs.recipe.evaluation.max_samples or len(test), len(test))
+    n = inputs.recipe.evaluation.examples
+    config = alignment_config(inputs.recipe.evaluation)
     key = {
         "teacher": fingerprint(teacher),
         "test": test.fingerprint,
@@ -124,20 +131,20 @@ def teacher_side(study: Study) -> TeacherSide:
         "examples": n,
         "alignment": dataclasses.asdict(config),
     }
-    side = TeacherSide.load(study.paths.teacher_side, key)
+    side = TeacherSide.load(ledger.paths.teacher_side, key)
     if side is None:
-        study.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
+        ledger.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
         x, y = test.x[:limit], test.y[:limit]
         units = (2 + len(config.also)) * len(x)  # explanations (each explainer), deletion curve
-        with progress_bar("evaluate the teacher", units, study.progress):
+        with progress_bar("evaluate the teacher", units, ledger.progress):
             side = compute_teacher_side(teacher, x, y, config)
         side.example_maps = torch.from_numpy(example_maps(teacher, x[:n], side.target[:n], config)) if n else None
-        side.save(study.paths.teacher_side, key)
+        side.save(ledger.paths.teacher_side, key)
     return side
 
 
 def example_maps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: AlignmentConfig) -> np.ndarray:
     """Full attribution maps of a few samples, for the report's saliency figure."""
-    from .explain import explain
+    from ..explain import explain
 
     return explain(model, x, target, method=config.explainer, **config.explainer_options).detach().numpy()
