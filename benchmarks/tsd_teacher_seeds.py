@@ -48,8 +48,7 @@ def main() -> None:
                 result = train_teacher(
                     model, train, config=config, work_dir=tmp, progress=False, loggers=(), checkpoint=False
                 )
-            result.accuracy()  # eval-mode train / validation accuracy, computed on request
-            m = result.metrics
+            m = {**result.metrics, **result.accuracy()}  # eval-mode train / validation accuracy, on request
             row = {
                 "set": name,
                 "seed": seed,

@@ -315,3 +315,22 @@ def test_every_epoch_draws_a_new_order_of_the_whole_training_set(gunpoint, tmp_p
     epochs = [sum(spy.seen[i * per_epoch : (i + 1) * per_epoch], []) for i in range(3)]
     assert all(sorted(e) == list(range(len(gunpoint.train))) for e in epochs)  # each sample once per epoch
     assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_a_fit_that_restores_its_best_epoch_reports_that_epochs_figures(gunpoint, tmp_path):
+    """The figures a fit returns describe the restored model (its validation loss recomputed from the weights),
+    not the last epoch's; the last epoch's stay under last_epoch/ (teacher selection among seeds read them)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = build_model("fcn1d", 1, 2, width=0.25)
+    result = train_teacher(
+        model, gunpoint.train, epochs=40, val_fraction=0.3, monitor="val_acc", patience=3, work_dir=tmp_path, **FAST
+    )
+    m = result.metrics
+    assert m["best_epoch"] < m["epochs_run"]  # stopped after epochs that did not improve: the last is not the best
+    assert m["val/loss"] != m["last_epoch/val/loss"]
+    with torch.no_grad():
+        logits = result.student.eval()(result.val_data.x)
+    recomputed = float(F.cross_entropy(logits, result.val_data.y))
+    assert abs(recomputed - m["val/loss"]) < 1e-5

@@ -45,6 +45,8 @@ class BestEpoch(Checkpoint):
         self.best_epoch = -1
         self.wait = 0
         self.weights: dict[str, torch.Tensor] = {}
+        #: the epoch metrics of the best epoch (what a fit that restores it reports)
+        self.metrics: dict[str, float] = {}
 
     def on_train_epoch_end(self, trainer, module) -> None:
         value = module.epoch_metrics.get(self.monitor)
@@ -56,6 +58,7 @@ class BestEpoch(Checkpoint):
         if score < self.best - 1e-9:
             self.best, self.best_epoch, self.wait = score, trainer.current_epoch, 0
             self.weights = {k: v.detach().cpu().clone() for k, v in module.student.state_dict().items()}
+            self.metrics = dict(module.epoch_metrics)
         else:
             self.wait += 1
             if self.patience is not None and self.wait >= self.patience:
@@ -70,11 +73,18 @@ class BestEpoch(Checkpoint):
         return self.sign * self.best
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "weights": self.weights}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "weights": self.weights,
+            "metrics": self.metrics,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         self.weights = dict(state["weights"])
+        self.metrics = dict(state.get("metrics", {}))
 
 
 class EpochCheckpoint(Checkpoint):

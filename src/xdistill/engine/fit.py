@@ -228,7 +228,9 @@ def _fit(
     student.eval().cpu()
     if trainer.is_global_zero:
         save_weights(student, work_dir / "student.safetensors")
-    metrics = dict(module.epoch_metrics)
+    metrics = dict(module.epoch_metrics)  # the last epoch's; a restored best epoch reports its own
+    if best is not None and best.restore and best.weights and best.metrics:
+        metrics = {**best.metrics, **{f"last_epoch/{k}": v for k, v in module.epoch_metrics.items()}}
     metrics.update(selection_metrics(best, trainer.current_epoch))
     timer = callbacks[0]
     return DistillResult(

@@ -28,11 +28,10 @@ class DistillResult:
     def accuracy(self) -> dict[str, float]:
         """Eval-mode accuracy of the student as it is now on the data it trained on (``train_acc``) and on
         the validation split (``val_acc``, when there was one): one inference pass each, run on request
-        (training does not pay for a figure nobody reads); also stored in ``metrics``."""
+        (training does not pay for a figure nobody reads). ``metrics`` is left as the fit returned it."""
         from ..metrics import accuracy, predict
 
         found = {"train_acc": accuracy(predict(self.student, self.train_data.x), self.train_data.y)}
         if self.val_data is not None and len(self.val_data):
             found["val_acc"] = accuracy(predict(self.student, self.val_data.x), self.val_data.y)
-        self.metrics.update(found)
         return found

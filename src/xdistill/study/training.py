@@ -75,15 +75,15 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
         )
         if ledger.rank == 0:
             save_weights(model, path)
-        log_fit(ledger, "teacher", result)
+        accuracies = log_fit(ledger, "teacher", result)
         chance = 1.0 / inputs.splits[0].num_classes
-        if result.metrics["train_acc"] < chance + 0.1:
+        if accuracies["train_acc"] < chance + 0.1:
             ledger.log(
                 f"WARNING: the teacher is near chance on its own training data (accuracy "
-                f"{result.metrics['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
+                f"{accuracies['train_acc']:.3f}, chance {chance:.3f}): it has collapsed, and nothing "
                 "distilled from it means anything. Check the data and the teacher's training settings."
             )
-        info = fit_info(result)
+        info = fit_info(result, accuracies)
     ledger.finish("teacher", started, **info)
     return model.eval()
 
@@ -113,8 +113,8 @@ def student(ledger: RunLedger, inputs: StudyInputs, spec: StudentSpec, teacher: 
         cache_dir=inputs.attribution_dir,
         **inputs.runtime(ledger.progress),
     )
-    log_fit(ledger, f"student {spec.name}", result)
-    ledger.finish(stage, started, **fit_info(result))
+    accuracies = log_fit(ledger, f"student {spec.name}", result)
+    ledger.finish(stage, started, **fit_info(result, accuracies))
     return result.student
 
 
@@ -128,22 +128,24 @@ def budget(config: TrainConfig) -> str:
     return f"{config.steps} steps" if config.steps else f"{config.epoch_budget(1)} epochs"
 
 
-def log_fit(ledger: RunLedger, who: str, result: DistillResult) -> None:
-    """The chosen epoch and eval-mode train/validation accuracy, in the study's log."""
-    result.accuracy()
-    m = result.metrics
+def log_fit(ledger: RunLedger, who: str, result: DistillResult) -> dict[str, float]:
+    """The chosen epoch and eval-mode train/validation accuracy, in the study's log; returns the accuracies."""
+    accuracies = result.accuracy()
+    m = {**result.metrics, **accuracies}
     ledger.log(
         f"{who}: best epoch {m.get('best_epoch', float('nan')):.0f} of {m.get('epochs_run', 0):.0f}; "
         f"eval-mode accuracy train {m.get('train_acc', float('nan')):.3f}"
         + (f", validation {m['val_acc']:.3f}" if "val_acc" in m else " (no validation split)")
     )
+    return accuracies
 
 
-def fit_info(result: DistillResult) -> dict[str, Any]:
-    """What the stage record keeps of a fit."""
-    keys = ("train_acc", "val_acc", "best_epoch", "epochs_run")
+def fit_info(result: DistillResult, accuracies: dict[str, float] | None = None) -> dict[str, Any]:
+    """What the stage record keeps of a fit (the restored epoch's figures) and its eval-mode accuracies."""
+    keys = ("best_epoch", "epochs_run")
     return {
         "epoch_seconds": result.epoch_seconds,
+        **(accuracies or {}),
         **{k: result.metrics[k] for k in keys if k in result.metrics},
         **({"val_loss": result.metrics["val/loss"]} if "val/loss" in result.metrics else {}),
         "config": result.config.model_dump() if result.config else None,
