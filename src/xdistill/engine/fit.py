@@ -127,8 +127,11 @@ def distill(
         L.seed_everything(train_config.seed, workers=True, verbose=False)
         train, val = training_part(train, train_config, val)
         train_config = with_family_augmentation(train_config, family_of(train))
-        if run_config.precision in ("64-true", "64"):  # the engine's own passes (probe, caches, prepare) too
-            train, val = in_float64(train), in_float64(val)
+        if run_config.precision in ("64-true", "64"):  # the engine's own passes (probe, caches, prepare) too:
+            train, val = in_float64(train), in_float64(val)  # data and both models in float64 (Lightning would
+            student.double()  # convert the student in place anyway; the teacher sees the same float64 batches)
+            if teacher is not None:
+                teacher.double()
         check_pair(teacher, student, train)
         return _fit(teacher, student, train, val, objective, train_config, run_config, work_dir)
 
