@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from xdistill.recipe import default_recipe_path
+from xdistill.recipe import RecipeError, default_recipe_path
 
 SMALL = yaml.safe_load(default_recipe_path().read_text())
 SMALL.pop("seeds")  # one seed: the several-seed layout has its own test
@@ -326,3 +326,26 @@ def test_the_report_leads_with_a_verdict_and_draws_the_tables_spread(tmp_path):
     saliency_heights, saliency_errors, _ = bars[3]
     assert saliency_errors == [0.3, 0.3, 0.3]  # the table's ± std, not a standard error
     assert len(bars) == 6  # deletion AUC has a panel
+
+
+def test_a_run_directory_recorded_before_a_recipe_field_existed_is_still_the_same_recipe(tmp_path):
+    """A field added to recipes later (at its default) must not make every existing run directory 'another
+    recipe': the recorded recipe is read with today's defaults before it is compared."""
+    from xdistill.files import read_json, write_json
+    from xdistill.recipe import parse_recipe
+    from xdistill.study import Study
+
+    data = yaml.safe_load(default_recipe_path().read_text())
+    data.pop("seeds")
+    recipe = parse_recipe(data)
+    study = Study(recipe, tmp_path / "run", progress=False)
+    study.commit()
+    study.discard()
+    recorded = read_json(tmp_path / "run" / "recipe.json")
+    recorded.pop("imports")  # as a run directory written before `imports` existed
+    write_json(tmp_path / "run" / "recipe.json", recorded)
+    Study(recipe, tmp_path / "run", progress=False).discard()  # not refused
+    recorded["name"] = "another"
+    write_json(tmp_path / "run" / "recipe.json", recorded)
+    with pytest.raises(RecipeError, match="holds a different recipe"):
+        Study(recipe, tmp_path / "run", progress=False)

@@ -39,6 +39,19 @@ def study_identity(recipe: Recipe) -> dict[str, Any]:
     return resolved
 
 
+def same_recipe(stored: Any, identity: dict[str, Any]) -> bool:
+    """Whether a run directory's recorded recipe is this one, read with today's defaults: a field added since
+    (at its default) does not make an existing run directory another recipe's."""
+    from pydantic import ValidationError
+
+    if stored == identity:
+        return True
+    try:
+        return study_identity(Recipe.model_validate(stored)) == identity
+    except (ValidationError, TypeError, ValueError):
+        return False
+
+
 def environment(seed: int) -> dict[str, Any]:
     """Versions, platform and command line, recorded beside the recipe."""
     from importlib.metadata import PackageNotFoundError, version
@@ -75,7 +88,7 @@ class RunLedger:
         self._identity = study_identity(recipe)
         recipe_path = self.paths.recipe
         #: the run directory holds another recipe (only allowed with --restart: its stages then no longer count)
-        self._other_recipe = recipe_path.exists() and read_json(recipe_path, _REWRITE) != self._identity
+        self._other_recipe = recipe_path.exists() and not same_recipe(read_json(recipe_path, _REWRITE), self._identity)
         if self._other_recipe and not restart:
             raise RecipeError(
                 f"out: run directory {self.run_dir} holds a different recipe; "
