@@ -6,6 +6,7 @@ import sys
 import pytest
 import yaml
 
+from xdistill.files import read_json
 from xdistill.recipe import RecipeError, default_recipe_path
 
 SMALL = yaml.safe_load(default_recipe_path().read_text())
@@ -40,7 +41,7 @@ def finished_run(tmp_path_factory):
     assert cli("teach", str(recipe), "--out", str(out), "--quiet").returncode == 0
     first = cli("distill", str(recipe), "--out", str(out), "--quiet", "--student", "alone")
     assert first.returncode == 0, first.stderr
-    stages = json.loads((out / "stages.json").read_text())
+    stages = read_json(out / "stages.json")
     assert set(stages) == {"teacher", "student:alone"}
     result = cli("run", str(recipe), "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
@@ -50,7 +51,7 @@ def finished_run(tmp_path_factory):
 @pytest.mark.slow
 def test_run_writes_everything_and_skips_finished_stages(finished_run):
     recipe, out, early = finished_run
-    stages = json.loads((out / "stages.json").read_text())
+    stages = read_json(out / "stages.json")
     assert stages["teacher"] == early["teacher"] and stages["student:alone"] == early["student:alone"]
     students = ["alone", "kd", "tsd", "sweep[alpha=0.0]", "sweep[alpha=0.9]"]
     assert {f"evaluate:{s}" for s in students} <= set(stages)
@@ -65,9 +66,9 @@ def test_run_writes_everything_and_skips_finished_stages(finished_run):
         "report/figures.json",
     ):
         assert (out / name).exists(), name
-    env = json.loads((out / "environment.json").read_text())
+    env = read_json(out / "environment.json")
     assert env["versions"]["torch"].startswith("2.13.0") and env["seed"] == 0
-    figures = json.loads((out / "report" / "figures.json").read_text())
+    figures = read_json(out / "report" / "figures.json")
     assert [s["student"] for s in figures["students"]] == students
     assert figures["sweeps"]["sweep"]["option"] == "alpha" and len(figures["sweeps"]["sweep"]["points"]) == 2
     for student in figures["students"]:
@@ -135,7 +136,7 @@ def test_explain_precomputes_one_ig_store_that_students_share_and_training_reuse
     stores = sorted((tmp_path / "run" / "attributions").glob("ig_store-*"))
     assert len(stores) == 2  # p differs (same store); n_steps differs (its own store)
     for store in stores:
-        manifest = json.loads((store / "manifest.json").read_text())
+        manifest = read_json(store / "manifest.json")
         assert manifest["n_samples"] == 40 and manifest["done"] == [0]  # the 80% distill() trains on
     written = {store: (store / "maps.npy").stat().st_mtime_ns for store in stores}
     result = cli("distill", str(path), "--out", str(tmp_path / "run"), "--quiet")
@@ -198,7 +199,7 @@ def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limi
         assert len(test) > SMALL["evaluation"]["max_samples"]
         expected = accuracy(predict(study.student(spec), test.x), test.y)
         path = copy / "evaluation" / "kd.json"
-        written = json.loads(path.read_text())
+        written = read_json(path)
         assert written["test_samples_all"] == len(test)
         assert written["student_accuracy_all"] == pytest.approx(expected, abs=1e-12)
         assert written["teacher_accuracy_all"] == pytest.approx(
@@ -219,7 +220,7 @@ def test_the_teacher_side_of_the_evaluation_is_computed_once_and_reused(finished
     copy = tmp_path / "run"
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".lock"))
     assert (copy / "evaluation" / "teacher_side.npz").exists()
-    written = json.loads((copy / "evaluation" / "kd.json").read_text())
+    written = read_json(copy / "evaluation" / "kd.json")
     (copy / "evaluation" / "kd.json").unlink()
     calls = []
     original = metrics.compute_teacher_side
@@ -236,7 +237,7 @@ def test_the_teacher_side_of_the_evaluation_is_computed_once_and_reused(finished
     from xdistill.metrics import TeacherSide
 
     # the side is keyed by teacher fingerprint, test samples and settings: another key does not load it
-    key = json.loads((copy / "evaluation" / "teacher_side.json").read_text())["key"]
+    key = read_json(copy / "evaluation" / "teacher_side.json")["key"]
     assert TeacherSide.load(copy / "evaluation" / "teacher_side", key) is not None
     assert TeacherSide.load(copy / "evaluation" / "teacher_side", {**key, "samples": key["samples"] - 1}) is None
     assert TeacherSide.load(copy / "evaluation" / "teacher_side", {**key, "teacher": "0" * 16}) is None
@@ -255,9 +256,9 @@ def test_a_recipe_with_seeds_runs_each_and_reports_mean_std_and_paired_verdicts(
     out = tmp_path / "run"
     done = cli("run", str(recipe), "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr
-    figures = json.loads((out / "report" / "figures.json").read_text())
+    figures = read_json(out / "report" / "figures.json")
     assert figures["seeds"] == [0, 1] and figures["spread"] == "seeds"
-    per_seed = [json.loads((out / f"seed-{s}" / "evaluation" / "kd.json").read_text()) for s in (0, 1)]
+    per_seed = [read_json(out / f"seed-{s}" / "evaluation" / "kd.json") for s in (0, 1)]
     kd = next(r for r in figures["students"] if r["student"] == "kd")
     means = [r["saliency_spearman"]["mean"] for r in per_seed]
     assert kd["saliency_spearman"]["mean"] == pytest.approx(sum(means) / 2)
@@ -309,7 +310,7 @@ def test_the_report_leads_with_a_verdict_and_draws_the_tables_spread(tmp_path):
 
     with mock.patch.object(report_figures._pyplot().Axes, "bar", spy):
         build_report(tmp_path, meta, results)
-    summary = json.loads((tmp_path / "figures.json").read_text())
+    summary = read_json(tmp_path / "figures.json")
     verdicts = {v["metric"]: v for v in summary["verdicts"]}
     # saliency: tsd leads kd by 0.01, 2 s.e. = 2 * sqrt(2) * 0.3 / 20 = 0.042 -> within the spread
     assert verdicts["saliency_spearman"]["best"] == "tsd" and verdicts["saliency_spearman"]["runner_up"] == "kd"
