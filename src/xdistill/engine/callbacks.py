@@ -1,4 +1,4 @@
-"""Lightning callbacks of the engine: epoch timing, best-epoch selection, kill-safe checkpoints."""
+"""Lightning callbacks of the engine: epoch timing, best-epoch selection, kill-safe checkpoints, the progress bar."""
 
 from __future__ import annotations
 
@@ -133,3 +133,26 @@ class EpochCheckpoint(Checkpoint):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"].to(torch.uint8))
+
+
+#: the epoch figures the progress bar shows
+SHOWN = ("train/loss", "val/acc", "val/agreement")
+
+
+def progress_bar() -> Callback:
+    """Lightning's own bar (Rich when installed), showing the module's exact epoch figures and no ``v_num``."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+
+    base: type = RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar
+
+    class EpochFiguresBar(base):  # type: ignore[misc,valid-type]
+        def get_metrics(self, trainer, module) -> dict[str, Any]:
+            figures = getattr(module, "epoch_metrics", {})
+            return {
+                name.split("/")[-1] if name == "train/loss" else name: f"{figures[name]:.4g}"
+                for name in SHOWN
+                if name in figures
+            }
+
+    return EpochFiguresBar()

@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from pydantic import ValidationError
 from torch import nn
 
@@ -22,7 +22,7 @@ from ..data.mapped import as_training_data
 from ..distributed import global_batch_statistics
 from ..methods import Objective, PrepareContext, Term
 from ..protocols import with_family_augmentation
-from .callbacks import BestEpoch, EpochCheckpoint, EpochTimer
+from .callbacks import BestEpoch, EpochCheckpoint, EpochTimer, progress_bar
 from .loaders import family_of, in_float64, indexed_loader, items, planned_steps, training_part
 from .module import DistillationModule
 from .result import DistillResult
@@ -145,6 +145,8 @@ def _callbacks(config: TrainConfig, run: RunConfig, has_val: bool, checkpoints: 
         callbacks.append(best)
     if run.checkpoint:
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
+    if run.progress:
+        callbacks.append(progress_bar())
     return callbacks, best
 
 
@@ -166,7 +168,7 @@ def _trainer(config: TrainConfig, run: RunConfig, train_size: int, callbacks: li
         deterministic=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
-        enable_checkpointing=len(callbacks) > 1,  # (Checkpoint subclasses; Lightning adds no other)
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),  # (ours; Lightning adds no other)
         use_distributed_sampler=False,
         limit_val_batches=0,
     )

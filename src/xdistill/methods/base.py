@@ -33,11 +33,21 @@ from .keyed_random import SampleStreams
 
 @dataclass
 class Batch:
-    """One training batch: inputs, labels, dataset indices (for per-sample caches and random streams)."""
+    """One training batch: inputs, labels, dataset indices (for per-sample caches and random streams).
+
+    ``host_index`` holds the same indices on the host (the engine keeps the loader's copy): host-resident state
+    (attribution stores, banks, the training set a term draws donors from) is read with it, and random draws
+    that pick from that state are keyed on it, so nothing in a step waits for the device."""
 
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor
+    host_index: torch.Tensor | None = None
+
+    @property
+    def index_on_host(self) -> torch.Tensor:
+        """The dataset indices on the host (a copy from the device only when the engine gave none)."""
+        return self.host_index if self.host_index is not None else self.index.cpu()
 
 
 @dataclass(frozen=True)

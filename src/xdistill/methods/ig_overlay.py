@@ -11,6 +11,7 @@ logits on the **clean** image (the official code precomputes them once), plus th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -151,19 +152,22 @@ class IGOverlay(Term):
             raise RuntimeError("ig_overlay.prepare() must run before training (the engine does this)")
         if not self.training or self.p == 0:
             return batch
-        draws = state.streams(batch.index, self.salt)(2).to(batch.x.device)
-        chosen = draws[:, 0] < self.p  # per-sample streams: the same however the batch is split across processes
+        # drawn on the host from per-sample streams (the same however the batch is split across processes): which
+        # samples get a map decides what to read from the host-resident store, so nothing waits for the device
+        host_index = batch.index_on_host
+        draws = state.streams(host_index, self.salt)(2)
+        chosen = draws[:, 0] < self.p
         if not chosen.any():
             return batch
-        index = batch.index[chosen]
-        maps = self.store[index].to(batch.x)
-        exponent = torch.exp(draws[chosen, 1] * math.log(2.0))  # exp of U(0, log 2)
+        maps = self.store[host_index[chosen]].to(batch.x, non_blocking=True)
+        exponent = torch.exp(draws[chosen, 1] * math.log(2.0)).to(batch.x.device)  # exp of U(0, log 2)
+        rows = chosen.nonzero()[:, 0].to(batch.x.device, non_blocking=True)  # (a boolean mask would sync there)
         x = batch.x.clone()
         mean, std = getattr(self, "pixel_mean", None), getattr(self, "pixel_std", None)
-        x[chosen] = overlay(
-            batch.x[chosen], maps, exponent, None if mean is None else mean.to(x), None if std is None else std.to(x)
+        x[rows] = overlay(
+            batch.x[rows], maps, exponent, None if mean is None else mean.to(x), None if std is None else std.to(x)
         )
-        return Batch(x, batch.y, batch.index)
+        return dataclasses.replace(batch, x=x)
 
 
 @PRESETS.register("kd_ig")

@@ -96,20 +96,32 @@ class Objective:
         """(the loss to minimise, what to log: every term raw and weighted, and ``loss``).
 
         ``share`` is this process's weight in the global batch's mean: a per-process batch mean counts for it; a
-        term whose loss is already a statistic of the global batch counts once (DDP averages the gradients)."""
+        term whose loss is already a statistic of the global batch counts once (DDP averages the gradients).
+        Nothing here waits for the device (no host sync): :meth:`check_finite` inspects what was logged."""
         total = step.student_logits.new_zeros(())
         logged: dict[str, torch.Tensor] = {}
         shown = step.student_logits.new_zeros(())
         for name, term in zip(self.names, self.losses):
             value = term.loss(step)
-            if not torch.isfinite(value).all():
-                raise NonFiniteLoss(f"loss term {name!r} became {value.item()}")
             total = total + term.weight * value * (1.0 if term.global_batch_statistic else share)
             logged[name] = value.detach()
             logged[f"{name}_weighted"] = term.weight * value.detach()
             shown = shown + term.weight * value.detach()
         logged["loss"] = shown
         return total, logged
+
+    @staticmethod
+    def check_finite(logged: dict[str, torch.Tensor]) -> None:
+        """Raise :class:`NonFiniteLoss` naming the first term whose logged value (or running sum) is NaN or
+        infinite. One host sync for all terms: the engine calls it at bounded intervals, not every step."""
+        names = [n for n in logged if n != "loss" and not n.endswith("_weighted")]
+        if not names:
+            return
+        values = torch.stack([logged[n].detach().double().reshape(()) for n in names])
+        finite = torch.isfinite(values).tolist()
+        for name, ok, value in zip(names, finite, values.tolist()):
+            if not ok:
+                raise NonFiniteLoss(f"loss term {name!r} became {value}")
 
     def extra_parameters(self) -> list[nn.Parameter]:
         return [p for term in self.term_list for p in term.extra_parameters()]

@@ -169,15 +169,16 @@ class PerturbationTSD(Term):
 
     def _draw(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(donor indices, starts, teacher saliency or None) for this batch, drawn from per-sample
-        streams keyed by (seed, step, index): the same however the batch is split across processes."""
-        batch = step.batch
-        streams = step.state.streams(batch.index, self.salt ^ self.seed)
+        streams keyed by (seed, step, index): the same however the batch is split across processes. The draws
+        pick from the host-resident training set, so they are made on the host (no wait for the device)."""
+        index = step.batch.index_on_host
+        streams = step.state.streams(index, self.salt ^ self.seed)
         if self.bank is not None:
             assert step.teacher is not None
-            self.bank.fill(batch.index.cpu(), self, step.teacher)
-            return self.bank.pick(batch.index.cpu(), streams, self.K)
+            self.bank.fill(index, self, step.teacher)
+            return self.bank.pick(index, streams, self.K)
         donors, starts = sample_perturbations(
-            batch.y, self.train_y, self.K, self.window, batch.x.shape[-1], uniform=streams
+            self.train_y[index], self.train_y, self.K, self.window, step.batch.x.shape[-1], uniform=streams
         )
         return donors, starts, None
 
@@ -209,7 +210,7 @@ class PerturbationTSD(Term):
             raise RuntimeError("tsd.prepare() must run before training (the engine does this)")
         x = step.batch.x
         donors, starts, teacher_s = self._draw(step)
-        donors_x = self.train_x[donors.cpu()].to(x)  # gathered once, for the teacher (if needed) and the student
+        donors_x = self.train_x[donors].to(x, non_blocking=True)  # gathered once, for the teacher and the student
         if teacher_s is None:
             assert step.teacher is not None
             teacher_s = self.teacher_saliency(step.teacher, x, donors_x, starts, step.teacher_logits)

@@ -142,7 +142,7 @@ def gumbel_noise(
 
 
 def hard_gumbel_softmax(
-    logits: torch.Tensor, temperature: float, uniform: Uniform | None = None
+    logits: torch.Tensor, temperature: float | torch.Tensor, uniform: Uniform | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(straight-through one-hot sample, log-probabilities of the noised softmax), both shaped like ``logits``.
 
@@ -162,7 +162,7 @@ class RationaleOutput:
     mask: torch.Tensor  # (B, n_parts): 1 = kept (straight-through in training)
     selector_logits: torch.Tensor  # (B, n_parts, 2): (drop, keep) logits
     log_probs: torch.Tensor | None  # (B, n_parts, 2): the noised selection log-probabilities (training only)
-    temperature: float  # the Gumbel temperature of the draw
+    temperature: float | torch.Tensor  # the Gumbel temperature of the draw (a 0-dim tensor: the model's buffer)
 
 
 class RationaleModel(nn.Module):
@@ -189,10 +189,11 @@ class RationaleModel(nn.Module):
 
     def select(
         self, x: torch.Tensor, uniform: Uniform | None = None, temperature: float | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float | torch.Tensor]:
         """(mask (B, n_parts), selector logits, noised log-probabilities or None, temperature) for ``x``."""
         logits = self.selector(x)
-        tau = float(self.gumbel_temperature) if temperature is None else float(temperature)  # type: ignore[arg-type]
+        # (the buffer stays a tensor: reading it as a float would wait for the device on every forward)
+        tau: float | torch.Tensor = self.gumbel_temperature if temperature is None else temperature  # type: ignore[assignment]
         if self.training:
             sample, log_probs = hard_gumbel_softmax(logits, tau, uniform)
             return sample[..., 1], logits, log_probs, tau
