@@ -658,7 +658,7 @@ def main() -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch threads (default: torch's own; 1 lets two studies share 2 cores)",
+        help="torch threads per run (default: the recipe's hardware.threads, 1: the same numbers on any machine)",
     )
     parser.add_argument(
         "--students",
@@ -676,10 +676,6 @@ def main() -> None:
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     root = Path(args.root)
     results = Path(args.results or root / "RESULTS.md")
     root.mkdir(parents=True, exist_ok=True)
@@ -695,6 +691,8 @@ def main() -> None:
     ):
         if args.students:
             data["students"] = [s for s in data["students"] if s["name"] in args.students]
+        if args.threads:
+            data["hardware"] = {**data.get("hardware", {}), "threads": args.threads}
         if args.subtasks and name.startswith("subdistill-") and name.removeprefix("subdistill-") not in args.subtasks:
             continue
         started = time.perf_counter()

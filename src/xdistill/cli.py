@@ -39,12 +39,33 @@ def _studies(args: argparse.Namespace):
     from .study import Study
 
     recipe, out = _recipe(args)
-    for single in recipe.per_seed():
+    for single in _chosen_seeds(args, recipe):
         root = RunDirectory(out).seed(single.seed).root if recipe.seeds else out
+        seed = f"seed {single.seed} of {recipe.seeds}" if recipe.seeds else f"seed {single.seed}"
+        _say(args, f"{seed} in {root}: checking the recipe against its data and models")
         args.study = Study(single, root, progress=not args.quiet, restart=getattr(args, "restart", False))
         yield args.study
         if args.study.lock is not None:
             args.study.lock.release()
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """A progress line on stderr, in the run log's format (nothing under --quiet)."""
+    import time
+
+    if not getattr(args, "quiet", False):
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _chosen_seeds(args: argparse.Namespace, recipe):
+    """The recipe once per seed, or only the seed ``--seed`` names (one of the recipe's seeds list)."""
+    seed = getattr(args, "seed", None)
+    if seed is None:
+        return recipe.per_seed()
+    if not recipe.seeds or seed not in recipe.seeds:
+        listed = f"its seeds are {recipe.seeds}" if recipe.seeds else "it has no seeds list (set seed: instead)"
+        raise UserError(f"--seed {seed}: not a seed of the recipe; {listed}")
+    return [single for single in recipe.per_seed() if single.seed == seed]
 
 
 def _seeds_report(args: argparse.Namespace) -> Path | None:
@@ -53,14 +74,42 @@ def _seeds_report(args: argparse.Namespace) -> Path | None:
     from .study.report import write_seeds_report
 
     recipe, out = _recipe(args)
-    if not recipe.seeds:
+    if not recipe.seeds or getattr(args, "seed", None) is not None:  # (one seed of several: no report over them)
         return None
     write_json(out / "recipe.json", json.loads(recipe.model_dump_json(exclude_unset=True)))
     return write_seeds_report(out, recipe, recipe.seeds)
 
 
+def _run_side_by_side(args: argparse.Namespace) -> None:
+    """``--jobs N``: the recipe's seeds as N processes at a time, each an ordinary ``run --seed S``."""
+    from .jobs import run_seeds, xdistill_command
+
+    recipe, out = _recipe(args)
+    arguments = ["run", *([args.recipe] if args.recipe else []), "--out", str(out), "--quiet"]
+    arguments += ["--restart"] if args.restart else []
+    for flag, value in (("--devices", args.devices), ("--num-nodes", args.num_nodes)):
+        arguments += [flag, str(value)] if value is not None else []
+    print(f"seeds {recipe.seeds}, {args.jobs} at a time; each logs to {out}/seed-N/log.txt", flush=True)
+    failures = run_seeds(xdistill_command(arguments), recipe.seeds, args.jobs)
+    if failures:
+        worst = 2 if all(f.returncode == 2 for f in failures) else 1
+        seeds = ", ".join(str(f.seed) for f in failures)
+        message = f"seed(s) {seeds} failed ({failures[0].message}); run the same command again to resume"
+        if worst == 2:
+            raise UserError(message.removeprefix("xdistill: error: "))
+        raise RuntimeError(message)
+
+
 def _run(args: argparse.Namespace) -> int:
     report = None
+    recipe, _ = _recipe(args)
+    if args.jobs > 1 and recipe.seeds and len(recipe.seeds) > 1 and args.seed is None:
+        _run_side_by_side(args)
+        report = _seeds_report(args)
+        assert report is not None
+        print(f"report: {report}")
+        print(f"summary: {report.with_suffix('.md')}")
+        return 0
     for study in _studies(args):
         report = study.run()
     if report is None:  # a training process of a multi-process run: rank 0 evaluates and reports
@@ -242,6 +291,7 @@ def _recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> Non
         help="training processes per node (overrides the recipe's hardware.devices)",
     )
     parser.add_argument("--num-nodes", type=_positive_int, metavar="N", help="nodes (overrides hardware.num_nodes)")
+    parser.add_argument("--seed", type=int, metavar="S", help="only this seed of the recipe's seeds list")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="the whole study of a recipe: data, teacher, students, evaluation, report")
     _recipe_args(run, optional=True)
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run the recipe's seeds N at a time, one process each (the same numbers as one after another)",
+    )
     run.set_defaults(handler=_run)
 
     teach = commands.add_parser("teach", help="train (or load) the recipe's teacher")

@@ -120,6 +120,21 @@ class HardwareSpec(Strict):
     process_timeout: float = Field(
         default=300.0, gt=0, description="seconds a process waits for the others before giving up"
     )
+    threads: int | Literal["all"] = Field(
+        default=1,
+        description="torch threads per process: 1 gives the same numbers on every machine (a float sum's order "
+        "depends on the thread count); 'all' lets torch choose (faster, machine-dependent). Use `xdistill run "
+        "--jobs N` to run seeds side by side",
+    )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if value == "all":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"give a whole number of threads >= 1, or 'all'; got {value!r}")
+        return value
 
     @field_validator("devices", mode="before")
     @classmethod

@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from ..methods import Objective
 
 
+#: torch's own choice of intra-op threads in this process (the machine's cores), before any study set it
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def use_threads(threads: int | str) -> None:
+    """Set torch's intra-op threads for this process (``"all"``: torch's own default)."""
+    torch.set_num_threads(TORCH_DEFAULT_THREADS if threads == "all" else int(threads))
+
+
 class Study:
     """Runs the stages of one recipe inside ``run_dir``.
 
@@ -32,6 +41,7 @@ class Study:
 
     def __init__(self, recipe: Recipe, run_dir: str | Path, progress: bool = True, restart: bool = False) -> None:
         self.recipe, self.run_dir = recipe, Path(run_dir)
+        use_threads(recipe.hardware.threads)
         self.ledger = RunLedger(recipe, run_dir, progress, restart)
         self.inputs = StudyInputs(recipe, self.ledger.paths)
         self._teacher: nn.Module | None = None

@@ -39,7 +39,6 @@ def read_back(model: nn.Module, path: Path) -> bool:
 def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
     """The teacher in eval mode: read back when its stage is done, else trained (or loaded) and saved."""
     from ..checkpoint import save_weights
-    from ..engine import distill
 
     spec = inputs.recipe.teacher
     model = inputs.build_teacher()
@@ -64,6 +63,8 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
             f"teacher: training {spec.model} ({budget(config)}, {selection(config)}; "
             "the test split is only used by evaluation)"
         )
+        from ..engine import distill  # (Lightning's import takes seconds: after the line that says what comes)
+
         result = distill(
             None,
             model,
@@ -91,8 +92,6 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
 def student(ledger: RunLedger, inputs: StudyInputs, spec: StudentSpec, teacher: nn.Module) -> nn.Module:
     """The student distilled from ``teacher`` (as the students see it): read back when its stage is done, else
     trained (resuming from its last checkpoint after an interruption)."""
-    from ..engine import distill
-
     model = inputs.build(f"students[{student_index(inputs.recipe, spec)}]", spec.model, spec.options, student=True)
     work = inputs.student_dir(spec)
     stage = f"student:{spec.name}"
@@ -102,6 +101,8 @@ def student(ledger: RunLedger, inputs: StudyInputs, spec: StudentSpec, teacher: 
     config = inputs.train_config("student", inputs.recipe.training, spec.train)
     ledger.log(f"student {spec.name}: {spec.model} with {spec.methods}, {budget(config)}")
     started = time.perf_counter()
+    from ..engine import distill  # (after the line above: Lightning's first import takes seconds)
+
     result = distill(
         teacher,
         model,
