@@ -91,16 +91,27 @@ def _meta_step(study: Study, student_name: str, tmp_path) -> DistillationModule:
     return module
 
 
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    """One Study per recipe (its data loaded once), released at the end."""
+    opened: dict[str, Study] = {}
+
+    def study(recipe: str) -> Study:
+        if recipe not in opened:
+            data = yaml.safe_load((default_recipe_path().parent / recipe).read_text())
+            data.pop("seeds", None)
+            opened[recipe] = Study(parse_recipe(data), tmp_path_factory.mktemp("run"), progress=False)
+        return opened[recipe]
+
+    yield study
+    for opened_study in opened.values():
+        opened_study.lock.release()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe, student", list(_students()))
-def test_a_training_step_of_every_bundled_student_stays_on_the_device(recipe, student, tmp_path):
-    data = yaml.safe_load((default_recipe_path().parent / recipe).read_text())
-    data.pop("seeds", None)
-    study = Study(parse_recipe(data), tmp_path / "run", progress=False)
-    try:
-        module = _meta_step(study, student, tmp_path)
-    finally:
-        study.lock.release()
+def test_a_training_step_of_every_bundled_student_stays_on_the_device(recipe, student, tmp_path, studies):
+    module = _meta_step(studies(recipe), student, tmp_path)
     trained = [p for p in module.parameters() if p.grad is not None]
     assert trained and all(p.grad.device.type == DEVICE.type for p in trained)
     assert all(t.device.type == DEVICE.type for t in module._sums.values())  # the per-term sums stay on the device
