@@ -72,3 +72,15 @@ def test_threads_are_validated_before_any_work(tmp_path):
     done = run(recipe, tmp_path / "run", threads=1)
     assert done.returncode == 2 and "hardware.threads" in done.stderr and "'all'" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_seed_that_fails_in_its_process_is_named_in_one_line(tmp_path):
+    """A mistake only the models reveal (a layer path) surfaces in each seed's process: the parent names the
+    seeds and the mistake in one line and exits 2, as a run of one seed would."""
+    broken = yaml.safe_load(yaml.safe_dump(RECIPE))
+    broken["students"][1]["methods"] = ["ce", {"name": "fitnets", "layers": {"nope": "nope"}}]
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text(yaml.safe_dump(broken))
+    done = run(recipe, tmp_path / "run", "--jobs", "2", threads=1)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "seed(s) 0, 1 failed" in done.stderr and "fitnets" in done.stderr

@@ -92,12 +92,10 @@ def _run_side_by_side(args: argparse.Namespace) -> None:
     print(f"seeds {recipe.seeds}, {args.jobs} at a time; each logs to {out}/seed-N/log.txt", flush=True)
     failures = run_seeds(xdistill_command(arguments), recipe.seeds, args.jobs)
     if failures:
-        worst = 2 if all(f.returncode == 2 for f in failures) else 1
         seeds = ", ".join(str(f.seed) for f in failures)
-        message = f"seed(s) {seeds} failed ({failures[0].message}); run the same command again to resume"
-        if worst == 2:
-            raise UserError(message.removeprefix("xdistill: error: "))
-        raise RuntimeError(message)
+        if all(f.returncode == 2 for f in failures):  # the user's mistake, found by each seed's process
+            raise UserError(f"seed(s) {seeds} failed: {failures[0].message}")
+        raise RuntimeError(f"seed(s) {seeds} failed ({failures[0].message}); run the same command again to resume")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ class SeedFailure:
 def _last_error(stream) -> str:
     stream.seek(0)
     lines = [line.strip() for line in stream.read().decode(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("xdistill: ")]
+    errors = [line.removeprefix("xdistill: error: ") for line in lines if line.startswith("xdistill: ")]
     return (errors or lines or ["(no message)"])[-1]
 
 
