@@ -350,3 +350,37 @@ def test_a_run_directory_recorded_before_a_recipe_field_existed_is_still_the_sam
     write_json(tmp_path / "run" / "recipe.json", recorded)
     with pytest.raises(RecipeError, match="holds a different recipe"):
         Study(recipe, tmp_path / "run", progress=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 600])  # a laptop window, a narrow one (headless windows are >= ~500 px)
+def test_the_report_never_widens_the_page_beyond_the_window(finished_run, tmp_path, width):
+    """The page's layout width, read by the browser itself: wide tables scroll inside their box."""
+    _, out, _ = finished_run
+    page = tmp_path / "report.html"
+    probe = "<script>document.title = 'W=' + document.documentElement.scrollWidth;</script></body>"
+    page.write_text((out / "report" / "report.html").read_text().replace("</body>", probe))
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--window-size={width},900",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    import re
+
+    found = re.search(r"<title>W=(\d+)</title>", done.stdout)
+    assert found, done.stderr[-1000:]
+    assert int(found.group(1)) <= width

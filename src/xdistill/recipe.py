@@ -122,8 +122,8 @@ class HardwareSpec(Strict):
     )
     threads: int | Literal["all"] = Field(
         default=1,
-        description="torch threads per process: 1 gives the same numbers on every machine (a float sum's order "
-        "depends on the thread count); 'all' lets torch choose (faster, machine-dependent). Use `xdistill run "
+        description="torch threads per process: 1 gives the same numbers at any core count (a float sum's order "
+        "depends on the thread count); 'all' lets torch choose (faster, core-count dependent). Use `xdistill run "
         "--jobs N` to run seeds side by side",
     )
 

@@ -258,6 +258,7 @@ def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
 
     table = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"
     table += "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows) + "</tbody></table>"
+    table = f'<div class="scroll">{table}</div>'  # wide tables scroll inside the page, never widen it
     lines = _verdict_lines(summary)
     verdict = (
         f'<div class="verdict"><p><strong>{esc(lines[0])}</strong></p><ul>'
@@ -277,6 +278,7 @@ def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
         header2, rows2, agreement = explainers
         table2 = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header2) + "</tr></thead><tbody>"
         table2 += "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows2) + "</tbody></table>"
+        table2 = f'<div class="scroll">{table2}</div>'
         sections.append(
             '<h2>Alignment under each explainer</h2><p class="meta">The teacher\'s own maps under each pair of '
             f"explainers (per-sample Spearman): {esc('; '.join(agreement))}.</p>{table2}"
@@ -290,9 +292,11 @@ def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
             f"<h2>Alignment vs {esc(sweep['option'])} ({esc(base)})</h2>{img('sweep_' + base, 'sweep curve')}"
         )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(summary["recipe"])} — xdistill report</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(summary["recipe"])} — xdistill report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
 table {{ border-collapse: collapse; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; white-space: nowrap; }}
 th:first-child, td:first-child {{ text-align: left; }}
