@@ -28,6 +28,5 @@ def test_the_gpu_command_runs_every_part_at_a_tiny_budget(tmp_path):
     assert [case["case"] for case in report["throughput"]["integrated_gradients"]]
     kdig = report["kdig"]
     assert kdig["returncode"] == 0, kdig
-    for seed in ("0", "1"):
-        assert set(kdig["seeds"][seed]) == {"kd_ig_p_0.0", "kd_ig_p_0.1"}
-        assert all(0 <= s["accuracy"] <= 1 for s in kdig["seeds"][seed].values())
+    assert set(kdig["seeds"]["0"]) == {"kd_ig_p_0.0", "kd_ig_p_0.1"}
+    assert all(0 <= s["accuracy"] <= 1 for s in kdig["seeds"]["0"].values())
