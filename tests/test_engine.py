@@ -334,3 +334,15 @@ def test_a_fit_that_restores_its_best_epoch_reports_that_epochs_figures(gunpoint
         logits = result.student.eval()(result.val_data.x)
     recomputed = float(F.cross_entropy(logits, result.val_data.y))
     assert abs(recomputed - m["val/loss"]) < 1e-5
+
+
+def test_the_progress_bar_counts_epochs_from_one_and_shows_no_version(tmp_path):
+    """The bar says "Epoch 58/58" where the log says "best epoch 58 of 58", and shows the exact epoch figures."""
+    import types
+
+    from xdistill.engine.callbacks import epoch_description, progress_bar
+
+    assert epoch_description(57, 58) == "Epoch 58/58" and epoch_description(0, None) == "Epoch 1"
+    bar = progress_bar()
+    module = types.SimpleNamespace(epoch_metrics={"train/loss": 0.123456, "val/acc": 0.9, "train/ce": 1.0})
+    assert bar.get_metrics(None, module) == {"loss": "0.1235", "val/acc": "0.9"}

@@ -139,8 +139,14 @@ class EpochCheckpoint(Checkpoint):
 SHOWN = ("train/loss", "val/acc", "val/agreement")
 
 
+def epoch_description(current_epoch: int, max_epochs: int | None) -> str:
+    """ "Epoch 58/58": 1-based, as the logs say "best epoch 58 of 58" (Lightning's bars count from 0)."""
+    return f"Epoch {current_epoch + 1}" + (f"/{max_epochs}" if max_epochs and max_epochs > 0 else "")
+
+
 def progress_bar() -> Callback:
-    """Lightning's own bar (Rich when installed), showing the module's exact epoch figures and no ``v_num``."""
+    """Lightning's own bar (Rich when installed), showing the module's exact epoch figures and no ``v_num``,
+    epochs counted from 1."""
     from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
     from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 
@@ -154,5 +160,13 @@ def progress_bar() -> Callback:
                 for name in SHOWN
                 if name in figures
             }
+
+        def _get_train_description(self, current_epoch: int) -> str:  # (Rich)
+            return epoch_description(current_epoch, self.trainer.max_epochs)
+
+        def on_train_epoch_start(self, trainer, module) -> None:
+            super().on_train_epoch_start(trainer, module)
+            if hasattr(self, "train_progress_bar") and not _RICH_AVAILABLE:  # (tqdm sets its own text above)
+                self.train_progress_bar.set_description(epoch_description(trainer.current_epoch, trainer.max_epochs))
 
     return EpochFiguresBar()
