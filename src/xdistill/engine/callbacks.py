@@ -154,7 +154,7 @@ def progress_bar() -> Callback:
 
     class EpochFiguresBar(base):  # type: ignore[misc,valid-type]
         def get_metrics(self, trainer, module) -> dict[str, Any]:
-            figures = getattr(module, "epoch_metrics", {})
+            figures = module.epoch_metrics
             return {
                 name.split("/")[-1] if name == "train/loss" else name: f"{figures[name]:.4g}"
                 for name in SHOWN
@@ -166,7 +166,7 @@ def progress_bar() -> Callback:
 
         def on_train_epoch_start(self, trainer, module) -> None:
             super().on_train_epoch_start(trainer, module)
-            if hasattr(self, "train_progress_bar") and not _RICH_AVAILABLE:  # (tqdm sets its own text above)
+            if not _RICH_AVAILABLE:  # (tqdm set its own, 0-based text above)
                 self.train_progress_bar.set_description(epoch_description(trainer.current_epoch, trainer.max_epochs))
 
     return EpochFiguresBar()
