@@ -7,14 +7,15 @@ against plain loops there, then run the KD-IG protocol study. Everything lands i
 Parts, in order; a failing part is recorded with its last error line and the next part runs:
 
 1. ``placement``: ``tests/test_placement.py`` with ``XDISTILL_TEST_DEVICE=<device>`` (a training step of every
-   bundled student and every explainer on the device), then the fast test subset (``-m "not slow"``).
+   bundled student and every explainer on the device), then the fast test subset (``-m "not slow"``) on that
+   machine (those tests choose their own devices, mostly the CPU).
 2. ``precision``: a short ``distill()`` of each data family (series, images, tokens) at ``bf16-mixed`` on the
    device (``32-true`` on a CPU): the loss stays finite and the student learns something.
 3. ``throughput``: ``distill()`` against an independent plain loop doing the same optimiser steps on the device
-   (GunPoint and Fashion-MNIST), then ``benchmarks/ig_throughput.py --device`` (IG against Captum and its bound).
+   (GunPoint, ``benchmarks/small_data_overhead.py``), then ``benchmarks/ig_throughput.py --device`` (IG against Captum and its bound).
 4. ``kdig``: KD vs KD + IG overlay (p = 0.1) under ``kdig_paper`` on Fashion-MNIST (all 60k training and 10k test
-   images, 100 epochs, 50 IG steps; ``--tiny``: 256 / 128 images, 1 epoch, 8 IG steps), the seeds as parallel processes sharing the device
-   (``xdistill run --jobs``). The run directory resumes: run the command again after an interruption.
+   images, 100 epochs, 50 IG steps; ``--tiny``: 256 / 128 images, 1 epoch, 8 IG steps, one seed), the seeds as
+   parallel processes sharing the device (``xdistill run --jobs``). The run directory resumes: run the command again after an interruption.
 
 ``--tiny`` runs each part at a tiny budget (``tests/test_gpu_script.py`` runs it on the CPU, so it cannot rot).
 """
