@@ -42,22 +42,20 @@ def _tail(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def _python(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """This interpreter run from the repository root with ``arguments``, its output captured."""
+    return subprocess.run([sys.executable, *arguments], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
 def placement(device: str, tiny: bool) -> dict[str, Any]:
     env = {**os.environ, "XDISTILL_TEST_DEVICE": device}
-    runs = {"placement": ["tests/test_placement.py"]}
-    if not tiny:
-        runs["fast subset"] = ["-m", "not slow"]
     if tiny:  # one student and the explainers: the path, not the coverage
-        runs["placement"] += ["-k", "default and alone or explainer"]
+        runs = {"placement": ["tests/test_placement.py", "-k", "default and alone or explainer"]}
+    else:
+        runs = {"placement": ["tests/test_placement.py"], "fast subset": ["-m", "not slow"]}
     out = {}
     for name, selection in runs.items():
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *selection],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        done = _python("-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *selection, env=env)
         out[name] = {"returncode": done.returncode, "summary": _tail(done.stdout)}
     return out
 
@@ -102,31 +100,20 @@ def throughput(device: str, tiny: bool, out_dir: Path) -> dict[str, Any]:
     steps, rounds = ("40", "1") if tiny else ("800", "3")
     out: dict[str, Any] = {}
     overhead = out_dir / "small_data_overhead.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/small_data_overhead.py",
-            "--steps",
-            steps,
-            "--rounds",
-            rounds,
-            "--device",
-            device,
-            "--json",
-            str(overhead),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    done = _python(
+        "benchmarks/small_data_overhead.py",
+        "--steps",
+        steps,
+        "--rounds",
+        rounds,
+        "--device",
+        device,
+        "--json",
+        str(overhead),
     )
     out["engine_vs_plain_loop"] = json.loads(overhead.read_text()) if done.returncode == 0 else _tail(done.stderr)
     ig = out_dir / "ig_throughput.json"
-    done = subprocess.run(
-        [sys.executable, "benchmarks/ig_throughput.py", "--device", device, "--repeats", rounds, "--json", str(ig)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = _python("benchmarks/ig_throughput.py", "--device", device, "--repeats", rounds, "--json", str(ig))
     out["integrated_gradients"] = json.loads(ig.read_text()) if done.returncode == 0 else _tail(done.stderr)
     return out
 
@@ -163,12 +150,7 @@ def kdig(device: str, tiny: bool, out_dir: Path, epochs: int, seeds: list[int], 
     recipe.write_text(yaml.safe_dump(kdig_recipe(device, tiny, epochs, seeds)))
     run_dir = out_dir / "kdig"
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "xdistill", "run", str(recipe), "--out", str(run_dir), "--quiet", "--jobs", str(jobs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = _python("-m", "xdistill", "run", str(recipe), "--out", str(run_dir), "--quiet", "--jobs", str(jobs))
     out: dict[str, Any] = {"returncode": done.returncode, "seconds": time.perf_counter() - started, "seeds": {}}
     if done.returncode != 0:
         out["error"] = _tail(done.stderr)

@@ -658,7 +658,7 @@ def main() -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch threads per run (default: the recipe's hardware.threads, 1: the same numbers on any machine)",
+        help="torch threads per run (default: the recipe's hardware.threads, 1: the same numbers at any core count)",
     )
     parser.add_argument(
         "--students",

@@ -36,24 +36,20 @@ def run_seeds(command: Sequence[str], seeds: Sequence[int], jobs: int, poll: flo
 
     Ctrl-C stops every running seed (each resumes when the same command runs again) and is raised again."""
     pending, failures = list(seeds), []
-    running: dict[int, tuple[subprocess.Popen, Any]] = {}
-    started: dict[int, float] = {}
+    running: dict[int, tuple[subprocess.Popen, Any, float]] = {}  # seed: (process, its stderr, when it started)
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 seed = pending.pop(0)
                 log = tempfile.TemporaryFile()
-                running[seed] = (
-                    subprocess.Popen([*command, "--seed", str(seed)], stdout=subprocess.DEVNULL, stderr=log),
-                    log,
-                )
-                started[seed] = time.monotonic()
+                process = subprocess.Popen([*command, "--seed", str(seed)], stdout=subprocess.DEVNULL, stderr=log)
+                running[seed] = (process, log, time.monotonic())
                 print(f"seed {seed}: started", flush=True)
-            for seed, (process, log) in list(running.items()):
+            for seed, (process, log, started) in list(running.items()):
                 if process.poll() is None:
                     continue
                 del running[seed]
-                seconds = time.monotonic() - started[seed]
+                seconds = time.monotonic() - started
                 if process.returncode == 0:
                     print(f"seed {seed}: done in {seconds:.0f} s", flush=True)
                 else:
@@ -62,9 +58,9 @@ def run_seeds(command: Sequence[str], seeds: Sequence[int], jobs: int, poll: flo
                 log.close()
             time.sleep(poll)
     except KeyboardInterrupt:
-        for process, _ in running.values():
+        for process, _, _ in running.values():
             process.send_signal(2)  # SIGINT: each seed stops as after Ctrl-C (resumable)
-        for process, _ in running.values():
+        for process, _, _ in running.values():
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:

@@ -103,6 +103,15 @@ class EvaluationSpec(Strict):
     flip_steps: int | None = Field(default=20, ge=0, description="pixel-flipping points (0: skip, null: every part)")
 
 
+def _count_or(value: Any, keyword: str, what: str) -> Any:
+    """``value`` when it is a whole number >= 1 or ``keyword``; else a ValueError naming both."""
+    if value == keyword:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"give a whole number of {what} >= 1, or '{keyword}'; got {value!r}")
+    return value
+
+
 class HardwareSpec(Strict):
     """Where the training runs: Lightning's accelerator, processes per node, nodes and strategy.
 
@@ -130,20 +139,12 @@ class HardwareSpec(Strict):
     @field_validator("threads", mode="before")
     @classmethod
     def _threads(cls, value: Any) -> Any:
-        if value == "all":
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"give a whole number of threads >= 1, or 'all'; got {value!r}")
-        return value
+        return _count_or(value, "all", "threads")
 
     @field_validator("devices", mode="before")
     @classmethod
     def _positive(cls, value: Any) -> Any:
-        if value == "auto":
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"give a whole number of processes >= 1, or 'auto'; got {value!r}")
-        return value
+        return _count_or(value, "auto", "processes")
 
 
 class Recipe(Strict):
