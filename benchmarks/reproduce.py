@@ -58,6 +58,31 @@ ALSO_FOR = {
 INDEPENDENT = [{"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}}, {"explainer": "saliency"}]
 
 
+#: what each fit's summary keeps per seed (the restored best epoch's figures, and how long it ran)
+FIT_KEYS = ("best_epoch", "epochs_run", "train_acc", "val_acc")
+
+
+def provenance(threads: int | None) -> dict[str, str]:
+    """How a summary was made: the command, the date, the code (commit, and whether the tree had changes), the machine."""
+    import datetime
+    import os
+    import subprocess
+    import sys
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return {
+        "command": ".venv/bin/python benchmarks/reproduce.py " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "code": f"main at {commit}{dirty}",
+        "machine": f"{os.cpu_count()}-core CPU, {threads or 'the recipe default of'} thread(s) per run",
+    }
+
+
 def _value(v: Any) -> float:
     return float(v["mean"]) if isinstance(v, dict) else float(v)
 
@@ -76,6 +101,7 @@ def run_seeds(
     per_student: dict[str, dict[str, list[float]]] = {}
     teacher_acc, teacher_acc_all, extra = [], [], {}
     agreement: dict[str, list[float]] = {}
+    fits: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
         seeded = dict({k: v for k, v in copy.deepcopy(data).items() if k != "seeds"}, seed=seed)
         if also:
@@ -95,11 +121,17 @@ def run_seeds(
                 row.setdefault(f"saliency_spearman@{label}", []).append(_value(figures["saliency_spearman"]))
         for pair, value in result.get("teacher_explainer_agreement", {}).items():
             agreement.setdefault(pair, []).append(_value(value))
+        for stage, fit in json.loads(study.stages_path.read_text()).items():  # each fit's best epoch, as it ran
+            if stage == "teacher" or stage.startswith("student:"):
+                for key in FIT_KEYS:
+                    fits.setdefault(stage, {}).setdefault(key, []).append(float(fit.get(key, float("nan"))))
         # the teacher once per seed (every student's evaluation reports the same teacher figures)
         teacher_acc.append(result["teacher_accuracy"])
         teacher_acc_all.append(result.get("teacher_accuracy_all", float("nan")))
         extra["teacher_params"] = result["teacher_params"]
     return {
+        "seeds": list(seeds),
+        "fits": fits,
         "students": per_student,
         "teacher_accuracy": teacher_acc,
         "teacher_accuracy_all": teacher_acc_all,
@@ -713,6 +745,7 @@ def main() -> None:
         text += f"\n({time.perf_counter() - started:.0f} s for {len(args.seeds)} seeds)\n\n"
         with open(results, "a") as handle:
             handle.write(text)
+        summary = {"study": title, **provenance(args.threads), "baseline": baseline, **summary}
         (root / f"{name}.json").write_text(json.dumps(summary, indent=2))
         print(text, flush=True)
 
