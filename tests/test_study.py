@@ -145,44 +145,6 @@ def test_explain_precomputes_one_ig_store_that_students_share_and_training_reuse
     assert {store: (store / "maps.npy").stat().st_mtime_ns for store in stores} == written  # nothing recomputed
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
-@pytest.mark.slow
-def test_report_renders_in_headless_chromium(finished_run, tmp_path):
-    _, out, _ = finished_run
-    shot = out / "report" / "screenshot.png"
-    subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1280,2400",
-            (out / "report" / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    assert shot.exists() and shot.stat().st_size > 50_000
-    from PIL import Image
-
-    image = Image.open(shot).convert("L")
-    # the page is not blank: a good share of its pixels are not white
-    import numpy as np
-
-    dark = int((np.asarray(image) < 200).sum())
-    assert dark / (image.width * image.height) > 0.02
-
-
 @pytest.mark.slow
 def test_accuracy_is_also_measured_on_the_whole_test_split_when_max_samples_limits_the_rest(finished_run, tmp_path):
     from xdistill.metrics import accuracy, predict
@@ -267,7 +229,8 @@ def test_a_recipe_with_seeds_runs_each_and_reports_mean_std_and_paired_verdicts(
     verdict = next(v for v in figures["verdicts"] if v["metric"] == "saliency_spearman")
     assert "paired t-test over 2 seeds" in verdict["evidence"]
     text = (out / "report" / "report.md").read_text()
-    assert text.splitlines()[2].startswith("Verdict over 2 seeds (0, 1):") and "mean ± std over seeds" in text
+    assert text.splitlines()[2].startswith("**Decision: ") and "mean ± std over seeds" in text
+    assert "Per metric, over 2 seeds (0, 1):" in text and figures["decision"]["rule"].startswith("Rule: ")
     assert cli("report", str(out)).returncode == 0  # the report command rebuilds it from the run directory
 
 
@@ -317,9 +280,9 @@ def test_the_report_leads_with_a_verdict_and_draws_the_tables_spread(tmp_path):
     assert not verdicts["saliency_spearman"]["decided"]
     assert verdicts["flip_auc_student_teacher_order"]["runner_up"] is not None  # lower is better: drawn and judged
     markdown = (tmp_path / "report.md").read_text()
-    assert "saliency Spearman: best tsd, 0.010 ahead of kd — within the spread" in markdown
-    assert "**0.700 ± 0.300**" in markdown and "**0.500 ± 0.300**" not in markdown
-    assert 'class="best"' in (tmp_path / "report.html").read_text()
+    assert "saliency Spearman: tsd and kd cannot be told apart (0.010 apart, within the spread" in markdown
+    assert "**0.700 ± 0.300**" not in markdown  # a lead within the spread is not emphasised
+    assert 'class="best"' not in (tmp_path / "report.html").read_text()
     accuracy_heights, accuracy_errors, accuracy_axis = bars[0]
     assert accuracy_heights == [0.96, 0.98, 0.975] and accuracy_errors == [0.0, 0.0, 0.0]
     low, high = accuracy_axis.get_ylim()
@@ -327,6 +290,7 @@ def test_the_report_leads_with_a_verdict_and_draws_the_tables_spread(tmp_path):
     saliency_heights, saliency_errors, _ = bars[3]
     assert saliency_errors == [0.3, 0.3, 0.3]  # the table's ± std, not a standard error
     assert len(bars) == 6  # deletion AUC has a panel
+    assert "axis cut: starts at" in accuracy_axis.get_title()  # a zoomed axis says where it starts
 
 
 def test_a_run_directory_recorded_before_a_recipe_field_existed_is_still_the_same_recipe(tmp_path):
@@ -350,37 +314,3 @@ def test_a_run_directory_recorded_before_a_recipe_field_existed_is_still_the_sam
     write_json(tmp_path / "run" / "recipe.json", recorded)
     with pytest.raises(RecipeError, match="holds a different recipe"):
         Study(recipe, tmp_path / "run", progress=False)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
-@pytest.mark.slow
-@pytest.mark.parametrize("width", [1400, 600])  # a laptop window, a narrow one (headless windows are >= ~500 px)
-def test_the_report_never_widens_the_page_beyond_the_window(finished_run, tmp_path, width):
-    """The page's layout width, read by the browser itself: wide tables scroll inside their box."""
-    _, out, _ = finished_run
-    page = tmp_path / "report.html"
-    probe = "<script>document.title = 'W=' + document.documentElement.scrollWidth;</script></body>"
-    page.write_text((out / "report" / "report.html").read_text().replace("</body>", probe))
-    done = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--window-size={width},900",
-            "--virtual-time-budget=2000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    import re
-
-    found = re.search(r"<title>W=(\d+)</title>", done.stdout)
-    assert found, done.stderr[-1000:]
-    assert int(found.group(1)) <= width

@@ -115,6 +115,30 @@ def part_importances(
     return torch.cat(rows)
 
 
+def per_sample_alignment(
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    teacher_parts: torch.Tensor | None = None,
+    student_parts: torch.Tensor | None = None,
+    k: int = 5,
+) -> dict[str, torch.Tensor]:
+    """Fidelity from logits and, when part importances are given, explanation alignment: one value per sample."""
+    out = {
+        "agreement": alignment.top1_agreement(teacher_logits, student_logits),
+        "kl": alignment.kl_divergence(teacher_logits, student_logits),
+        "logit_spearman": alignment.spearman(teacher_logits, student_logits),
+    }
+    if teacher_parts is not None and student_parts is not None:
+        out.update(
+            saliency_spearman=alignment.spearman(teacher_parts, student_parts),
+            topk_focus=alignment.topk_focus(student_parts, teacher_parts, k),
+            topk_focus_ratio=alignment.topk_focus_ratio(student_parts, teacher_parts, k),
+            topk_iou=alignment.topk_iou(teacher_parts, student_parts, k),
+            cosine=alignment.cosine(teacher_parts, student_parts),
+        )
+    return out
+
+
 def alignment_metrics(
     teacher_logits: torch.Tensor,
     student_logits: torch.Tensor,
@@ -123,20 +147,8 @@ def alignment_metrics(
     k: int = 5,
 ) -> dict[str, Summary]:
     """Fidelity from logits and, when part importances are given, explanation alignment."""
-    out = {
-        "agreement": Summary.of(alignment.top1_agreement(teacher_logits, student_logits)),
-        "kl": Summary.of(alignment.kl_divergence(teacher_logits, student_logits)),
-        "logit_spearman": Summary.of(alignment.spearman(teacher_logits, student_logits)),
-    }
-    if teacher_parts is not None and student_parts is not None:
-        out.update(
-            saliency_spearman=Summary.of(alignment.spearman(teacher_parts, student_parts)),
-            topk_focus=Summary.of(alignment.topk_focus(student_parts, teacher_parts, k)),
-            topk_focus_ratio=Summary.of(alignment.topk_focus_ratio(student_parts, teacher_parts, k)),
-            topk_iou=Summary.of(alignment.topk_iou(teacher_parts, student_parts, k)),
-            cosine=Summary.of(alignment.cosine(teacher_parts, student_parts)),
-        )
-    return out
+    values = per_sample_alignment(teacher_logits, student_logits, teacher_parts, student_parts, k)
+    return {name: Summary.of(v) for name, v in values.items()}
 
 
 @dataclass
@@ -222,11 +234,14 @@ def evaluate_pair(
     device: str | torch.device = "cpu",
     cost: bool = True,
     teacher_side: TeacherSide | None = None,
+    samples: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Every teacher-vs-student figure on ``(x, y)``; per-sample metrics as :class:`Summary`.
 
     ``teacher_side``: the teacher's half computed once by :func:`compute_teacher_side` for these inputs and
     this config; evaluating several students then costs only their own explanations and curves.
+    ``samples``: a dict that receives every per-sample value behind the summaries (one row per sample:
+    predictions, loss, alignment under each explainer, deletion AUCs) and both models' part importances.
     """
     config = config or AlignmentConfig()
     side = (
@@ -237,6 +252,7 @@ def evaluate_pair(
     t_logits, target, t_parts = side.logits, side.target, side.parts
     s_logits = predict(student, x, batch_size, device)
     s_parts = part_importances(student, x, target, config, batch_size, device)
+    per_sample = per_sample_alignment(t_logits, s_logits, t_parts, s_parts, config.k)
     result: dict[str, Any] = {
         "teacher_accuracy": accuracy(t_logits, y),
         "student_accuracy": accuracy(s_logits, y),
@@ -244,7 +260,7 @@ def evaluate_pair(
         "student_macro_f1": macro_f1(s_logits, y),
         "teacher_auc_pr": macro_auc_pr(t_logits, y),
         "student_auc_pr": macro_auc_pr(s_logits, y),
-        **alignment_metrics(t_logits, s_logits, t_parts, s_parts, config.k),
+        **{name: Summary.of(values) for name, values in per_sample.items()},
     }
     own = deletion_auc(student, x, target, s_parts, config, device) if side.flip_auc is not None else None
     in_teacher_order = deletion_auc(student, x, target, t_parts, config, device) if own is not None else None
@@ -254,8 +270,21 @@ def evaluate_pair(
             flip_auc_student=Summary.of(own),
             flip_auc_student_teacher_order=Summary.of(in_teacher_order),
         )
+        per_sample.update(
+            flip_auc_teacher=side.flip_auc, flip_auc_student=own, flip_auc_student_teacher_order=in_teacher_order
+        )
     if config.also:
-        result.update(other_explainers(student, x, target, side, config, s_parts, batch_size, device))
+        result.update(other_explainers(student, x, target, side, config, s_parts, batch_size, device, per_sample))
+    if samples is not None:
+        samples.update(
+            label=y,
+            teacher_prediction=t_logits.argmax(1),
+            student_prediction=s_logits.argmax(1),
+            student_loss=torch.nn.functional.cross_entropy(s_logits.double(), y.long(), reduction="none"),
+            **per_sample,
+            teacher_parts=t_parts,
+            student_parts=s_parts,
+        )
     if cost:
         teacher_cost = side.cost or model_cost(teacher, x[:1].to(device))
         result.update(pair_cost(teacher_cost, model_cost(student, x[:1].to(device))))
@@ -271,10 +300,12 @@ def other_explainers(
     student_parts: torch.Tensor | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    per_sample: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Alignment under every explainer of ``config`` (the main one first) and, as context for what such a
     number can mean, how the explainers agree with each other on the teacher itself (per-sample Spearman
-    between the teacher's part importances under each pair)."""
+    between the teacher's part importances under each pair). ``per_sample`` receives each explainer's
+    per-sample Spearman and top-k focus as ``<metric>@<label>``."""
     teacher_parts = {config.explainer: side.parts, **side.other_parts}
     by_explainer: dict[str, dict[str, Summary]] = {}
     for i, (label, settings) in enumerate(config.explainers().items()):
@@ -283,12 +314,15 @@ def other_explainers(
             s_parts = student_parts
         else:
             s_parts = part_importances(student, x, target, settings, batch_size, device)
-        by_explainer[label] = {
-            "saliency_spearman": Summary.of(alignment.spearman(t_parts, s_parts)),
-            "topk_focus": Summary.of(alignment.topk_focus(s_parts, t_parts, config.k)),
-            "topk_iou": Summary.of(alignment.topk_iou(t_parts, s_parts, config.k)),
-            "cosine": Summary.of(alignment.cosine(t_parts, s_parts)),
+        values = {
+            "saliency_spearman": alignment.spearman(t_parts, s_parts),
+            "topk_focus": alignment.topk_focus(s_parts, t_parts, config.k),
+            "topk_iou": alignment.topk_iou(t_parts, s_parts, config.k),
+            "cosine": alignment.cosine(t_parts, s_parts),
         }
+        by_explainer[label] = {name: Summary.of(v) for name, v in values.items()}
+        if per_sample is not None and i > 0:
+            per_sample.update({f"{name}@{label}": values[name] for name in ("saliency_spearman", "topk_focus")})
     labels = list(teacher_parts)
     agreement = {
         f"{a} vs {b}": Summary.of(alignment.spearman(teacher_parts[a], teacher_parts[b]))

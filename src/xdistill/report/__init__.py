@@ -13,6 +13,7 @@ from typing import Any
 
 from ..files import write_json
 from . import figures
+from .decision import DELETION_AUC, decide
 from .verdict import verdicts
 
 COLUMNS = [
@@ -41,6 +42,8 @@ SPLITS = (
 
 
 def _cell(key: str, value: Any) -> str:
+    if value is None or value == "":  # a figure this student's evaluation does not have
+        return ""
     if isinstance(value, dict) and key in ("compression", "speedup_b1", "speedup_b64"):
         return f"{value['mean']:.1f}x ± {value['std']:.1f}"
     if isinstance(value, dict):
@@ -74,29 +77,36 @@ def build_report(
     results: list[dict[str, Any]],
     examples: dict[str, Any] | None = None,
     per_seed: dict[str, list[dict[str, Any]]] | None = None,
+    explorer: dict[str, Any] | None = None,
 ) -> Path:
     """Write report.html, report.md and figures.json into ``out``; return the HTML path.
 
     ``results``: one evaluation dict per student (over several seeds: aggregated, mean ± std over seeds,
     with each seed's dicts in ``per_seed``). ``examples``: ``x``, ``y``, ``class_names``, the
-    teacher's and each student's attribution maps for the saliency figure.
+    teacher's and each student's attribution maps for the saliency figure, and the ``seed`` they come from.
+    ``explorer``: the sample explorer's data (:func:`xdistill.report.explorer.explorer_data`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     over = "seeds" if meta.seeds else "test samples"
-    images: dict[str, bytes] = {"metrics": figures.metric_bars(results, over)}
+    images: dict[str, bytes] = {f"metric_{k}": png for k, png in figures.metric_panels(results, over).items()}
     if examples is not None:
-        images["saliency"] = figures.saliency_examples(
+        shots = figures.saliency_examples(
             examples["x"], examples["teacher"], examples["students"], examples["class_names"], examples["y"]
         )
+        images.update({f"saliency_{i}": png for i, png in enumerate(shots)})
     sweeps = {
         base: (option, [(v, by_name(results, f"{base}[{option}={v}]")) for v in values])
         for base, option, values in meta.sweeps
     }
     for base, (option, points) in sweeps.items():
         images[f"sweep_{base}"] = figures.sweep_curve(option, points)
-    teacher_accuracy = results[0]["teacher_accuracy"] if results else math.nan
+    teacher_accuracy = _mean(results[0]["teacher_accuracy"]) if results else math.nan
     found = verdicts(results, per_seed)
+    class_names = results[0].get("class_names") if results else None
+    decision = decide(
+        results, per_seed, teacher_accuracy, meta.evaluation["explainer"], len(class_names) if class_names else None
+    )
     summary = {
         "recipe": meta.name,
         "dataset": meta.dataset,
@@ -110,7 +120,9 @@ def build_report(
         "seeds": meta.seeds,
         "spread": over,
         "splits": SPLITS,
+        "decision": dataclasses.asdict(decision) if decision else None,
         "verdicts": [{**dataclasses.asdict(v), "sentence": v.sentence()} for v in found],
+        "examples_seed": examples.get("seed") if examples else None,
         "students": results,
         "sweeps": {
             base: {"option": option, "points": [{"value": v, **r} for v, r in points]}
@@ -119,10 +131,16 @@ def build_report(
     }
     write_json(out / "figures.json", summary)
     (out / "report.md").write_text(_markdown(summary))
-    (out / "report.html").write_text(_html(summary, images))
+    (out / "report.html").write_text(_html(summary, images, explorer))
+    for stale in out.glob("*.png"):  # figures of an earlier report (e.g. a student since removed)
+        stale.unlink()
     for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
     return out / "report.html"
+
+
+def _mean(value: Any) -> float:
+    return float(value["mean"]) if isinstance(value, dict) else float(value)
 
 
 def by_name(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -133,8 +151,9 @@ def by_name(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def _best_students(summary: dict[str, Any]) -> dict[str, str]:
-    """Result key -> the student the verdict names best (its cell is highlighted)."""
-    return {v["metric"]: v["best"] for v in summary["verdicts"] if v["runner_up"] is not None}
+    """Result key -> the student the verdict tells apart as best (its cell is highlighted); none where the lead is
+    within the spread."""
+    return {v["metric"]: v["best"] for v in summary["verdicts"] if v["runner_up"] is not None and v["decided"]}
 
 
 def _explainer_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]] | None:
@@ -156,11 +175,15 @@ def _verdict_lines(summary: dict[str, Any]) -> list[str]:
         return []
     seeds = summary["seeds"]
     head = (
-        f"Verdict over {len(seeds)} seeds ({', '.join(map(str, seeds))}):"
+        f"Per metric, over {len(seeds)} seeds ({', '.join(map(str, seeds))}):"
         if seeds
-        else "Verdict (one seed; the spread is the per-sample spread on the test split):"
+        else "Per metric (one seed; the spread is the per-sample spread on the test split):"
     )
     return [head] + [v["sentence"] for v in summary["verdicts"]]
+
+
+def _has_deletion_auc(summary: dict[str, Any]) -> bool:
+    return any("flip_auc_student_teacher_order" in r for r in summary["students"])
 
 
 def _table_rows(summary: dict[str, Any], mark: Any = None) -> tuple[list[str], list[list[str]]]:
@@ -198,9 +221,14 @@ def _table_rows(summary: dict[str, Any], mark: Any = None) -> tuple[list[str], l
 def _markdown(summary: dict[str, Any]) -> str:
     header, rows = _table_rows(summary, lambda text: f"**{text}**")
     ev = summary["evaluation"]
-    lines = [
-        f"# {summary['recipe']} — {summary['dataset']}",
-        "",
+    lines = [f"# {summary['recipe']} — {summary['dataset']}", ""]
+    decision = summary.get("decision")
+    if decision:
+        lines += [f"**Decision: {decision['headline']}**", ""]
+        lines += [f"- {reason}" for reason in decision["reasons"]]
+        lines += [f"- **Warning:** {warning}" for warning in decision["warnings"]]
+        lines += ["", f"_{decision['rule']}_", ""]
+    lines += [
         *[f"- {line}" if i else line for i, line in enumerate(_verdict_lines(summary))],
         "",
         f"Generated {summary['generated']}. Alignment: {ev['explainer']} attributions reduced to {ev['parts']} parts, "
@@ -210,6 +238,9 @@ def _markdown(summary: dict[str, Any]) -> str:
         "|" + "---|" * len(header),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "Bold: a lead the per-metric verdict tells apart from the runner-up."]
+    if _has_deletion_auc(summary):
+        lines += ["", DELETION_AUC]
     explainers = _explainer_table(summary)
     if explainers is not None:
         header2, rows2, agreement = explainers
@@ -247,7 +278,7 @@ def _td(cell: str) -> str:
     return f"<td>{html.escape(cell)}</td>"
 
 
-def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
+def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str, Any] | None = None) -> str:
     esc = html.escape
     header, rows = _table_rows(summary, lambda text: f"\x00{text}")
     ev = summary["evaluation"]
@@ -261,17 +292,31 @@ def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
     table = f'<div class="scroll">{table}</div>'  # wide tables scroll inside the page, never widen it
     lines = _verdict_lines(summary)
     verdict = (
-        f'<div class="verdict"><p><strong>{esc(lines[0])}</strong></p><ul>'
-        + "".join(f"<li>{esc(line)}</li>" for line in lines[1:])
-        + "</ul></div>"
+        f'<p class="meta">{esc(lines[0])}</p><ul>' + "".join(f"<li>{esc(line)}</li>" for line in lines[1:]) + "</ul>"
         if lines
         else ""
     )
+    sections = []
+    decision = summary.get("decision")
+    if decision:
+        warnings = "".join(f'<p class="warning"><strong>Warning:</strong> {esc(w)}</p>' for w in decision["warnings"])
+        reasons = "".join(f"<li>{esc(r)}</li>" for r in decision["reasons"])
+        sections.append(
+            f'<div class="verdict" id="decision"><p class="headline"><strong>{esc(decision["headline"])}</strong></p>'
+            f'<ul>{reasons}</ul>{warnings}<p class="meta">{esc(decision["rule"])}</p></div>'
+        )
+    deletion = f'<p class="meta">{esc(DELETION_AUC)}</p>' if _has_deletion_auc(summary) else ""
     spread = f"error bars: ± std over {summary['spread']}, as in the table"
-    sections = [
-        f"<h2>Verdict</h2>{verdict}",
-        f'<h2>Results</h2>{table}<p class="meta">Bold: the best student on a verdict metric.</p>',
-        f'<h2>Metrics per student</h2><p class="meta">{esc(spread)}</p>{img("metrics", "metric bar charts")}',
+    panels = "".join(
+        f"<figure>{img(name, name.removeprefix('metric_') + ' per student')}</figure>"
+        for name in images
+        if name.startswith("metric_")
+    )
+    sections += [
+        f"<h2>Per metric</h2>{verdict}",
+        f'<h2>Results</h2>{table}<p class="meta">Bold: a lead the per-metric verdict tells apart from the runner-up '
+        f"(none where it cannot).</p>{deletion}",
+        f'<h2>Metrics per student</h2><p class="meta">{esc(spread)}</p><div class="grid">{panels}</div>',
     ]
     explainers = _explainer_table(summary)
     if explainers is not None:
@@ -283,14 +328,24 @@ def _html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
             '<h2>Alignment under each explainer</h2><p class="meta">The teacher\'s own maps under each pair of '
             f"explainers (per-sample Spearman): {esc('; '.join(agreement))}.</p>{table2}"
         )
-    if "saliency" in images:
+    shots = [name for name in images if name.startswith("saliency_")]
+    if shots:
+        seed = summary.get("examples_seed")
+        where = f"seed {seed}'s" if seed is not None else "the"
         sections.append(
-            f"<h2>Teacher vs student saliency on held-out samples</h2>{img('saliency', 'saliency examples')}"
+            "<h2>Teacher vs student saliency on held-out samples</h2>"
+            f'<p class="meta">The first {len(shots)} test samples (by their order in the test split, not chosen) with '
+            f"{where} models, under {esc(ev['explainer'])}; the explorer below shows any sample.</p>"
+            f'<div class="grid">{"".join(f"<figure>{img(n, n)}</figure>" for n in shots)}</div>'
         )
     for base, sweep in summary["sweeps"].items():
         sections.append(
             f"<h2>Alignment vs {esc(sweep['option'])} ({esc(base)})</h2>{img('sweep_' + base, 'sweep curve')}"
         )
+    if explorer is not None:
+        from .explorer import embed
+
+        sections.append(embed(explorer))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(summary["recipe"])} — xdistill report</title>
@@ -305,12 +360,27 @@ img {{ max-width: 100%; }}
 .meta {{ color: #555; font-size: 0.9rem; }}
 td.best {{ background: #e8f4e8; }}
 .verdict {{ background: #f7f7f2; border-left: 4px solid #6a6; padding: 0.2rem 1rem; }}
+.verdict .headline {{ font-size: 1.1rem; }}
+.warning {{ background: #fff3e0; border-left: 4px solid #e65100; padding: 0.3rem 0.6rem; }}
+.grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 0.5rem; }}
+figure {{ margin: 0; }}
+.controls {{ display: flex; flex-wrap: wrap; gap: 0.8rem; margin: 0.5rem 0; }}
+.explorer {{ display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1rem; }}
+@media (max-width: 800px) {{ .explorer {{ grid-template-columns: minmax(0, 1fr); }} }}
+.samples {{ max-height: 24rem; overflow-y: auto; }}
+#explorer-table tr {{ cursor: pointer; }}
+#explorer-table tr.picked {{ background: #fde9c8; }}
+.strip-label {{ font-size: 0.8rem; color: #444; }}
+.images {{ display: flex; flex-wrap: wrap; gap: 0.5rem; }}
+.images canvas {{ width: 120px; image-rendering: pixelated; }}
+svg text {{ fill: #444; }}
 </style></head><body>
 <h1>{esc(summary["recipe"])} — {esc(summary["dataset"])}</h1>
+{sections[0] if decision else ""}
 <p class="meta">Generated {esc(summary["generated"])}. Teacher {esc(summary["teacher"]["model"])}, accuracy
 {esc(_cell("accuracy", summary["teacher"]["accuracy"]))}. Alignment uses {esc(ev["explainer"])} attributions reduced to {esc(ev["parts"])}
 parts (k={ev["k"]}), explaining the {esc(ev["target"])} class; every figure is a mean ± std over {esc(summary["spread"])}.
 {esc(SPLITS)}</p>
-{"".join(sections)}
+{"".join(sections[1:] if decision else sections)}
 </body></html>
 """

@@ -53,24 +53,37 @@ def zoomed_limits(means: list[float], errors: list[float], natural: tuple[float,
     return low, high
 
 
-def metric_bars(results: list[dict[str, Any]], over: str = "test samples") -> bytes:
-    """One panel per metric, one bar per student: mean with error bars ± the table's std (over ``over``)."""
+def metric_panels(results: list[dict[str, Any]], over: str = "test samples") -> dict[str, bytes]:
+    """One small figure per metric (key -> PNG), one bar per student: mean with error bars ± the table's std (over
+    ``over``). Separate panels so a narrow screen shows each at full width. A panel whose axis does not start at
+    the metric's natural floor says so, with a break mark on the axis."""
     plt = _pyplot()
     names = [r["student"] for r in results]
     panels = [(key, label, natural) for key, label, natural in BAR_METRICS if all(key in r for r in results)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4 + 0.12 * max(map(len, names))))
-    axes = [axes] if len(panels) == 1 else axes
-    for ax, (key, label, natural) in zip(axes, panels):
+    out = {}
+    for key, label, natural in panels:
+        fig, ax = plt.subplots(figsize=(3.4, 3.0 + 0.1 * max(map(len, names))))
         means, stds = zip(*(mean_std(r[key]) for r in results))
         ax.bar(range(len(names)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_title(label, fontsize=9)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=9)
         low, high = zoomed_limits(list(means), list(stds), natural)
         ax.set_ylim(low, high)
-        ax.set_ylabel(f"mean ± std over {over}", fontsize=7)
+        cut = natural is not None and low > natural[0] + 1e-9
+        ax.set_title(label + (f"\n(axis cut: starts at {low:.2f})" if cut else ""), fontsize=9)
+        if cut:
+            axis_break(ax)
+        ax.set_ylabel(f"mean ± std over {over}", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
+        fig.tight_layout()
+        out[key] = _png(fig)
+    return out
+
+
+def axis_break(ax) -> None:
+    """Two short diagonal strokes across the bottom of the y axis: the axis does not start at its floor."""
+    kwargs = dict(transform=ax.transAxes, color="k", clip_on=False, lw=1)
+    for offset in (0.0, 0.03):
+        ax.plot((-0.03, 0.03), (0.02 + offset, 0.05 + offset), **kwargs)
 
 
 def _importance(maps: np.ndarray) -> np.ndarray:
@@ -82,38 +95,37 @@ def _importance(maps: np.ndarray) -> np.ndarray:
 
 def saliency_examples(
     x: np.ndarray, teacher: np.ndarray, students: dict[str, np.ndarray], class_names: list[str], y: np.ndarray
-) -> bytes:
-    """Side-by-side teacher/student saliency: curves over time for series, heatmaps for images."""
+) -> list[bytes]:
+    """Teacher/student saliency, one small figure per sample: curves over time for series, heatmaps for images."""
     plt = _pyplot()
-    n = len(x)
-    if x.ndim == 3:  # (N, C, T): the series on top, saliency curves below
-        fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 5), squeeze=False, sharex="col")
-        t = np.arange(x.shape[-1])
-        for i in range(n):
-            axes[0, i].plot(t, x[i].T, color="0.3", lw=1)
-            axes[0, i].set_title(f"sample {i} (class {class_names[int(y[i])]})", fontsize=9)
-            axes[1, i].plot(t, _importance(teacher)[i], color="black", lw=2, label="teacher")
+    out = []
+    for i in range(len(x)):
+        if x.ndim == 3:  # (N, C, T): the series on top, saliency curves below
+            fig, axes = plt.subplots(2, 1, figsize=(4.2, 4.4), sharex=True)
+            t = np.arange(x.shape[-1])
+            axes[0].plot(t, x[i].T, color="0.3", lw=1)
+            axes[0].set_title(f"test sample {i} (class {class_names[int(y[i])]})", fontsize=9)
+            axes[1].plot(t, _importance(teacher)[i], color="black", lw=2, label="teacher")
             for j, (name, maps) in enumerate(students.items()):
-                axes[1, i].plot(t, _importance(maps)[i], lw=1.2, color=f"C{j}", label=name)
-            axes[1, i].set_xlabel("timestep")
-        axes[1, 0].set_ylabel("|attribution| (max = 1)")
-        axes[1, -1].legend(fontsize=7, loc="upper right")
-    else:  # (N, C, H, W): input, teacher, students as heatmaps
-        columns = ["input", "teacher"] + list(students)
-        fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 2.0 * n), squeeze=False)
-        for i in range(n):
+                axes[1].plot(t, _importance(maps)[i], lw=1.2, color=f"C{j}", label=name)
+            axes[1].set_xlabel("timestep")
+            axes[1].set_ylabel("|attribution| (max = 1)", fontsize=8)
+            axes[1].legend(fontsize=7, loc="upper right")
+        else:  # (N, C, H, W): input, teacher, students as heatmaps
+            columns = ["input", "teacher"] + list(students)
+            fig, axes = plt.subplots(1, len(columns), figsize=(1.5 * len(columns), 1.9), squeeze=False)
             image = x[i].transpose(1, 2, 0)
             image = image[..., 0] if image.shape[-1] == 1 else np.clip(image, 0, 1)
             panels = [image, _importance(teacher)[i]] + [_importance(m)[i] for m in students.values()]
             for j, panel in enumerate(panels):
-                axes[i, j].imshow(panel, cmap="gray" if j == 0 else "inferno")
-                axes[i, j].set_xticks([])
-                axes[i, j].set_yticks([])
-                if i == 0:
-                    axes[i, j].set_title(columns[j], fontsize=8)
-            axes[i, 0].set_ylabel(class_names[int(y[i])], fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
+                axes[0, j].imshow(panel, cmap="gray" if j == 0 else "inferno")
+                axes[0, j].set_xticks([])
+                axes[0, j].set_yticks([])
+                axes[0, j].set_title(columns[j], fontsize=8)
+            axes[0, 0].set_ylabel(f"{i}: {class_names[int(y[i])]}", fontsize=8)
+        fig.tight_layout()
+        out.append(_png(fig))
+    return out
 
 
 def sweep_curve(option: str, points: list[tuple[Any, dict[str, Any]]]) -> bytes:

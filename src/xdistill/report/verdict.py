@@ -35,8 +35,14 @@ class Verdict:
     def sentence(self) -> str:
         if self.runner_up is None:
             return f"{self.label}: {self.best} (the only student)."
-        outcome = "a lead beyond the spread" if self.decided else "within the spread: not distinguishable"
-        return f"{self.label}: best {self.best}, {abs(self.lead):.3f} ahead of {self.runner_up} — {outcome} ({self.evidence})."
+        if self.lead == 0:
+            return f"{self.label}: {self.best} and {self.runner_up} tie ({self.evidence})."
+        if not self.decided:
+            return (
+                f"{self.label}: {self.best} and {self.runner_up} cannot be told apart "
+                f"({abs(self.lead):.3f} apart, within the spread; {self.evidence})."
+            )
+        return f"{self.label}: {self.best} ahead of {self.runner_up} by {abs(self.lead):.3f} ({self.evidence})."
 
 
 def _mean(value: Any) -> float:
@@ -49,6 +55,33 @@ def _standard_error(value: Any, n_samples: int) -> float:
         return float(value["std"]) / math.sqrt(max(1, int(value["n"])))
     p = float(value)
     return math.sqrt(max(p * (1 - p), 0.0) / max(1, n_samples))
+
+
+def value_of(result: dict[str, Any], key: str) -> Any:
+    """A result's figure by key; ``saliency_spearman@<explainer>`` reads the alignment under a further explainer."""
+    metric, _, explainer = key.partition("@")
+    if explainer:
+        return result["explainers"][explainer][metric]
+    return result[key]
+
+
+def compare(
+    a: dict[str, Any], b: dict[str, Any], key: str, per_seed: dict[str, list[dict[str, Any]]] | None = None
+) -> tuple[float, bool, str]:
+    """``a``'s lead over ``b`` on ``key`` (a minus b), whether it exceeds the spread, and the evidence: a paired
+    t-test over seeds (p < 0.05) when the study ran several, else two standard errors of the per-sample spread."""
+    lead = _mean(value_of(a, key)) - _mean(value_of(b, key))
+    if per_seed and len(per_seed.get(a["student"], [])) > 1:
+        xs = [_mean(value_of(r, key)) for r in per_seed[a["student"]]]
+        ys = [_mean(value_of(r, key)) for r in per_seed[b["student"]]]
+        p = paired_p_value(xs, ys)
+        return lead, p < 0.05, f"paired t-test over {len(xs)} seeds, p = {p:.3g}"
+    se = math.hypot(_standard_error(value_of(a, key), _samples(a)), _standard_error(value_of(b, key), _samples(b)))
+    return (
+        lead,
+        abs(lead) > 2 * se and lead != 0,
+        f"one seed: 2 standard errors of the per-sample spread = {2 * se:.3f}",
+    )
 
 
 def verdicts(results: list[dict[str, Any]], per_seed: dict[str, list[dict[str, Any]]] | None = None) -> list[Verdict]:
@@ -65,16 +98,7 @@ def verdicts(results: list[dict[str, Any]], per_seed: dict[str, list[dict[str, A
             out.append(Verdict(key, label, best["student"], None, 0.0, False, ""))
             continue
         second = ranked[1]
-        lead = _mean(best[key]) - _mean(second[key])
-        if per_seed and len(per_seed.get(best["student"], [])) > 1:
-            a = [_mean(r[key]) for r in per_seed[best["student"]]]
-            b = [_mean(r[key]) for r in per_seed[second["student"]]]
-            p = paired_p_value(a, b)
-            decided, evidence = p < 0.05, f"paired t-test over {len(a)} seeds, p = {p:.3g}"
-        else:
-            se = math.hypot(_standard_error(best[key], _samples(best)), _standard_error(second[key], _samples(second)))
-            decided = abs(lead) > 2 * se
-            evidence = f"one seed: 2 standard errors of the per-sample spread = {2 * se:.3f}"
+        lead, decided, evidence = compare(best, second, key, per_seed)
         out.append(Verdict(key, label, best["student"], second["student"], lead, decided, evidence))
     return out
 

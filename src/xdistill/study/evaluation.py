@@ -21,6 +21,7 @@ from ..files import DamagedFileError, read_json, read_npz, write_json, write_npz
 from ..progress import progress_bar
 from .inputs import StudyInputs
 from .ledger import RunLedger
+from .samples import read_samples, samples_path, write_samples
 
 if TYPE_CHECKING:
     from ..data import ArrayDataset
@@ -48,18 +49,20 @@ def alignment_config(spec: EvaluationSpec) -> AlignmentConfig:
 
 
 def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpec, models: Models) -> dict[str, Any]:
-    """Every figure of ``student`` against the teacher, written to ``evaluation/<student>.json`` (+ examples);
-    ``models`` gives the trained student, the teacher and the teacher's side when they are needed."""
+    """Every figure of ``student`` against the teacher, written to ``evaluation/<student>.json`` (+ examples,
+    + per-sample values in ``<student>.samples.npz/.csv``); ``models`` gives the trained student, the teacher and
+    the teacher's side when they are needed."""
     from ..metrics import evaluate_pair, to_jsonable
 
     path = ledger.paths.evaluation(student.name)
     stage = f"evaluate:{student.name}"
     _, test = inputs.student_splits
     limit = inputs.recipe.evaluation.max_samples or len(test)
-    if ledger.done(stage) and path.exists():
+    if ledger.done(stage) and path.exists() and samples_path(path).exists():
         try:
             if path.with_suffix(".npz").exists():
                 read_npz(path.with_suffix(".npz"))  # every member's CRC checked
+            read_samples(samples_path(path))
             return read_json(path)
         except DamagedFileError as error:
             logging.getLogger("xdistill").warning("%s; evaluating again", str(error).split(";")[0])
@@ -69,8 +72,9 @@ def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpe
     ledger.log(f"evaluate {student.name} on {len(x)} held-out samples")
     config = alignment_config(inputs.recipe.evaluation)
     units = (3 + len(config.also)) * len(x)  # explanations, two deletion curves, further explainers
+    samples: dict[str, torch.Tensor] = {}
     with progress_bar(f"evaluate {student.name}", units, ledger.progress):
-        result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side))
+        result = to_jsonable(evaluate_pair(teacher, model, x, y, config, teacher_side=side, samples=samples))
     from ..models import RationaleModel
 
     if isinstance(model, RationaleModel):  # a select-predict rationale model: its kept parts, against the truth
@@ -89,6 +93,7 @@ def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpe
             "student": example_maps(model, x[:n], side.target[:n], config),
         }
         write_npz(path.with_suffix(".npz"), examples)
+    write_samples(samples_path(path), samples, x, config.parts, config.part_options)
     write_json(path, result)
     ledger.finish(stage, started)
     return result

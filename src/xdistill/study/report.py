@@ -11,6 +11,7 @@ from ..recipe import Recipe
 from ..report import ReportMeta, build_report
 from ..report.verdict import aggregate
 from ..rundir import RunDirectory
+from .samples import csv_path, read_samples, samples_path
 
 #: how a damaged evaluation file is rebuilt
 REDO_EVALUATION = "run the study's xdistill run command again: a damaged evaluation is redone"
@@ -59,6 +60,34 @@ def load_examples(run: RunDirectory, results: list[dict[str, Any]]) -> dict[str,
     }
 
 
+def load_explorer(run: RunDirectory, seeds: dict[int, RunDirectory], students: list[str]) -> dict[str, Any] | None:
+    """The sample explorer's data: every seed's per-sample files and training curves (None when a per-sample file
+    is missing, e.g. a run evaluated before they existed: ``xdistill run`` evaluates it again)."""
+    from ..report.explorer import explorer_data, read_curves
+
+    samples, curves, links = {}, {}, {}
+    class_names = None
+    for seed, seed_run in seeds.items():
+        paths = {name: samples_path(seed_run.evaluation(name)) for name in students}
+        if not all(p.exists() for p in paths.values()):
+            return None
+        samples[seed] = {name: read_samples(path) for name, path in paths.items()}
+        links[seed] = {name: _relative(csv_path(path), run.report_dir) for name, path in paths.items()}
+        curves[seed] = {"teacher": read_curves(seed_run.teacher_dir)}
+        curves[seed].update({name: read_curves(seed_run.student_dir(name)) for name in students})
+        curves[seed] = {model: c for model, c in curves[seed].items() if c}
+        if class_names is None:
+            evaluation = read_json(seed_run.evaluation(students[0]), REDO_EVALUATION)
+            class_names = evaluation.get("class_names")
+    return explorer_data(samples, curves, class_names, links)
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
 def read_recipe(run: RunDirectory) -> Recipe:
     return Recipe.model_validate(
         read_json(run.recipe, "delete it and run the study's xdistill run command again (it is written anew)")
@@ -72,7 +101,11 @@ def write_report(run_dir: str | Path) -> Path:
     if recipe.seeds:
         return write_seeds_report(run_dir, recipe, recipe.seeds)
     results = load_results(run, recipe)
-    return build_report(run.report_dir, report_meta(recipe), results, load_examples(run, results))
+    examples = load_examples(run, results)
+    if examples is not None:
+        examples["seed"] = recipe.seed
+    explorer = load_explorer(run, {recipe.seed: run}, [r["student"] for r in results])
+    return build_report(run.report_dir, report_meta(recipe), results, examples, explorer=explorer)
 
 
 def write_seeds_report(run_dir: str | Path, recipe: Recipe, seeds: list[int]) -> Path:
@@ -87,4 +120,7 @@ def write_seeds_report(run_dir: str | Path, recipe: Recipe, seeds: list[int]) ->
     results = [aggregate(values) for values in per_seed.values()]
     first_seed = [values[0] for values in per_seed.values()]  # the first seed's results, already read
     examples = load_examples(run.seed(seeds[0]), first_seed)
-    return build_report(run.report_dir, report_meta(recipe, seeds), results, examples, per_seed)
+    if examples is not None:
+        examples["seed"] = seeds[0]
+    explorer = load_explorer(run, {seed: run.seed(seed) for seed in seeds}, list(per_seed))
+    return build_report(run.report_dir, report_meta(recipe, seeds), results, examples, per_seed, explorer)
