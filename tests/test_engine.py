@@ -336,13 +336,64 @@ def test_a_fit_that_restores_its_best_epoch_reports_that_epochs_figures(gunpoint
     assert abs(recomputed - m["val/loss"]) < 1e-5
 
 
-def test_the_progress_bar_counts_epochs_from_one_and_shows_no_version(tmp_path):
+def test_the_progress_bar_counts_epochs_from_one_and_shows_no_version(tmp_path, monkeypatch):
     """The bar says "Epoch 58/58" where the log says "best epoch 58 of 58", and shows the exact epoch figures."""
     import types
 
     from xdistill.engine.callbacks import epoch_description, progress_bar
 
+    monkeypatch.setattr("xdistill.progress.on_terminal", lambda: True)
+
     assert epoch_description(57, 58) == "Epoch 58/58" and epoch_description(0, None) == "Epoch 1"
     bar = progress_bar()
     module = types.SimpleNamespace(epoch_metrics={"train/loss": 0.123456, "val/acc": 0.9, "train/ce": 1.0})
     assert bar.get_metrics(None, module) == {"loss": "0.1235", "val/acc": "0.9"}
+
+
+def test_a_steps_budget_ending_inside_an_epoch_draws_its_last_epoch_as_full(gunpoint, teacher, tmp_path, monkeypatch):
+    """50 series at batch 16 are 4 batches an epoch; 6 steps end the second epoch after 2: its bar counts 2, not 4
+    (was "2/4 • 0.00it/s" left unfinished)."""
+    from lightning.pytorch.callbacks import Callback
+
+    import xdistill.engine.fit as fit
+
+    monkeypatch.setattr("xdistill.progress.on_terminal", lambda: True)
+    totals = []
+
+    class Spy(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            bar = trainer.progress_bar_callback
+            totals.append((bar.total_train_batches, trainer.fit_loop.epoch_loop.batch_progress.current.completed))
+
+    real = fit._callbacks
+    monkeypatch.setattr(fit, "_callbacks", lambda *a, **k: (lambda c, b: (c + [Spy()], b))(*real(*a, **k)))
+    options = dict(FAST, progress=True, val_fraction=0.0)
+    distill(teacher, student(), gunpoint.train, ["ce"], steps=6, seed=0, work_dir=tmp_path, **options)
+    assert totals == [(4, 4), (2, 2)]
+
+
+def test_progress_goes_to_a_log_file_as_paced_lines(gunpoint, teacher, tmp_path, monkeypatch, capsys):
+    """stderr not a terminal (pytest captures it): one line per tenth of the steps, none redrawn."""
+    monkeypatch.setattr("xdistill.progress.TENTH_SECONDS", 0.0)
+    options = dict(FAST, progress=True, val_fraction=0.0)
+    distill(teacher, student(), gunpoint.train, ["ce"], steps=40, seed=0, work_dir=tmp_path / "run", **options)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "training run:" in line]
+    percents = [int(line.split("training run: ")[1].split("%")[0]) for line in lines]
+    assert percents == list(range(10, 101, 10)), lines
+    assert "epoch 10/10" in lines[-1] and "loss " in lines[-1] and "\r" not in "".join(lines)
+
+
+def test_the_pacer_prints_at_tenths_and_after_a_silence(monkeypatch):
+    from xdistill import progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    pacer = progress.Pacer(100, seconds=30)
+    clock[0] = 1.0
+    assert not pacer.due(15)  # a tenth crossed, but 1 s after the start: short work stays quiet
+    clock[0] = 6.0
+    assert pacer.due(16) and not pacer.due(19)
+    clock[0] = 40.0
+    assert pacer.due(19)  # 34 s of silence
+    clock[0] = 46.0
+    assert pacer.due(20) and "20% (20/100)" in pacer.line(20, "x")

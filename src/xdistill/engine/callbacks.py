@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ProgressBar
 
 
 class EpochTimer(Callback):
@@ -144,29 +145,90 @@ def epoch_description(current_epoch: int, max_epochs: int | None) -> str:
     return f"Epoch {current_epoch + 1}" + (f"/{max_epochs}" if max_epochs and max_epochs > 0 else "")
 
 
-def progress_bar() -> Callback:
-    """Lightning's own bar (Rich when installed), showing the module's exact epoch figures and no ``v_num``,
-    epochs counted from 1."""
+def progress_bar(label: str = "training") -> Callback:
+    """Lightning's own bar (Rich when installed) on a terminal, showing the module's exact epoch figures and no
+    ``v_num``, epochs counted from 1, and a last epoch cut short by a steps budget drawn as full; when stderr is a
+    file or a pipe, :class:`ProgressLines` (its lines named ``label``) instead."""
     from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
     from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 
+    from ..progress import on_terminal
+
+    if not on_terminal():
+        return ProgressLines(label)
     base: type = RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar
 
     class EpochFiguresBar(base):  # type: ignore[misc,valid-type]
+        _epoch_batches: float = math.inf
+
+        @property
+        def total_train_batches(self) -> int | float:
+            return min(super().total_train_batches, self._epoch_batches)
+
         def get_metrics(self, trainer, module) -> dict[str, Any]:
-            figures = module.epoch_metrics
-            return {
-                name.split("/")[-1] if name == "train/loss" else name: f"{figures[name]:.4g}"
-                for name in SHOWN
-                if name in figures
-            }
+            return shown_figures(module)
 
         def _get_train_description(self, current_epoch: int) -> str:  # (Rich)
             return epoch_description(current_epoch, self.trainer.max_epochs)
 
         def on_train_epoch_start(self, trainer, module) -> None:
+            self._epoch_batches = batches_left(trainer, module)
             super().on_train_epoch_start(trainer, module)
             if not _RICH_AVAILABLE:  # (tqdm set its own, 0-based text above)
                 self.train_progress_bar.set_description(epoch_description(trainer.current_epoch, trainer.max_epochs))
 
     return EpochFiguresBar()
+
+
+def shown_figures(module) -> dict[str, str]:
+    """The module's exact epoch figures a progress display shows (``loss``, ``val/acc``...)."""
+    figures = module.epoch_metrics
+    return {
+        name.split("/")[-1] if name == "train/loss" else name: f"{figures[name]:.4g}"
+        for name in SHOWN
+        if name in figures
+    }
+
+
+def batches_left(trainer, module) -> float:
+    """Batches this epoch will run: all of them, or fewer when a steps budget ends inside it."""
+    steps = module.config.steps
+    return math.inf if steps is None else max(0, steps - trainer.global_step)
+
+
+class ProgressLines(ProgressBar):
+    """Progress for a log file: a line at every tenth of the planned steps and at least every 30 s
+    (``[12:00:01] training: 40% (120/300), 12 s, about 18 s left · epoch 30/75 · loss 0.41``)."""
+
+    def __init__(self, label: str = "training") -> None:
+        super().__init__()
+        self.label = label
+        self._enabled = True
+        self._pacer: Any = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def on_train_start(self, trainer, module) -> None:
+        from ..progress import Pacer
+
+        self._pacer = Pacer(module.total_steps)
+        self._pacer.due(trainer.global_step)  # a resumed fit starts where it stopped
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if not (self._enabled and trainer.is_global_zero and self._pacer is not None):
+            return
+        if self._pacer.due(trainer.global_step):
+            figures = " · ".join(f"{k} {v}" for k, v in shown_figures(module).items())
+            epoch = epoch_description(trainer.current_epoch, trainer.max_epochs).lower()
+            line = (
+                self._pacer.line(trainer.global_step, self.label) + f" · {epoch}" + (f" · {figures}" if figures else "")
+            )
+            print(line, file=sys.stderr, flush=True)

@@ -146,7 +146,7 @@ def _callbacks(config: TrainConfig, run: RunConfig, has_val: bool, checkpoints: 
     if run.checkpoint:
         callbacks.append(EpochCheckpoint(checkpoints, config.checkpoint_every, config.checkpoint_seconds))
     if run.progress:
-        callbacks.append(progress_bar())
+        callbacks.append(progress_bar(f"training {Path(run.work_dir).name}"))
     return callbacks, best
 
 
