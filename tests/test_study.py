@@ -106,7 +106,7 @@ def test_a_changed_recipe_is_refused_in_the_same_run_dir(finished_run, tmp_path)
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(changed))
     result = cli("run", str(path), "--out", str(out), "--quiet")
-    assert result.returncode == 2 and "holds a different recipe" in result.stderr
+    assert result.returncode == 2 and "holds a recipe that differs in seed: its teacher" in result.stderr
 
 
 @pytest.mark.slow
@@ -310,7 +310,7 @@ def test_a_run_directory_recorded_before_a_recipe_field_existed_is_still_the_sam
     recorded.pop("imports")  # as a run directory written before `imports` existed
     write_json(tmp_path / "run" / "recipe.json", recorded)
     Study(recipe, tmp_path / "run", progress=False).discard()  # not refused
-    recorded["name"] = "another"
+    recorded["dataset"]["name"] = "ucr:ArrowHead"
     write_json(tmp_path / "run" / "recipe.json", recorded)
-    with pytest.raises(RecipeError, match="holds a different recipe"):
+    with pytest.raises(RecipeError, match="differs in dataset.name"):
         Study(recipe, tmp_path / "run", progress=False)

@@ -23,6 +23,15 @@ _RESTAGE = (
 )
 
 
+def _read_recipe(stored: Any) -> Recipe | None:
+    from pydantic import ValidationError
+
+    try:
+        return Recipe.model_validate(stored)
+    except (ValidationError, TypeError, ValueError):
+        return None
+
+
 def process_rank() -> int:
     """This process's global rank in a multi-process run: torchrun's RANK; under Lightning's launcher 0 for the
     launching process (NODE_RANK 0, LOCAL_RANK 0 or unset) and non-zero for every other; 0 in a single process."""
@@ -50,6 +59,41 @@ def same_recipe(stored: Any, identity: dict[str, Any]) -> bool:
         return study_identity(Recipe.model_validate(stored)) == identity
     except (ValidationError, TypeError, ValueError):
         return False
+
+
+#: recipe sections a run directory may change without retraining its teacher: each student's stages are keyed by
+#: its own spec (and the students' training), the evaluation stages by the evaluation settings
+GROWABLE = ("name", "students", "training", "evaluation")
+
+
+def differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two recipe dicts differ (``students.kd.methods``, ``teacher.train.steps``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    if path == "students" and isinstance(old, list) and isinstance(new, list):
+        by_name = lambda items: {s.get("name", str(i)): s for i, s in enumerate(items)}  # noqa: E731
+        return differences(by_name(old), by_name(new), path)
+    return [] if old == new else [path]
+
+
+def stale_stages(old: Recipe, new: Recipe) -> tuple[set[str], set[str]]:
+    """(stages whose inputs changed between two recipes of one run directory, students whose weights must be
+    trained afresh). A student's inputs: its spec and the students' training; an evaluation's: the student's and
+    the evaluation settings. A student removed from the recipe loses its stages too."""
+
+    def keys(recipe: Recipe) -> dict[str, str]:
+        training = recipe.training.model_dump_json() if recipe.training else ""
+        return {s.name: s.model_dump_json() + training for s in recipe.expanded_students()}
+
+    before, after = keys(old), keys(new)
+    retrain = {name for name, key in before.items() if after.get(name) != key}
+    stages = {f"student:{n}" for n in retrain} | {f"evaluate:{n}" for n in retrain}
+    if old.evaluation != new.evaluation:
+        stages |= {f"evaluate:{n}" for n in before}
+    return stages, retrain & set(after)
 
 
 def environment(seed: int) -> dict[str, Any]:
@@ -87,13 +131,27 @@ class RunLedger:
         self.stages_path = self.paths.stages
         self._identity = study_identity(recipe)
         recipe_path = self.paths.recipe
+        stored = read_json(recipe_path, _REWRITE) if recipe_path.exists() else None
+        #: what changed in a recipe that grew (students or evaluation): stages to redo, students to retrain
+        self.grown: tuple[list[str], set[str], set[str]] | None = None
+        changed = stored is not None and not same_recipe(stored, self._identity)
         #: the run directory holds another recipe (only allowed with --restart: its stages then no longer count)
-        self._other_recipe = recipe_path.exists() and not same_recipe(read_json(recipe_path, _REWRITE), self._identity)
-        if self._other_recipe and not restart:
-            raise RecipeError(
-                f"out: run directory {self.run_dir} holds a different recipe; "
-                "choose another --out or pass --restart to start it over"
-            )
+        self._other_recipe = False
+        if changed:
+            old = _read_recipe(stored)
+            fields = differences(study_identity(old) if old else stored, self._identity)
+            fixed = [f for f in fields if f.split(".")[0] not in GROWABLE]
+            if old is None or fixed:
+                self._other_recipe = True
+                if not restart:
+                    raise RecipeError(
+                        f"out: run directory {self.run_dir} holds a recipe that differs in "
+                        f"{', '.join(fixed or fields)}: its teacher cannot be reused. Choose another --out, or pass "
+                        "--restart to start it over (students and evaluation may change without it)"
+                    )
+            else:
+                stages, retrain = stale_stages(old, recipe)
+                self.grown = (fields, stages, retrain)
         self._created_dir = not self.run_dir.exists()
         self._had_lock_file = (self.run_dir / ".lock").exists()
         self._committed = False
@@ -103,6 +161,9 @@ class RunLedger:
         self.stages: dict[str, Any] = (
             read_json(self.stages_path, _RESTAGE) if self.stages_path.exists() and not self._other_recipe else {}
         )
+        if self.grown is not None:
+            for stage in self.grown[1]:
+                self.stages.pop(stage, None)
 
     def commit(self) -> None:
         """The recipe checked: record it (and the environment) in the run directory; from here on files are written."""
@@ -111,9 +172,25 @@ class RunLedger:
             return
         if self._other_recipe:  # --restart over another recipe: its stages no longer count (nor were they read)
             self.stages_path.unlink(missing_ok=True)
+        if self.grown is not None:  # students or evaluation changed: only their stages are redone
+            import shutil
+
+            fields, stages, retrain = self.grown
+            for name in retrain:  # a changed student's checkpoints belong to its old spec
+                shutil.rmtree(self.paths.student_dir(name), ignore_errors=True)
+            write_json(self.stages_path, self.stages)
         write_json(self.paths.recipe, self._identity)
         write_json(self.paths.environment, environment(self.seed))
         self._committed = True
+        self.announce_growth()
+
+    def announce_growth(self) -> None:
+        """Log what a changed recipe redoes (after :meth:`commit`, so the line reaches the run's log)."""
+        if self.grown is None:
+            return
+        fields, stages, _ = self.grown
+        redo = ", ".join(sorted(stages)) or "nothing already finished"
+        self.log(f"the recipe changed in {', '.join(fields)}: finished stages are kept; redone: {redo}")
 
     def discard(self) -> None:
         """A refused run leaves nothing: release the lock and remove what this process created, if it wrote nothing."""
