@@ -188,6 +188,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import describe, export_student
+
+    path, check = export_student(args.run_dir, args.student, args.format, args.out, args.seed)
+    print(f"{args.student}: {path}")
+    print(check)
+    print(describe(path))
+    return 0
+
+
 def _json_option(text: str | None, flag: str) -> dict:
     import json
 
@@ -344,13 +354,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     demo.set_defaults(handler=_demo)
 
+    export = commands.add_parser(
+        "export",
+        help="write a trained student of a run directory as a .pt2 (torch.export), safetensors or ONNX file",
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--student", required=True, help="the student's name in the recipe")
+    export.add_argument("--format", default="pt2", help="pt2 (default), safetensors or onnx")
+    export.add_argument("--seed", type=int, help="the seed of a several-seed study (default: its first)")
+    export.add_argument("--out", metavar="FILE", help="default: RUN_DIR[/seed-N]/export/STUDENT.FORMAT")
+    export.set_defaults(handler=_export)
+
     audit = commands.add_parser(
         "audit",
         help="compare any teacher and student (weights, import paths or TorchScript) "
         "on a dataset: agreement, alignment, faithfulness, and a report",
     )
     audit.add_argument(
-        "--teacher", required=True, help="TorchScript file, or an architecture name / package.module:Class"
+        "--teacher",
+        required=True,
+        help="a model file (.pt2 from torch.export, e.g. written by xdistill export; or TorchScript .pt), or an "
+        "architecture name / package.module:Class with --teacher-weights",
     )
     audit.add_argument("--student", required=True, help="as --teacher")
     audit.add_argument("--data", required=True, help="dataset spec, e.g. ucr:GunPoint or npz:my_data.npz")

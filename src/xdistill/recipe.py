@@ -406,6 +406,15 @@ def check_evaluation_options(
             raise RecipeError(f"{field}: {error}") from None
 
 
+#: the input layout each built-in part kind reduces: (dimensions of one input, what that is)
+PART_LAYOUTS = {
+    "timestep": (2, "(C, T) series"),
+    "window": (2, "(C, T) series"),
+    "pixel": (3, "(C, H, W) images"),
+    "patch": (3, "(C, H, W) images"),
+}
+
+
 def check_k(
     k: int,
     input_shape: tuple[int, ...],
@@ -418,6 +427,14 @@ def check_k(
 
     from .parts import to_parts
 
+    layout = PART_LAYOUTS.get(parts)
+    if layout is not None and len(input_shape) != layout[0]:
+        fitting = [name for name, (ndim, _) in PART_LAYOUTS.items() if ndim == len(input_shape)]
+        instead = f"use {' or '.join(fitting)}" if fitting else "use feature (every input element a part)"
+        raise RecipeError(
+            f"{fields[1]}: {parts!r} parts are for {layout[1]}; this data's inputs are shaped {tuple(input_shape)}: "
+            f"{instead}"
+        )
     try:
         count = to_parts(torch.zeros((1,) + tuple(input_shape)), parts, **part_options).shape[1]
     except ValueError as error:

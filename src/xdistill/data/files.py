@@ -159,8 +159,12 @@ def _read_csv(path: Path, label_column: str) -> tuple[list[np.ndarray], list[str
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or label_column not in reader.fieldnames:
+            columns = list(reader.fieldnames or [])
+            shown = ", ".join(columns[:5]) + (f", ... ({len(columns)} columns)" if len(columns) > 5 else "")
             raise ValueError(
-                f"{path} has no column {label_column!r} (columns: {reader.fieldnames}); pass label_column=NAME"
+                f"{path} has no column {label_column!r} (its columns: {shown or 'none'}); name the label column: in a "
+                "recipe, dataset: {options: {label_column: NAME}}; on the command line, "
+                '--data-options \'{"label_column": "NAME"}\''
             )
         series, labels = [], []
         for line, row in enumerate(reader, start=2):

@@ -42,7 +42,7 @@ def model_for_data(
     else:
         model = build(spec, int(sample_x.shape[1]), num_classes, options or {}, where, seed)
         if weights:
-            load_checked(model, weights, spec, weights_field)
+            load_checked(model, weights, spec, weights_field, num_classes)
     probe(model, sample_x, num_classes, where, None if is_model_file(spec) else spec)
     return model.eval()
 
@@ -63,8 +63,9 @@ def build(
         raise ModelError(f"{where}: {error}") from None
 
 
-def load_checked(model: nn.Module, weights: str, spec: str, where: str) -> None:
-    """Load safetensors ``weights`` into ``model``; a missing file or weights that do not fit are named."""
+def load_checked(model: nn.Module, weights: str, spec: str, where: str, num_classes: int | None = None) -> None:
+    """Load safetensors ``weights`` into ``model``; a missing file or weights that do not fit are named: which
+    tensors differ and how, and when only the output layer does, that the weights are for another class count."""
     from ..checkpoint import CheckpointError, load_weights
 
     try:
@@ -73,8 +74,45 @@ def load_checked(model: nn.Module, weights: str, spec: str, where: str) -> None:
         raise ModelError(f"{where}: {error}") from None
     except (FileNotFoundError, OSError) as error:
         raise ModelError(f"{where}: cannot read {weights} ({error})") from None
-    except (RuntimeError, ValueError) as error:
-        raise ModelError(f"{where}: {weights} does not fit model {spec!r} ({str(error).splitlines()[0]}...)") from None
+    except (RuntimeError, ValueError):
+        raise ModelError(weights_mismatch(model, weights, spec, where, num_classes)) from None
+
+
+def weights_mismatch(model: nn.Module, weights: str, spec: str, where: str, num_classes: int | None) -> str:
+    """One message for weights that do not fit: missing, unexpected and differently shaped tensors (a few of
+    each, with counts), or, when only the output layer differs, the class counts of the weights and the data."""
+    from safetensors import safe_open
+
+    with safe_open(weights, framework="pt") as handle:
+        stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = [n for n in expected if n not in stored]
+    unexpected = [n for n in stored if n not in expected]
+    reshaped = [n for n in expected if n in stored and stored[n] != expected[n]]
+    outputs = {stored[n][0] for n in reshaped if expected[n][0] == num_classes and stored[n][1:] == expected[n][1:]}
+    if num_classes and not missing and not unexpected and reshaped and len(outputs) == 1 and len(reshaped) <= 2:
+        return (
+            f"{where}: {weights} is a {spec!r} with {outputs.pop()} output classes, but the data has {num_classes}: "
+            "these weights belong to a model trained on other data (check --data, or the weights file)"
+        )
+
+    def few(names: list[str], show: Any = str) -> str:
+        listed = ", ".join(show(n) for n in names[:3])
+        return listed + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    parts = []
+    if reshaped:
+        parts.append(
+            f"{len(reshaped)} differently shaped ({few(reshaped, lambda n: f'{n} {stored[n]} vs {expected[n]}')})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing ({few(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} not in the model ({few(unexpected)})")
+    return (
+        f"{where}: {weights} does not fit model {spec!r} with these options: " + "; ".join(parts) + " (file vs model)"
+        "; give the options it was trained with (e.g. its width)"
+    )
 
 
 def probe(model: nn.Module, sample_x: torch.Tensor, num_classes: int, where: str, name: str | None = None) -> None:

@@ -88,9 +88,11 @@ class ExportedModel(nn.Module):
     were then), so train/eval switches only this wrapper's flag; inputs outside the exported shapes
     get one line saying how to export a dynamic batch dimension."""
 
-    def __init__(self, program: nn.Module, path: Path) -> None:
+    def __init__(self, program: nn.Module, path: Path, input_shape: tuple[int | None, ...] | None = None) -> None:
         super().__init__()
         self.program, self.path = program, path
+        #: the exported input's shape, None where a dimension is dynamic (e.g. the batch)
+        self.input_shape = input_shape
 
     def train(self, mode: bool = True) -> ExportedModel:
         self.training = mode
@@ -102,11 +104,23 @@ class ExportedModel(nn.Module):
         except (AssertionError, RuntimeError) as error:
             if "Guard failed" not in str(error) and "guard" not in str(error).lower():
                 raise
-            raise ValueError(
-                f"{self.path} cannot take inputs shaped {tuple(x.shape)} ({str(error).splitlines()[0]}); export it "
-                "with a dynamic batch dimension: torch.export.export(model, (x,), "
-                "dynamic_shapes=({0: torch.export.Dim('batch')},))"
-            ) from None
+            raise ValueError(self._shape_advice(tuple(x.shape), str(error).splitlines()[0])) from None
+
+    def _shape_advice(self, got: tuple[int, ...], why: str) -> str:
+        """What to change: the data (a sample shape the program was not exported for) or the export (a fixed batch)."""
+        shape = self.input_shape
+        if shape is None:
+            return f"{self.path} cannot take inputs shaped {got} ({why})"
+        wanted = "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
+        if len(shape) != len(got) or any(d is not None and d != g for d, g in zip(shape[1:], got[1:])):
+            return (
+                f"{self.path} takes inputs shaped {wanted}; this data gives {got}: the data does not fit the model "
+                "(another data set, length or channel count than it was exported for)"
+            )
+        return (
+            f"{self.path} was exported for batches of exactly {shape[0]}; got {got[0]}. Export it with a dynamic batch "
+            "dimension: torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
+        )
 
 
 def load_exported(path: str | Path) -> nn.Module:
@@ -115,10 +129,23 @@ def load_exported(path: str | Path) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"torch.export file {path} does not exist")
     try:
-        program = torch.export.load(str(path)).module()
+        exported = torch.export.load(str(path))
+        program = exported.module()
     except Exception as error:  # torch raises several types for a damaged or foreign archive
         raise ValueError(f"{path} is not a readable torch.export program ({str(error).splitlines()[0]})") from None
-    return ExportedModel(program, path).eval()
+    return ExportedModel(program, path, exported_input_shape(exported)).eval()
+
+
+def exported_input_shape(exported: Any) -> tuple[int | None, ...] | None:
+    """The first user input's shape of a ``torch.export`` program (None for dynamic dimensions), if readable."""
+    inputs = set(exported.graph_signature.user_inputs)
+    for node in exported.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs:
+            value = node.meta.get("val")
+            if value is None or not hasattr(value, "shape"):
+                return None
+            return tuple(d if isinstance(d, int) else None for d in value.shape)
+    return None
 
 
 def load_torchscript(path: str | Path) -> nn.Module:
