@@ -188,6 +188,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from .schema import json_schema, recipe_reference
+
+    print(json_schema() if args.format == "json" else recipe_reference(), end="" if args.format != "json" else "\n")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .export import describe, export_student
 
@@ -353,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     demo.set_defaults(handler=_demo)
+
+    schema = commands.add_parser(
+        "schema", help="the recipe reference: every field, its default and meaning, dataset options, accepted names"
+    )
+    schema.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    schema.set_defaults(handler=_schema)
 
     export = commands.add_parser(
         "export",

@@ -28,9 +28,11 @@ class Strict(BaseModel):
 
 class DatasetSpec(Strict):
     name: str = Field(description="dataset spec, e.g. ucr:GunPoint, mnist1d, digits, fashion_mnist")
-    options: dict[str, Any] = {}
-    max_train: int | None = Field(default=None, ge=1)
-    max_test: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(
+        default={}, description="the dataset loader's keyword arguments (the table below), e.g. label_column for csv:"
+    )
+    max_train: int | None = Field(default=None, ge=1, description="a random subset of the training split (by seed)")
+    max_test: int | None = Field(default=None, ge=1, description="a random subset of the test split (by seed)")
     subtask: list[int] | None = Field(
         default=None, min_length=2, description="class indices the students learn (SubDistill); the teacher sees all"
     )
@@ -43,7 +45,7 @@ class TeacherSpec(Strict):
         description="a model file to distill from instead of a model: torch.export (.pt2) or TorchScript (.pt, .ts)",
     )
     torchscript: str | None = Field(default=None, description="the older name of file (a TorchScript file)")
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = Field(default={}, description="the architecture's options, e.g. width")
     weights: str | None = Field(default=None, description="safetensors file to load instead of training")
     methods: list[str | dict[str, Any]] = Field(
         default=["ce"], min_length=1, description="how the teacher trains: ce, or rationale for a rationale model"
@@ -71,14 +73,17 @@ class SweepSpec(Strict):
 
 
 class StudentSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    model: str
-    options: dict[str, Any] = {}
-    methods: list[str | dict[str, Any]] = Field(min_length=1)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="unique; names its folder and report row")
+    model: str = Field(description="a registered model, or package.module:Class")
+    options: dict[str, Any] = Field(default={}, description="the architecture's options, e.g. width")
+    methods: list[str | dict[str, Any]] = Field(
+        min_length=1,
+        description="terms and presets: a name, or {name: ..., weight: ..., options} (e.g. [ce, {name: tsd, weight: 1}])",
+    )
     train: TrainConfig | None = Field(
         default=None, description="overrides the recipe's training section for this student"
     )
-    sweep: SweepSpec | None = None
+    sweep: SweepSpec | None = Field(default=None, description="one student per value of an option of its first method")
 
 
 class ExplainerSpec(Strict):
@@ -87,19 +92,27 @@ class ExplainerSpec(Strict):
 
 
 class EvaluationSpec(Strict):
-    explainer: str = "integrated_gradients"
-    explainer_options: dict[str, Any] = {}
+    explainer: str = Field(default="integrated_gradients", description="how both models' reasons are read")
+    explainer_options: dict[str, Any] = Field(default={}, description="e.g. n_steps, or window and stride")
     also: list[ExplainerSpec] = Field(
         default=[],
         description="more explainers to measure alignment under (same parts and k), e.g. ones the method did not "
         "train on; the report adds their alignment and how the explainers agree on the teacher itself",
     )
-    parts: str = "timestep"
-    part_options: dict[str, Any] = {}
-    k: int = Field(default=5, ge=1)
-    target: Literal["teacher", "label"] = "teacher"
-    max_samples: int | None = Field(default=500, ge=1)
-    examples: int = Field(default=3, ge=0, le=16)
+    parts: str = Field(
+        default="timestep",
+        description="what a map is reduced to before comparing: timestep/window (series), "
+        "pixel/patch (images), token, feature",
+    )
+    part_options: dict[str, Any] = Field(default={}, description="e.g. size (window), grid (patch)")
+    k: int = Field(default=5, ge=1, description="the top-k parts of top-k focus and IoU")
+    target: Literal["teacher", "label"] = Field(
+        default="teacher", description="the class explained: the teacher's prediction or the true label"
+    )
+    max_samples: int | None = Field(
+        default=500, ge=1, description="test samples evaluated (the first ones; accuracy is also on the whole split)"
+    )
+    examples: int = Field(default=3, ge=0, le=16, description="samples drawn in the report's saliency figure")
     flip_steps: int | None = Field(default=20, ge=0, description="pixel-flipping points (0: skip, null: every part)")
 
 
@@ -148,21 +161,21 @@ class HardwareSpec(Strict):
 
 
 class Recipe(Strict):
-    name: str = "study"
+    name: str = Field(default="study", description="names the default run directory, runs/NAME")
     imports: list[str] = Field(
         default=[],
         description="the user's modules imported before the recipe is checked, so the terms, models, datasets and "
         "explainers they register are known (runs that code; the recipe's folder is on the path)",
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="seeds data subsets, model initialisation and every random draw")
     seeds: list[int] | None = Field(
         default=None,
         min_length=1,
         description="run the whole study once per seed (RUN_DIR/seed-N); the report gives mean ± std over the "
         "seeds and paired t-tests; replaces seed",
     )
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    precision: str | None = None
+    device: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="where training runs")
+    precision: str | None = Field(default=None, description="Lightning's precision, e.g. bf16-mixed")
     hardware: HardwareSpec = HardwareSpec()
     dataset: DatasetSpec
     teacher: TeacherSpec
