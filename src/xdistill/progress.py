@@ -55,19 +55,7 @@ class Pacer:
         return f"[{stamp}] {what}: {100 * fraction:.0f}% ({done:g}/{self.total:g}), {elapsed:.0f} s{left}"
 
 
-class LineBar:
-    """A bar for a file: a line on stderr when :class:`Pacer` says one is due."""
-
-    def __init__(self, description: str, total: float) -> None:
-        self.description, self.done, self.pacer = description, 0.0, Pacer(total)
-
-    def advance(self, n: float = 1, **fields: Any) -> None:
-        self.done += n
-        if self.pacer.due(self.done):
-            print(self.pacer.line(self.done, self.description), file=sys.stderr, flush=True)
-
-
-_ACTIVE: contextvars.ContextVar[Bar | LineBar | None] = contextvars.ContextVar("xdistill_progress", default=None)
+_ACTIVE: contextvars.ContextVar[Bar | None] = contextvars.ContextVar("xdistill_progress", default=None)
 
 
 class Bar:
@@ -81,12 +69,25 @@ class Bar:
             self._progress.update(self._task, advance=n, **fields)
 
 
+class LineBar(Bar):
+    """A bar for a file: a line on stderr when :class:`Pacer` says one is due."""
+
+    def __init__(self, description: str, total: float) -> None:
+        super().__init__(None, None)
+        self.description, self.done, self.pacer = description, 0.0, Pacer(total)
+
+    def advance(self, n: float = 1, **fields: Any) -> None:
+        self.done += n
+        if self.pacer.due(self.done):
+            print(self.pacer.line(self.done, self.description), file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
-def progress_bar(description: str, total: float, enabled: bool = True) -> Iterator[Bar | LineBar]:
+def progress_bar(description: str, total: float, enabled: bool = True) -> Iterator[Bar]:
     """A bar on stderr that stays as a finished line; disabled, it draws nothing but still accepts ``advance``
     (so callers need no branch); stderr not a terminal, it prints paced lines instead."""
     if not enabled or not on_terminal():
-        bar: Bar | LineBar = LineBar(description, total) if enabled else Bar(None, None)
+        bar = LineBar(description, total) if enabled else Bar(None, None)
         token = _ACTIVE.set(bar)
         try:
             yield bar

@@ -103,7 +103,7 @@ def names() -> list[str]:
     from .parts import PARTS
     from .protocols import PROTOCOLS
 
-    listed = [
+    listed: list[tuple[str, Any]] = [
         ("dataset.name (a family; `family:member` for ucr:, csv:, npz:...)", DATASETS),
         ("teacher.model, students[].model (or `package.module:Class`)", MODELS),
         ("methods: terms", TERMS),
