@@ -66,7 +66,7 @@ def test_indistinguishable_students_are_said_to_be_so_and_the_smallest_named():
         seeds_of("tsd", [0.98, 0.97, 0.98, 0.97], [0.60, 0.52, 0.59, 0.51]),
     )
     assert d.pick is None and d.headline.startswith("No student can be told apart")
-    assert "the smallest candidate is kd" in d.headline
+    assert "the smallest candidate is kd (80 parameters)" in d.headline
 
 
 def test_a_student_at_chance_is_flagged():

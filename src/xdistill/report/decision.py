@@ -99,16 +99,16 @@ def decide(
         return Decision(
             pick, f"Ship {pick}: as accurate as the best, and it reasons most like the teacher.", reasons, warnings
         )
-    smallest = min(candidates, key=lambda r: _mean(r.get("student_params", float("inf"))))["student"]
+    cost = _on_cost(candidates)
     if winners:
         headline = (
             f"No student can be told apart: the explainers disagree on who aligns best ({_join(sorted(winners))}); "
-            f"choose on cost — the smallest candidate is {smallest}."
+            f"choose on cost — {cost}."
         )
     else:
         headline = (
-            f"No student can be told apart: {_join(names)} are as accurate as each other and align with the teacher "
-            f"alike under {explainers}; choose on cost — the smallest candidate is {smallest}."
+            f"No student can be told apart: {_join(names)} are as accurate as each other, and none aligns with the "
+            f"teacher ahead of every other under {explainers}; choose on cost — {cost}."
         )
     return Decision(None, headline, reasons, warnings)
 
@@ -137,6 +137,15 @@ def _ahead_of(a: dict[str, Any], b: dict[str, Any], key: str, per_seed: dict[str
         return False
     lead, told_apart, _ = compare(a, b, key, per_seed)
     return told_apart and lead > 0
+
+
+def _on_cost(candidates: list[dict[str, Any]]) -> str:
+    """The smallest candidate by parameters, or that they are all the same size."""
+    sizes = {c["student"]: _mean(c.get("student_params", float("nan"))) for c in candidates}
+    if len(set(sizes.values())) == 1:
+        return f"all have {int(next(iter(sizes.values()))):,} parameters" if sizes else "no size is known"
+    smallest = min(sizes, key=lambda name: sizes[name])
+    return f"the smallest candidate is {smallest} ({int(sizes[smallest]):,} parameters)"
 
 
 def weak_students(results: list[dict[str, Any]], teacher_accuracy: float, n_classes: int | None) -> list[str]:
