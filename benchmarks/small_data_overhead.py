@@ -1,11 +1,16 @@
 """The engine's fixed cost on tiny data: ``distill()`` against an independent plain PyTorch loop doing the same
 optimiser steps on the same batches (GunPoint: 50 series, batch 16, so 4 steps an epoch and hundreds of epochs).
 
-Two settings, each engine run beside its plain loop, rounds interleaved, one thread, medians:
+Settings, each engine run beside its plain loop, rounds interleaved, one thread, medians:
 
-* ``ce``: cross-entropy alone, no validation split (``val_fraction: 0``): every epoch trains on all 50 series;
+* ``ce``: cross-entropy alone, no validation split (``val_fraction: 0``): every epoch trains on all 50 series
+  (the default study's ``alone`` student, FCN width 1/8);
 * ``ce+val``: the engine's default 20% validation split, validated every epoch; the plain loop trains on the
-  same 40 series and validates on the same 10 every epoch.
+  same 40 series and validates on the same 10 every epoch;
+* ``teacher``: ``ce`` on the default study's teacher (FCN width 1/2);
+* ``kd``: the ``hinton`` preset (0.1·CE + 0.9·T²·KL, T = 4) from a width-1/2 teacher (the default study's ``kd``
+  student); the plain loop runs the teacher under ``no_grad`` every step, as one writes it; the engine computes
+  each sample's teacher logits once (its cache: the input does not change between epochs).
 
 Run (prints a Markdown table and writes the JSON given with ``--json``):
     .venv/bin/python benchmarks/small_data_overhead.py [--steps 800] [--rounds 5] [--json out.json]
@@ -33,23 +38,43 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def engine_seconds(train, steps: int, val_fraction: float, device: torch.device) -> float:
+#: setting -> (validation share, student width, distilled from a teacher)
+SETTINGS = {
+    "ce": (0.0, 0.125, False),
+    "ce+val": (0.2, 0.125, False),
+    "teacher": (0.0, 0.5, False),
+    "kd": (0.0, 0.125, True),
+}
+TEMPERATURE, ALPHA = 4.0, 0.9
+
+
+def _teacher(device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(1)
+    return build_model("fcn1d", 1, 2, width=0.5).to(device).eval()
+
+
+def engine_seconds(train, steps: int, setting: str, device: torch.device) -> float:
+    val_fraction, width, distilled = SETTINGS[setting]
     torch.manual_seed(0)
-    student = build_model("fcn1d", 1, 2, width=0.125)
+    student = build_model("fcn1d", 1, 2, width=width)
+    teacher = _teacher(device) if distilled else None
+    methods = ["hinton"] if distilled else ["ce"]
     config = TrainConfig(steps=steps, batch_size=16, val_fraction=val_fraction, lr=1e-3)
     run = {"accelerator": "gpu" if device.type == "cuda" else "cpu"}
     with tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
-        distill(None, student, train, ["ce"], config=config, run=RunConfig(work_dir=work, progress=False, **run))
+        distill(teacher, student, train, methods, config=config, run=RunConfig(work_dir=work, progress=False, **run))
         _sync(device)
         return time.perf_counter() - started
 
 
-def plain_seconds(train, steps: int, val_fraction: float, device: torch.device) -> float:
+def plain_seconds(train, steps: int, setting: str, device: torch.device) -> float:
     """Adam with a cosine schedule (the engine's defaults), shuffled batches of 16, ``steps`` optimiser steps; with a
-    split, a full validation pass per epoch."""
+    split, a full validation pass per epoch; distilled, Hinton's loss with the teacher run on every batch."""
+    val_fraction, width, distilled = SETTINGS[setting]
     torch.manual_seed(0)
-    student = build_model("fcn1d", 1, 2, width=0.125).to(device)
+    student = build_model("fcn1d", 1, 2, width=width).to(device)
+    teacher = _teacher(device) if distilled else None
     part, val = training_part(train, TrainConfig(val_fraction=val_fraction), None)
     x, y = torch.as_tensor(part.x, dtype=torch.float32), torch.as_tensor(part.y).long()  # batches cross as the engine's
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
@@ -61,7 +86,14 @@ def plain_seconds(train, steps: int, val_fraction: float, device: torch.device) 
         order = torch.randperm(len(x), generator=generator)
         for begin in range(0, len(x), 16):
             batch = order[begin : begin + 16]
-            loss = F.cross_entropy(student(x[batch].to(device)), y[batch].to(device))
+            inputs, labels = x[batch].to(device), y[batch].to(device)
+            logits = student(inputs)
+            loss = F.cross_entropy(logits, labels)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = F.log_softmax(teacher(inputs) / TEMPERATURE, dim=1)
+                kl = F.kl_div(F.log_softmax(logits / TEMPERATURE, dim=1), soft, reduction="batchmean", log_target=True)
+                loss = (1 - ALPHA) * loss + ALPHA * TEMPERATURE**2 * kl
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -85,19 +117,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
     train, _ = load_dataset("ucr:GunPoint")
-    settings = {"ce": 0.0, "ce+val": 0.2}
+    settings = args.settings or list(SETTINGS)
     times: dict[str, dict[str, list[float]]] = {name: {"engine": [], "plain": []} for name in settings}
-    engine_seconds(train, 20, 0.0, device)  # warm-up (imports, first-call costs)
+    engine_seconds(train, 20, "ce", device)  # warm-up (imports, first-call costs)
     for _ in range(args.rounds):
-        for name, fraction in settings.items():
-            times[name]["engine"].append(engine_seconds(train, args.steps, fraction, device))
-            times[name]["plain"].append(plain_seconds(train, args.steps, fraction, device))
+        for name in settings:
+            times[name]["engine"].append(engine_seconds(train, args.steps, name, device))
+            times[name]["plain"].append(plain_seconds(train, args.steps, name, device))
     print(
-        f"GunPoint, FCN w=0.125, batch 16, {args.steps} steps, {device}, 1 thread, "
+        f"GunPoint, FCN students w=0.125 (teacher w=0.5), batch 16, {args.steps} steps, {device}, 1 thread, "
         f"median of {args.rounds} interleaved rounds\n"
     )
     print("| setting | engine (s) | plain loop (s) | ratio |\n|---|---|---|---|")
