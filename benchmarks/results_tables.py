@@ -40,6 +40,7 @@ TESTED = {
     "agreement": "agreement with the teacher",
     "saliency_spearman": "alignment, own explainer",
     "saliency_spearman@integrated_gradients#2": "alignment, IG 32 steps",
+    "saliency_spearman@integrated_gradients": "alignment, IG 32 steps",
     "saliency_spearman@saliency": "alignment, gradient saliency",
     "topk_focus": "top-k focus",
     "flip_auc_student_teacher_order": "deletion AUC, teacher's order",
@@ -92,7 +93,7 @@ def render(summary: dict[str, Any]) -> str:
     metrics = [m for m in TESTED if m in students[baseline]]
     lines = [
         f"Seeds {summary['seeds']} (n = {len(summary['seeds'])}); mean ± std over seeds; teacher accuracy on the "
-        f"subtask's whole test split {_fmt(summary['teacher_accuracy_all'])}.",
+        f"{summary.get('teacher_split', 'whole test split')} {_fmt(summary['teacher_accuracy_all'])}.",
         "",
         "| student | " + " | ".join(TESTED[m] for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
@@ -121,6 +122,7 @@ def render(summary: dict[str, Any]) -> str:
             f"| {name} | {TESTED[metric]} | {test['mean']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}] | "
             f"{_p(test['p'])} | {_p(p_holm)} | {verdict} | {test['detectable']:.3f} |"
         )
+    lines += halves(summary, comparisons)
     for name in students:
         if name != baseline and "student_accuracy_all" in metrics:
             below = sum(
@@ -132,6 +134,32 @@ def render(summary: dict[str, Any]) -> str:
                 f"Seed by seed: `{name}` below `{baseline}` in accuracy on {below} of {len(summary['seeds'])} seeds.",
             ]
     return "\n".join(lines) + "\n"
+
+
+def halves(summary: dict[str, Any], comparisons: list[tuple[str, str]]) -> list[str]:
+    """With 10 seeds or more: each difference on the first and the second half of the seeds, as two independent
+    runs of the study would give it — the between-run spread beside the within-run p."""
+    seeds = summary["seeds"]
+    if len(seeds) < 10:
+        return []
+    half = len(seeds) // 2
+    students, baseline = summary["students"], summary["baseline"]
+    first, second = seeds[:half], seeds[half:]
+    lines = [
+        "",
+        f"Between runs: each difference on seeds {first[0]}–{first[-1]} and on seeds {second[0]}–{second[-1]} "
+        "alone, as two independent runs of the study would measure it (mean [95% CI], p).",
+        "",
+        f"| student | metric | seeds {first[0]}–{first[-1]} | seeds {second[0]}–{second[-1]} |",
+        "|---|---|---|---|",
+    ]
+    for name, metric in comparisons:
+        cells = []
+        for part in (slice(0, half), slice(half, None)):
+            test = paired(students[name][metric][part], students[baseline][metric][part])
+            cells.append(f"{test['mean']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}], p {_p(test['p'])}")
+        lines.append(f"| {name} | {TESTED[metric]} | {cells[0]} | {cells[1]} |")
+    return lines
 
 
 def rewrite(text: str) -> str:

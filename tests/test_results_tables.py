@@ -47,3 +47,24 @@ def test_the_paired_interval_and_p_agree_with_scipy():
     assert result["high"] - result["mean"] == pytest.approx(t.ppf(0.975, 4) * sd / math.sqrt(5))
     assert result["p"] == pytest.approx(ttest_rel(a, b).pvalue)
     assert result["low"] > 0  # a clear difference: the interval excludes 0
+
+
+def test_ten_seeds_also_report_each_half_as_a_run_of_its_own():
+    """The between-run spread: the same comparison on seeds 0-4 and 5-9 separately, each its own paired test."""
+    gains = [0.10, 0.12, 0.08, 0.11, 0.09, 0.30, 0.25, 0.28, 0.35, 0.27]
+    base = [0.5 + 0.01 * i for i in range(10)]
+    summary = {
+        "seeds": list(range(10)),
+        "baseline": "no_kd",
+        "teacher_accuracy_all": [1.0] * 10,
+        "students": {
+            "no_kd": {"saliency_spearman@saliency": base},
+            "tsd": {"saliency_spearman@saliency": [b + g for b, g in zip(base, gains)]},
+        },
+    }
+    text = render(summary)
+    assert "Between runs: each difference on seeds 0–4 and on seeds 5–9 alone" in text
+    row = next(line for line in text.splitlines() if line.startswith("| tsd | alignment, gradient saliency | +0.100"))
+    second = paired(summary["students"]["tsd"]["saliency_spearman@saliency"][5:], base[5:])
+    assert f"{second['mean']:+.3f}" == "+0.290" and "+0.290" in row
+    assert "Between runs" not in render({**summary, "seeds": list(range(9))})  # fewer than 10 seeds: no halves
