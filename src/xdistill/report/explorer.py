@@ -189,6 +189,7 @@ SCRIPT = r"""
 const D = JSON.parse(document.getElementById('explorer-data').textContent);
 const $ = (id) => document.getElementById(id);
 const NS = 'http://www.w3.org/2000/svg';
+const COLORS = ['#222', '#c33', '#36c', '#393'];
 const seedSel = $('explorer-seed'), studentSel = $('explorer-student'), sortSel = $('explorer-sort');
 const state = {sample: null};
 function el(tag, attrs, parent, text) {
@@ -319,9 +320,13 @@ function curve(parent, title, series) {
   el('svg:text', {x: W - 60, y: H - 4, 'font-size': 10}, svg, `epoch 1–${n}`);
   Object.entries(series).forEach(([name, values], j) => {
     const pts = values.map((v, k) => (v === null ? null : `${L + (k / Math.max(1, n - 1)) * (W - L)},${(H - B) - ((v - lo) / span) * (H - B - 4)}`)).filter(Boolean);
-    el('svg:polyline', {points: pts.join(' '), fill: 'none', stroke: ['#222', '#c33', '#36c', '#393'][j % 4], 'stroke-width': 1.5}, svg);
+    el('svg:polyline', {points: pts.join(' '), fill: 'none', stroke: COLORS[j % 4], 'stroke-width': 1.5}, svg);
   });
-  el('figcaption', {}, box, title + ': ' + Object.keys(series).join(', ') + (lo > 0 ? ` (axis from ${lo.toPrecision(3)}, not 0)` : ''));
+  const caption = el('figcaption', {}, box, title + ': ');
+  Object.keys(series).forEach((name, j) => {
+    el('span', {style: `color: ${COLORS[j % 4]}; font-weight: 600`}, caption, (j ? ', ' : '') + name);
+  });
+  if (lo > 0) caption.append(` (axis from ${lo.toPrecision(3)}, not 0)`);
 }
 function drawCurves() {
   const box = $('explorer-curves'); box.innerHTML = '';
