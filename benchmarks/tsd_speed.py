@@ -10,7 +10,7 @@ formulation (copies built in a Python loop, each model called once on all copies
 per-sample loop (one forward per sample). Also: the cost of one step's keyed per-sample draws
 (starts and donors) at batch 128 and 1024 with N = 500 and 8,000 training series.
 
-    .venv/bin/python benchmarks/tsd_speed.py [--threads 1] [--repeats 5]
+    .venv/bin/python benchmarks/tsd_speed.py [--threads 1] [--repeats 5] [--lengths 24 150 500] [--models fcn1d]
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def pair(model: str, classes: int):
     )
 
 
-def step_figures(model: str, K: int, batch: int, repeats: int) -> dict[str, float]:
-    train, _ = load_dataset("ucr:GunPoint")  # 50 series of 150 steps
+def step_figures(model: str, K: int, batch: int, repeats: int, length: int = 150) -> dict[str, float]:
+    train, _ = load_dataset("ucr:GunPoint", length=None if length == 150 else length)  # 50 series, resampled
     teacher, student = pair(model, train.num_classes)
     window, tau = 10, 8.0
     rows = torch.arange(batch) % len(train)
@@ -174,24 +174,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument(
+        "--lengths", nargs="+", type=int, default=[150], help="series lengths T (GunPoint resampled; 24: IPD's length)"
+    )
+    parser.add_argument("--models", nargs="+", default=["fcn1d", "lstm"], choices=["fcn1d", "lstm"])
+    parser.add_argument("--ks", nargs="+", type=int, default=[10, 50])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"one training step (CE + TSD, loss + backward), GunPoint (T=150), batch {args.batch}, w=10, tau=8; "
+        f"one training step (CE + TSD, loss + backward), GunPoint resampled to T, batch {args.batch}, w=10, tau=8; "
         f"{args.threads} thread(s), median of {args.repeats} interleaved repetitions"
     )
     print(
-        "| pair | K | library (s) | bound (s) | library / bound | official-style / library | per-sample loop / library | library / chunked-student bound |"
+        "| pair | T | K | library (s) | bound (s) | library / bound | official-style / library | per-sample loop / library | library / chunked-student bound |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for model in ("fcn1d", "lstm"):
-        for K in (10, 50):
-            f = step_figures(model, K, args.batch, args.repeats)
-            print(
-                f"| {model} | {K} | {f['library']:.3f} | {f['bound']:.3f} | **{f['library'] / f['bound']:.2f}x** | "
-                f"{f['official_style'] / f['library']:.2f}x | {f['per_sample'] / f['library']:.2f}x | "
-                f"{f['library'] / f['free_bound']:.2f}x |"
-            )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for model, T, K in ((m, t, k) for m in args.models for t in args.lengths for k in args.ks):
+        f = step_figures(model, K, args.batch, args.repeats, T)
+        print(
+            f"| {model} | {T} | {K} | {f['library']:.3f} | {f['bound']:.3f} | **{f['library'] / f['bound']:.2f}x** | "
+            f"{f['official_style'] / f['library']:.2f}x | {f['per_sample'] / f['library']:.2f}x | "
+            f"{f['library'] / f['free_bound']:.2f}x |"
+        )
     print()
     print("one step's keyed per-sample draws (window starts and donors, SplitMix64 streams; T=150, w=10, K=50):")
     print("| batch | training series N | ms per step | µs per sample |")
