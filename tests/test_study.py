@@ -95,8 +95,10 @@ def test_run_writes_everything_and_skips_finished_stages(finished_run):
 def test_html_is_self_contained(finished_run):
     _, out, _ = finished_run
     page = (out / "report" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3  # bars, saliency examples, sweep curve
-    assert 'src="http' not in page and "<link" not in page
+    # six metric panels, one figure per saliency example (2), the sweep curve
+    assert page.count("data:image/png;base64,") == 6 + SMALL["evaluation"]["examples"] + 1
+    assert 'src="http' not in page and "<link" not in page and "<script src" not in page
+    assert 'id="explorer-data"' in page  # the explorer's data is in the page itself
 
 
 @pytest.mark.slow
