@@ -14,7 +14,7 @@ from typing import Any
 from ..files import write_json
 from . import figures
 from .decision import DELETION_AUC, decide
-from .verdict import verdicts
+from .verdict import mean_of, verdicts
 
 COLUMNS = [
     ("student", "student"),
@@ -101,7 +101,7 @@ def build_report(
     }
     for base, (option, points) in sweeps.items():
         images[f"sweep_{base}"] = figures.sweep_curve(option, points)
-    teacher_accuracy = _mean(results[0]["teacher_accuracy"]) if results else math.nan
+    teacher_accuracy = mean_of(results[0]["teacher_accuracy"]) if results else math.nan
     found = verdicts(results, per_seed)
     class_names = results[0].get("class_names") if results else None
     decision = decide(
@@ -137,10 +137,6 @@ def build_report(
     for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
     return out / "report.html"
-
-
-def _mean(value: Any) -> float:
-    return float(value["mean"]) if isinstance(value, dict) else float(value)
 
 
 def by_name(results: list[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .verdict import _mean, compare
+from .verdict import compare, mean_of, value_of
 
 RULE = (
     "Rule: the candidates are the students whose accuracy cannot be told apart from the most accurate student's; "
@@ -49,10 +49,10 @@ def alignment_keys(results: list[dict[str, Any]], main_explainer: str) -> dict[s
 
 
 def _present(results: list[dict[str, Any]], key: str) -> bool:
-    metric, _, explainer = key.partition("@")
-    return all(
-        (r.get("explainers", {}).get(explainer, {}) if explainer else r).get(metric) is not None for r in results
-    )
+    try:
+        return all(value_of(r, key) is not None for r in results)
+    except KeyError:
+        return False
 
 
 def decide(
@@ -67,7 +67,7 @@ def decide(
     if not results:
         return None
     warnings = weak_students(results, teacher_accuracy, n_classes)
-    best = max(results, key=lambda r: _mean(r["student_accuracy"]))
+    best = max(results, key=lambda r: mean_of(r["student_accuracy"]))
     candidates, reasons = [best], []
     for other in results:
         if other is best:
@@ -117,9 +117,7 @@ def _leader(
     candidates: list[dict[str, Any]], key: str, per_seed: dict[str, list[dict[str, Any]]] | None
 ) -> tuple[str | None, str]:
     """The candidate ahead of every other on ``key`` (told apart from each), else None."""
-    from .verdict import value_of
-
-    top = max(candidates, key=lambda r: _mean(value_of(r, key)))
+    top = max(candidates, key=lambda r: mean_of(value_of(r, key)))
     evidence = []
     for other in candidates:
         if other is top:
@@ -141,7 +139,7 @@ def _ahead_of(a: dict[str, Any], b: dict[str, Any], key: str, per_seed: dict[str
 
 def _on_cost(candidates: list[dict[str, Any]]) -> str:
     """The smallest candidate by parameters, or that they are all the same size."""
-    sizes = {c["student"]: _mean(c.get("student_params", float("nan"))) for c in candidates}
+    sizes = {c["student"]: mean_of(c.get("student_params", float("nan"))) for c in candidates}
     if len(set(sizes.values())) == 1:
         return f"all have {int(next(iter(sizes.values()))):,} parameters" if sizes else "no size is known"
     smallest = min(sizes, key=lambda name: sizes[name])
@@ -153,7 +151,7 @@ def weak_students(results: list[dict[str, Any]], teacher_accuracy: float, n_clas
     out = []
     chance = 1 / n_classes if n_classes else None
     for r in results:
-        accuracy = _mean(r["student_accuracy"])
+        accuracy = mean_of(r["student_accuracy"])
         gap = teacher_accuracy - accuracy
         if chance is not None and accuracy <= chance + 0.05:
             out.append(

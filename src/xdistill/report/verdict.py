@@ -45,7 +45,8 @@ class Verdict:
         return f"{self.label}: {self.best} ahead of {self.runner_up} by {abs(self.lead):.3f} ({self.evidence})."
 
 
-def _mean(value: Any) -> float:
+def mean_of(value: Any) -> float:
+    """A figure's mean: a summary's ``mean``, or the number itself."""
     return float(value["mean"]) if isinstance(value, dict) else float(value)
 
 
@@ -70,16 +71,16 @@ def compare(
 ) -> tuple[float, bool, str]:
     """``a``'s lead over ``b`` on ``key`` (a minus b), whether it exceeds the spread, and the evidence: a paired
     t-test over seeds (p < 0.05) when the study ran several, else two standard errors of the per-sample spread."""
-    lead = _mean(value_of(a, key)) - _mean(value_of(b, key))
+    lead = mean_of(value_of(a, key)) - mean_of(value_of(b, key))
     if per_seed and len(per_seed.get(a["student"], [])) > 1:
-        xs = [_mean(value_of(r, key)) for r in per_seed[a["student"]]]
-        ys = [_mean(value_of(r, key)) for r in per_seed[b["student"]]]
+        xs = [mean_of(value_of(r, key)) for r in per_seed[a["student"]]]
+        ys = [mean_of(value_of(r, key)) for r in per_seed[b["student"]]]
         p = paired_p_value(xs, ys)
         return lead, p < 0.05, f"paired t-test over {len(xs)} seeds, p = {p:.3g}"
     se = math.hypot(_standard_error(value_of(a, key), _samples(a)), _standard_error(value_of(b, key), _samples(b)))
     return (
         lead,
-        abs(lead) > 2 * se and lead != 0,
+        abs(lead) > 2 * se,
         f"one seed: 2 standard errors of the per-sample spread = {2 * se:.3f}",
     )
 
@@ -92,7 +93,7 @@ def verdicts(results: list[dict[str, Any]], per_seed: dict[str, list[dict[str, A
         if not results or any(key not in r for r in results):
             continue
         sign = 1.0 if higher else -1.0
-        ranked = sorted(results, key=lambda r: sign * _mean(r[key]), reverse=True)
+        ranked = sorted(results, key=lambda r: sign * mean_of(r[key]), reverse=True)
         best = ranked[0]
         if len(ranked) == 1:
             out.append(Verdict(key, label, best["student"], None, 0.0, False, ""))

@@ -60,13 +60,14 @@ def load_examples(run: RunDirectory, results: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def load_explorer(run: RunDirectory, seeds: dict[int, RunDirectory], students: list[str]) -> dict[str, Any] | None:
+def load_explorer(
+    run: RunDirectory, seeds: dict[int, RunDirectory], students: list[str], class_names: list[str] | None
+) -> dict[str, Any] | None:
     """The sample explorer's data: every seed's per-sample files and training curves (None when a per-sample file
     is missing, e.g. a run evaluated before they existed: ``xdistill run`` evaluates it again)."""
     from ..report.explorer import explorer_data, read_curves
 
     samples, curves, links = {}, {}, {}
-    class_names = None
     for seed, seed_run in seeds.items():
         paths = {name: samples_path(seed_run.evaluation(name)) for name in students}
         if not all(p.exists() for p in paths.values()):
@@ -76,9 +77,6 @@ def load_explorer(run: RunDirectory, seeds: dict[int, RunDirectory], students: l
         curves[seed] = {"teacher": read_curves(seed_run.teacher_dir)}
         curves[seed].update({name: read_curves(seed_run.student_dir(name)) for name in students})
         curves[seed] = {model: c for model, c in curves[seed].items() if c}
-        if class_names is None:
-            evaluation = read_json(seed_run.evaluation(students[0]), REDO_EVALUATION)
-            class_names = evaluation.get("class_names")
     return explorer_data(samples, curves, class_names, links)
 
 
@@ -104,7 +102,8 @@ def write_report(run_dir: str | Path) -> Path:
     examples = load_examples(run, results)
     if examples is not None:
         examples["seed"] = recipe.seed
-    explorer = load_explorer(run, {recipe.seed: run}, [r["student"] for r in results])
+    names = results[0].get("class_names") if results else None
+    explorer = load_explorer(run, {recipe.seed: run}, [r["student"] for r in results], names)
     return build_report(run.report_dir, report_meta(recipe), results, examples, explorer=explorer)
 
 
@@ -122,5 +121,6 @@ def write_seeds_report(run_dir: str | Path, recipe: Recipe, seeds: list[int]) ->
     examples = load_examples(run.seed(seeds[0]), first_seed)
     if examples is not None:
         examples["seed"] = seeds[0]
-    explorer = load_explorer(run, {seed: run.seed(seed) for seed in seeds}, list(per_seed))
+    names = first_seed[0].get("class_names") if first_seed else None
+    explorer = load_explorer(run, {seed: run.seed(seed) for seed in seeds}, list(per_seed), names)
     return build_report(run.report_dir, report_meta(recipe, seeds), results, examples, per_seed, explorer)

@@ -28,7 +28,8 @@ ARRAYS = ("teacher_parts", "student_parts", "x", "part_of", "kept")
 
 
 def csv_path(npz: Path) -> Path:
-    return npz.with_suffix("").with_suffix(".samples.csv")
+    """``<student>.samples.npz`` -> ``<student>.samples.csv``."""
+    return npz.with_suffix(".csv")
 
 
 def samples_path(evaluation_json: Path) -> Path:
