@@ -76,7 +76,7 @@ def provenance(threads: int | None) -> dict[str, str]:
     dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return {
-        "command": ".venv/bin/python benchmarks/reproduce.py " + " ".join(sys.argv[1:]),
+        "command": f".venv/bin/python benchmarks/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
         "code": f"main at {commit}{dirty}",
         "machine": f"{os.cpu_count()}-core CPU, {threads or 'the recipe default of'} thread(s) per run",
@@ -140,9 +140,12 @@ def run_seeds(
     }
 
 
-def choose_teacher(name: str, data: dict[str, Any], seeds: list[int], root: Path) -> tuple[str, str]:
+def choose_teacher(
+    name: str, data: dict[str, Any], seeds: list[int], root: Path
+) -> tuple[str, str, list[dict[str, float]]]:
     """Train the study's teacher once per candidate seed and keep the one of lowest validation loss (never a
-    test figure); return its weights and a Markdown table of every candidate (test accuracy shown, not used)."""
+    test figure); return its weights, a Markdown table of every candidate (test accuracy shown, not used) and
+    the candidates' figures for the summary."""
     from xdistill.metrics import accuracy, predict
 
     rows = []
@@ -167,7 +170,16 @@ def choose_teacher(name: str, data: dict[str, Any], seeds: list[int], root: Path
             f"{fit['train_acc']:.3f} | {fit.get('val_acc', float('nan')):.3f} | "
             f"{fit.get('val_loss', float('nan')):.4f} | {test_acc:.3f} |"
         )
-    return str(chosen[3]), "\n".join(lines) + "\n"
+    candidates = [
+        {
+            "seed": seed,
+            "chosen": seed == chosen[0],
+            "test_acc": test_acc,
+            **{key: float(fit.get(key, float("nan"))) for key in (*FIT_KEYS, "train_loss", "val_loss")},
+        }
+        for seed, fit, test_acc, _ in rows
+    ]
+    return str(chosen[3]), "\n".join(lines) + "\n", candidates
 
 
 def fmt(values: list[float]) -> str:
@@ -728,9 +740,9 @@ def main() -> None:
         if args.subtasks and name.startswith("subdistill-") and name.removeprefix("subdistill-") not in args.subtasks:
             continue
         started = time.perf_counter()
-        chosen = ""
+        chosen, candidates = "", []
         if args.tsd_teacher_seeds and name.startswith("tsd-paper-") and data["teacher"]["model"] == "lstm":
-            weights, chosen = choose_teacher(name, data, args.tsd_teacher_seeds, root)
+            weights, chosen, candidates = choose_teacher(name, data, args.tsd_teacher_seeds, root)
             data["teacher"]["weights"] = weights
             note += f" One teacher for every seed: chosen among seeds {args.tsd_teacher_seeds} on validation loss."
         also = next((v for prefix, v in ALSO_FOR.items() if name.startswith(prefix)), INDEPENDENT)
@@ -746,6 +758,16 @@ def main() -> None:
         with open(results, "a") as handle:
             handle.write(text)
         summary = {"study": title, **provenance(args.threads), "baseline": baseline, **summary}
+        if candidates:
+            summary["teacher_candidates"] = candidates
+        pairs = [  # each combined student against each of its parts other than the baseline
+            [combined, part]
+            for combined, parts in COMBINED.items()
+            for part in parts
+            if part != baseline and {combined, part} <= summary["students"].keys()
+        ]
+        if pairs:
+            summary["pairs"] = pairs
         (root / f"{name}.json").write_text(json.dumps(summary, indent=2))
         print(text, flush=True)
 

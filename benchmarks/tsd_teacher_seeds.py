@@ -75,8 +75,10 @@ def main() -> None:
             f"test {chosen['test_acc']:.3f})"
         )
     if args.json:
+        from reproduce import provenance  # benchmarks/ is on the path when this file runs as a script
+
         with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=1)
+            json.dump({**provenance(args.threads), "teachers": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":
