@@ -38,10 +38,13 @@ BLOCK = re.compile(
 TESTED = {
     "student_accuracy_all": "accuracy, whole test split",
     "agreement": "agreement with the teacher",
+    "rationale_iou_teacher": "rationale IoU with the teacher's",
+    "rationale_precision": "rationale precision vs planted evidence",
     "saliency_spearman": "alignment, own explainer",
     "saliency_spearman@integrated_gradients#2": "alignment, IG 32 steps",
     "saliency_spearman@integrated_gradients": "alignment, IG 32 steps",
     "saliency_spearman@saliency": "alignment, gradient saliency",
+    "saliency_spearman@occlusion": "alignment, occlusion",
     "topk_focus": "top-k focus",
     "flip_auc_student_teacher_order": "deletion AUC, teacher's order",
 }
@@ -87,10 +90,41 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def render(summary: dict[str, Any]) -> str:
-    """The Markdown block of one study's summary."""
+def usable(summary: dict[str, Any], name: str, metric: str) -> bool:
+    """Whether ``name`` has ``metric`` on every seed (a metric a study leaves blank is not compared)."""
+    values = summary["students"].get(name, {}).get(metric, [])
+    return len(values) == len(summary["seeds"]) and all(v == v for v in values)
+
+
+def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every paired comparison of a study, Holm-adjusted over all of them: each student against the baseline on
+    each metric both have, then each combined student against each of its parts (the summary's ``pairs``)."""
     students, baseline = summary["students"], summary["baseline"]
-    metrics = [m for m in TESTED if m in students[baseline]]
+    pairs = [(name, baseline) for name in students if name != baseline] + [tuple(p) for p in summary.get("pairs", [])]
+    rows = [
+        {"student": name, "reference": reference, "metric": metric}
+        for name, reference in pairs
+        for metric in TESTED
+        if usable(summary, name, metric) and usable(summary, reference, metric)
+    ]
+    for row in rows:
+        row.update(paired(students[row["student"]][row["metric"]], students[row["reference"]][row["metric"]]))
+    for row, p_holm in zip(rows, holm([row["p"] for row in rows])):
+        row["p_holm"] = p_holm
+        row["verdict"] = ("higher" if row["mean"] > 0 else "lower") if p_holm < ALPHA else "not distinguishable"
+    return rows
+
+
+def render(source: dict[str, Any]) -> str:
+    """The Markdown block of one committed file, by what it holds (a study's students, the teacher candidates,
+    the at-a-glance rows)."""
+    return next(draw(source) for key, draw in RENDERERS.items() if key in source)
+
+
+def render_study(summary: dict[str, Any]) -> str:
+    """A study's block: mean ± std per student, then every comparison with its CI, p, Holm's p and verdict."""
+    students, baseline = summary["students"], summary["baseline"]
+    metrics = [m for m in TESTED if usable(summary, baseline, m)]
     lines = [
         f"Seeds {summary['seeds']} (n = {len(summary['seeds'])}); mean ± std over seeds; teacher accuracy on the "
         f"{summary.get('teacher_split', 'whole test split')} {_fmt(summary['teacher_accuracy_all'])}.",
@@ -99,30 +133,28 @@ def render(summary: dict[str, Any]) -> str:
         "|---|" + "---|" * len(metrics),
     ]
     for name, row in students.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row[m]) for m in metrics) + " |")
-    comparisons = [(name, m) for name in students if name != baseline for m in metrics]
-    tests = [paired(students[name][m], students[baseline][m]) for name, m in comparisons]
-    adjusted = holm([t["p"] for t in tests])
+        lines.append(
+            f"| {name} | " + " | ".join(_fmt(row[m]) if usable(summary, name, m) else "–" for m in metrics) + " |"
+        )
+    rows = comparisons(summary)
+    parts = " and each combined student against each of its parts (`a vs b`: a − b)" if summary.get("pairs") else ""
     lines += [
         "",
-        f"Against `{baseline}`, paired over seeds: the difference (student − {baseline}) with its 95% confidence "
-        f"interval, the t-test's p, and Holm's adjustment over the study's {len(tests)} comparisons. A difference "
-        "not significant after the adjustment reads *not distinguishable at n seeds*; the last column is the "
-        "smallest difference this study could have detected (80% power, α = 0.05, two-sided).",
+        f"Against `{baseline}`, paired over seeds{parts}: the difference (student − {baseline}) with its 95% "
+        f"confidence interval, the t-test's p, and Holm's adjustment over the study's {len(rows)} comparisons. A "
+        "difference not significant after the adjustment reads *not distinguishable at n seeds*; the last column "
+        "is the smallest difference this study could have detected (80% power, α = 0.05, two-sided).",
         "",
         "| student | metric | difference [95% CI] | p | p, Holm | verdict | detectable |",
         "|---|---|---|---|---|---|---|",
     ]
-    for (name, metric), test, p_holm in zip(comparisons, tests, adjusted):
-        if p_holm < ALPHA:
-            verdict = "higher" if test["mean"] > 0 else "lower"
-        else:
-            verdict = f"not distinguishable at {test['n']} seeds"
+    for row in rows:
+        verdict = row["verdict"] + (f" at {row['n']} seeds" if row["verdict"] == "not distinguishable" else "")
         lines.append(
-            f"| {name} | {TESTED[metric]} | {test['mean']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}] | "
-            f"{_p(test['p'])} | {_p(p_holm)} | {verdict} | {test['detectable']:.3f} |"
+            f"| {_who(row, baseline)} | {TESTED[row['metric']]} | {row['mean']:+.3f} [{row['low']:+.3f}, "
+            f"{row['high']:+.3f}] | {_p(row['p'])} | {_p(row['p_holm'])} | {verdict} | {row['detectable']:.3f} |"
         )
-    lines += halves(summary, comparisons)
+    lines += halves(summary, [(row["student"], row["reference"], row["metric"]) for row in rows])
     for name in students:
         if name != baseline and "student_accuracy_all" in metrics:
             below = sum(
@@ -133,10 +165,109 @@ def render(summary: dict[str, Any]) -> str:
                 "",
                 f"Seed by seed: `{name}` below `{baseline}` in accuracy on {below} of {len(summary['seeds'])} seeds.",
             ]
+    if summary.get("teacher_candidates"):
+        lines += ["", "The teacher candidates (one teacher for every seed, chosen on validation loss):", ""]
+        lines += _teacher_table(summary["teacher_candidates"])
     return "\n".join(lines) + "\n"
 
 
-def halves(summary: dict[str, Any], comparisons: list[tuple[str, str]]) -> list[str]:
+def _who(row: dict[str, Any], baseline: str) -> str:
+    return row["student"] if row["reference"] == baseline else f"{row['student']} vs {row['reference']}"
+
+
+def _teacher_table(candidates: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| teacher seed | epochs run | best epoch | train accuracy | validation accuracy | validation loss | "
+        "test accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in candidates:
+        mark = " (chosen)" if c.get("chosen") else ""
+        lines.append(
+            f"| {c['seed']}{mark} | {c['epochs_run']:.0f} | {c['best_epoch']:.0f} | {c['train_acc']:.3f} | "
+            f"{c['val_acc']:.3f} | {c['val_loss']:.4f} | {c['test_acc']:.3f} |"
+        )
+    return lines
+
+
+def render_teachers(source: dict[str, Any]) -> str:
+    """``tsd_teacher_seeds.py``'s rows: per set, which seeds learn and the one chosen on validation loss."""
+    rows = source["teachers"]
+    lines = [
+        f"`{source['command']}` ({source['date']}, {source['code']}, {source['machine']}).",
+        "",
+        "| set | seeds that learn (eval-mode training accuracy ≥ 0.9) | the others | chosen on validation loss |",
+        "|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(row["set"] for row in rows):
+        mine = [row for row in rows if row["set"] == name]
+        learn = [row for row in mine if row["learns"]]
+        rest = [row for row in mine if not row["learns"]]
+        chosen = min(mine, key=lambda row: row["val_loss"])
+        lines.append(
+            f"| {name} | {len(learn)} of {len(mine)}{_seeds(learn)} | {len(rest)}{_seeds(rest)} | seed "
+            f"{chosen['seed']}: validation accuracy {chosen['val_acc']:.3f}, loss {chosen['val_loss']:.3f}; "
+            f"test {chosen['test_acc']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _seeds(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+
+    def spread(key: str) -> str:
+        return f"{min(r[key] for r in rows):.3f}–{max(r[key] for r in rows):.3f}"
+
+    return (
+        f" (seeds {', '.join(str(r['seed']) for r in rows)}: training {spread('train_acc')}, "
+        f"test {spread('test_acc')}, epochs run {min(r['epochs_run'] for r in rows):.0f}–"
+        f"{max(r['epochs_run'] for r in rows):.0f})"
+    )
+
+
+def render_glance(source: dict[str, Any]) -> str:
+    """The at-a-glance table: per claim its verdict and evidence, every figure from a committed summary. A row's
+    evidence names (file, student, reference, metric) and the verdict it expects; a verdict the data does not
+    give fails the rendering, so the sentence cannot outlive its test."""
+    studies: dict[str, dict[str, Any]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    lines = ["| claim (paper) | verdict | evidence |", "|---|---|---|"]
+    for claim in source["rows"]:
+        cells = []
+        for item in claim["evidence"]:
+            if "text" in item:
+                cells.append(item["text"])
+                continue
+            if item["source"] not in studies:
+                studies[item["source"]] = json.loads((ROOT / item["source"]).read_text())
+                found[item["source"]] = comparisons(studies[item["source"]])
+            reference = item.get("reference", studies[item["source"]]["baseline"])
+            wanted = (item["student"], reference, item["metric"])
+            row = next(
+                (r for r in found[item["source"]] if (r["student"], r["reference"], r["metric"]) == wanted), None
+            )
+            if row is None:
+                raise ValueError(
+                    f"{item['source']} has no comparison {item['student']} vs {reference} on {item['metric']}"
+                )
+            if item.get("expect") and item["expect"] != row["verdict"]:
+                raise ValueError(
+                    f"at a glance, '{claim['claim']}': {item['label']} is {row['verdict']} in {item['source']}, "
+                    f"the row says {item['expect']}"
+                )
+            cells.append(
+                f"{item['label']}: {row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}], Holm p {_p(row['p_holm'])}"
+                f" (n = {row['n']})"
+            )
+        lines.append(f"| {claim['claim']} | {claim['verdict']} | {'; '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"students": render_study, "teachers": render_teachers, "rows": render_glance}
+
+
+def halves(summary: dict[str, Any], compared: list[tuple[str, str, str]]) -> list[str]:
     """With 10 seeds or more: each difference on the first and the second half of the seeds, as two independent
     runs of the study would give it — the between-run spread beside the within-run p."""
     seeds = summary["seeds"]
@@ -153,12 +284,13 @@ def halves(summary: dict[str, Any], comparisons: list[tuple[str, str]]) -> list[
         f"| student | metric | seeds {first[0]}–{first[-1]} | seeds {second[0]}–{second[-1]} |",
         "|---|---|---|---|",
     ]
-    for name, metric in comparisons:
+    for name, reference, metric in compared:
         cells = []
         for part in (slice(0, half), slice(half, None)):
-            test = paired(students[name][metric][part], students[baseline][metric][part])
+            test = paired(students[name][metric][part], students[reference][metric][part])
             cells.append(f"{test['mean']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}], p {_p(test['p'])}")
-        lines.append(f"| {name} | {TESTED[metric]} | {cells[0]} | {cells[1]} |")
+        who = _who({"student": name, "reference": reference}, baseline)
+        lines.append(f"| {who} | {TESTED[metric]} | {cells[0]} | {cells[1]} |")
     return lines
 
 
@@ -170,6 +302,18 @@ def rewrite(text: str) -> str:
         return match.group(1) + render(summary) + match.group(4)
 
     return BLOCK.sub(block, text)
+
+
+def draw_figures() -> list[Path]:
+    """``docs/summary.png`` (per study, accuracy against alignment; ``benchmarks/summary.py``'s figure) from the
+    committed summaries alone, in summary.py's order of studies."""
+    from summary import STUDIES, figure
+
+    files = {path.stem: path for path in sorted((ROOT / "results").glob("*/*.json"))}
+    summaries = {name: json.loads(files[name].read_text()) for name in STUDIES if name in files}
+    path = ROOT / "docs" / "summary.png"
+    figure(summaries, path)
+    return [path]
 
 
 def main() -> int:
@@ -186,6 +330,8 @@ def main() -> int:
         return 0
     RESULTS.write_text(fresh)
     print(f"RESULTS.md: {len(BLOCK.findall(text))} generated block(s) rewritten")
+    for path in draw_figures():
+        print(f"drew {path.relative_to(ROOT)}")
     return 0
 
 

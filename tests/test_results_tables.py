@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results_tables import BLOCK, holm, paired, render  # noqa: E402
+from results_tables import BLOCK, comparisons, holm, paired, render  # noqa: E402
 
 
 def test_results_md_equals_what_the_committed_summaries_give():
@@ -68,3 +68,67 @@ def test_ten_seeds_also_report_each_half_as_a_run_of_its_own():
     second = paired(summary["students"]["tsd"]["saliency_spearman@saliency"][5:], base[5:])
     assert f"{second['mean']:+.3f}" == "+0.290" and "+0.290" in row
     assert "Between runs" not in render({**summary, "seeds": list(range(9))})  # fewer than 10 seeds: no halves
+
+
+def _study(**students: list[float]) -> dict:
+    return {
+        "seeds": [0, 1, 2, 3, 4],
+        "baseline": "tsd",
+        "teacher_accuracy_all": [1.0] * 5,
+        "students": {name: {"saliency_spearman": values} for name, values in students.items()},
+    }
+
+
+def test_combined_students_are_compared_with_each_part_inside_one_holm_family():
+    summary = _study(
+        tsd=[0.60, 0.62, 0.61, 0.63, 0.59],
+        kd=[0.20, 0.25, 0.22, 0.21, 0.24],
+        kd_tsd=[0.61, 0.60, 0.64, 0.62, 0.60],
+    )
+    summary["pairs"] = [["kd_tsd", "kd"]]
+    rows = comparisons(summary)
+    assert [(r["student"], r["reference"]) for r in rows] == [("kd", "tsd"), ("kd_tsd", "tsd"), ("kd_tsd", "kd")]
+    assert rows[2]["mean"] == pytest.approx(0.390) and rows[2]["verdict"] == "higher"
+    assert rows[2]["p_holm"] == pytest.approx(holm([r["p"] for r in rows])[2])
+    assert "| kd_tsd vs kd | alignment, own explainer | +0.390" in render(summary)
+
+
+def test_a_metric_blank_on_some_seed_is_not_compared():
+    summary = _study(tsd=[0.6, 0.62, 0.61, 0.63, 0.59], kd=[0.2, 0.25, 0.22, 0.21, 0.24])
+    summary["students"]["tsd"]["rationale_precision"] = [float("nan")] * 5
+    summary["students"]["kd"]["rationale_precision"] = [0.9] * 5
+    assert [r["metric"] for r in comparisons(summary)] == ["saliency_spearman"]
+
+
+def test_an_at_a_glance_row_fails_when_its_data_does_not_give_its_verdict(tmp_path, monkeypatch):
+    import results_tables
+
+    monkeypatch.setattr(results_tables, "ROOT", tmp_path)
+    (tmp_path / "study.json").write_text(
+        json.dumps(_study(tsd=[0.6, 0.62, 0.61, 0.63, 0.59], kd=[0.2, 0.25, 0.22, 0.21, 0.24]))
+    )
+    item = {"source": "study.json", "student": "kd", "metric": "saliency_spearman", "label": "KD vs TSD"}
+    glance = {"rows": [{"claim": "KD aligns less", "verdict": "lower", "evidence": [{**item, "expect": "lower"}]}]}
+    text = render(glance)
+    assert "| KD aligns less | lower | KD vs TSD: -0.386 [" in text and "(n = 5)" in text
+    glance["rows"][0]["evidence"][0]["expect"] = "not distinguishable"
+    with pytest.raises(ValueError, match="KD vs TSD is lower in study.json, the row says not distinguishable"):
+        render(glance)
+
+
+def test_the_teacher_candidates_table_counts_the_seeds_that_learn_and_names_the_choice():
+    row = {"set": "GunPoint", "epochs_run": 100, "best_epoch": 50}
+    source = {
+        "command": "tsd_teacher_seeds.py",
+        "date": "2026-12-05",
+        "code": "main",
+        "machine": "2-core CPU",
+        "teachers": [
+            {**row, "seed": 0, "learns": True, "train_acc": 0.98, "val_acc": 1.0, "val_loss": 0.05, "test_acc": 0.95},
+            {**row, "seed": 1, "learns": False, "train_acc": 0.5, "val_acc": 0.5, "val_loss": 0.69, "test_acc": 0.5},
+            {**row, "seed": 2, "learns": True, "train_acc": 1.0, "val_acc": 1.0, "val_loss": 0.01, "test_acc": 0.93},
+        ],
+    }
+    line = next(line for line in render(source).splitlines() if line.startswith("| GunPoint"))
+    assert "2 of 3 (seeds 0, 2: training 0.980–1.000, test 0.930–0.950" in line
+    assert "seed 2: validation accuracy 1.000, loss 0.010; test 0.930" in line
