@@ -58,7 +58,8 @@ ALSO_FOR = {
 INDEPENDENT = [{"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}}, {"explainer": "saliency"}]
 
 
-#: what each fit's summary keeps per seed (the restored best epoch's figures, and how long it ran)
+#: what each fit's summary keeps per seed (the restored best epoch's figures, and how long it ran; its wall
+#: seconds and mean epoch seconds are kept beside them)
 FIT_KEYS = ("best_epoch", "epochs_run", "train_acc", "val_acc")
 
 
@@ -125,6 +126,9 @@ def run_seeds(
             if stage == "teacher" or stage.startswith("student:"):
                 for key in FIT_KEYS:
                     fits.setdefault(stage, {}).setdefault(key, []).append(float(fit.get(key, float("nan"))))
+                epochs = fit.get("epoch_seconds") or [float("nan")]  # its cost: wall seconds, mean epoch seconds
+                fits[stage].setdefault("seconds", []).append(float(fit.get("seconds", float("nan"))))
+                fits[stage].setdefault("epoch_seconds", []).append(statistics.fmean(epochs))
         # the teacher once per seed (every student's evaluation reports the same teacher figures)
         teacher_acc.append(result["teacher_accuracy"])
         teacher_acc_all.append(result.get("teacher_accuracy_all", float("nan")))

@@ -155,20 +155,58 @@ def render_study(summary: dict[str, Any]) -> str:
             f"{row['high']:+.3f}] | {_p(row['p'])} | {_p(row['p_holm'])} | {verdict} | {row['detectable']:.3f} |"
         )
     lines += halves(summary, [(row["student"], row["reference"], row["metric"]) for row in rows])
-    for name in students:
-        if name != baseline and "student_accuracy_all" in metrics:
-            below = sum(
-                x < y
-                for x, y in zip(students[name]["student_accuracy_all"], students[baseline]["student_accuracy_all"])
-            )
-            lines += [
-                "",
-                f"Seed by seed: `{name}` below `{baseline}` in accuracy on {below} of {len(summary['seeds'])} seeds.",
-            ]
+    if "student_accuracy_all" in metrics:
+        accuracy = {name: row["student_accuracy_all"] for name, row in students.items()}
+        below = [
+            f"`{name}` on {sum(x < y for x, y in zip(values, accuracy[baseline]))} of {len(values)}"
+            for name, values in accuracy.items()
+            if name != baseline
+        ]
+        lines += ["", f"Seed by seed, below `{baseline}` in accuracy: {', '.join(below)} seeds."]
+    lines += _fits(summary) + _agreement(summary)
     if summary.get("teacher_candidates"):
         lines += ["", "The teacher candidates (one teacher for every seed, chosen on validation loss):", ""]
         lines += _teacher_table(summary["teacher_candidates"])
     return "\n".join(lines) + "\n"
+
+
+def _range(values: list[float], digits: int) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "–"
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return low if low == high else f"{low}–{high}"
+
+
+def _fits(summary: dict[str, Any]) -> list[str]:
+    """How each model's fit ended, over seeds: the restored best epoch, the epochs run, and the restored model's
+    eval-mode accuracy on its training split and its validation split (– where it had none)."""
+    fits = summary.get("fits") or {}
+    if not fits:
+        return []
+    lines = [
+        "",
+        "Fits over seeds (min–max): the restored epoch, the epochs run, the restored model's eval-mode accuracy on "
+        "the training data it fit and on its validation split.",
+        "",
+        "| model | restored epoch | epochs run | training accuracy | validation accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for stage, fit in fits.items():
+        lines.append(
+            f"| {stage.removeprefix('student:')} | {_range(fit['best_epoch'], 0)} | {_range(fit['epochs_run'], 0)} "
+            f"| {_range(fit['train_acc'], 3)} | {_range(fit['val_acc'], 3)} |"
+        )
+    return lines
+
+
+def _agreement(summary: dict[str, Any]) -> list[str]:
+    """How far the explainers agree with each other on the teacher itself: the context of an alignment figure."""
+    pairs = summary.get("explainer_agreement") or {}
+    if not pairs:
+        return []
+    said = ", ".join(f"{pair} {_fmt(values)}" for pair, values in pairs.items())
+    return ["", f"The explainers on the teacher itself (per-sample Spearman between its own maps): {said}."]
 
 
 def _who(row: dict[str, Any], baseline: str) -> str:

@@ -85,7 +85,7 @@ def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
             ylabel="test accuracy",
         )
         ax.title.set_fontsize(9)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(summaries) :]:
         ax.axis("off")
     fig.tight_layout()
