@@ -58,6 +58,33 @@ ALSO_FOR = {
 INDEPENDENT = [{"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}}, {"explainer": "saliency"}]
 
 
+#: what each study changed from the paper's own setting (by study-name prefix, the first that matches), kept in
+#: its summary; a TSD study's lambda subset is added from the command line
+CUTS = {
+    "tsd-paper-GunPoint-lstm": [
+        "GunPoint resampled to 100 steps, as the paper does",
+        "one teacher for every seed, chosen among the --tsd-teacher-seeds on validation loss (the official code "
+        "chooses on the test split)",
+    ],
+    "tsd-paper-ItalyPowerDemand-fcn": [
+        "the official code's FCN pair under the library's series defaults (that code gives it no protocol)",
+        "alignment on the first 500 of 1,029 test series",
+    ],
+    "tsd-paper-ItalyPowerDemand": ["alignment on the first 500 of 1,029 test series"],
+    "tsd-paper-": [
+        "resampled to 100 steps, as the paper does",
+        "the official code's FCN pair under the library's series defaults (that code gives it no protocol)",
+    ],
+    "combinations-": ["beyond the papers: the TSD study's FCN pair and teacher, series defaults"],
+    "subdistill-": [
+        "Fashion-MNIST, not the paper's CIFAR-100 superclasses or ImageNet subsets",
+        "12,000 of 60,000 training images; 2,000 test images (the subtask's 574-626 of them)",
+        "40 of the protocol's 100 epochs for the students; the teacher: image defaults, 15 epochs",
+        "alignment on the subtask's first 600 test images",
+    ],
+    "rekd-": ["generated series and text with planted evidence, not the paper's CIFAR images"],
+}
+
 #: what each fit's summary keeps per seed (the restored best epoch's figures, and how long it ran; its wall
 #: seconds and mean epoch seconds are kept beside them)
 FIT_KEYS = ("best_epoch", "epochs_run", "train_acc", "val_acc")
@@ -74,7 +101,8 @@ def provenance(threads: int | None) -> dict[str, str]:
         done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    # changes to the code that makes the figures (not to RESULTS.md or tests)
+    dirty = " with uncommitted changes" if git("status", "--porcelain", "--", "src", "benchmarks") else ""
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return {
         "command": f".venv/bin/python benchmarks/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:]),
@@ -764,6 +792,13 @@ def main() -> None:
         summary = {"study": title, **provenance(args.threads), "baseline": baseline, **summary}
         if candidates:
             summary["teacher_candidates"] = candidates
+        if data["dataset"].get("subtask"):
+            summary["teacher_split"] = "subtask's whole test split"
+        cuts = list(next((v for prefix, v in CUTS.items() if name.startswith(prefix)), []))
+        if args.tsd_lams and name.startswith("tsd-paper-"):
+            cuts.append(f"lambda in {{{', '.join(f'{lam:g}' for lam in args.tsd_lams)}}} of the paper's five")
+        if cuts:
+            summary["cuts"] = cuts
         pairs = [  # each combined student against each of its parts other than the baseline
             [combined, part]
             for combined, parts in COMBINED.items()

@@ -164,6 +164,8 @@ def render_study(summary: dict[str, Any]) -> str:
         ]
         lines += ["", f"Seed by seed, below `{baseline}` in accuracy: {', '.join(below)} seeds."]
     lines += _fits(summary) + _agreement(summary)
+    if summary.get("cuts"):
+        lines += ["", "Cut from the paper's setting: " + "; ".join(summary["cuts"]) + "."]
     if summary.get("teacher_candidates"):
         lines += ["", "The teacher candidates (one teacher for every seed, chosen on validation loss):", ""]
         lines += _teacher_table(summary["teacher_candidates"])
@@ -302,6 +304,34 @@ def render_glance(source: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_costs(folder: Path) -> str:
+    """The cost of every study summarised in ``folder`` whose fits kept their seconds: per model, the wall
+    seconds of a fit and its mean epoch time as a ratio of the baseline student's (same study, same data)."""
+    lines = [
+        "| study | seeds | training, all seeds and models (min) | model | seconds per fit | epoch time / baseline's |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(folder.glob("*.json")):
+        summary = json.loads(path.read_text())
+        fits = summary.get("fits") or {}
+        if "students" not in summary or not all("seconds" in fit for fit in fits.values()):
+            continue
+        epoch = {stage.removeprefix("student:"): _mean(fit["epoch_seconds"]) for stage, fit in fits.items()}
+        total = sum(v for fit in fits.values() for v in fit["seconds"] if v == v) / 60
+        for i, (stage, fit) in enumerate(fits.items()):
+            who = stage.removeprefix("student:")
+            ratio = "–" if who == "teacher" else f"{epoch[who] / epoch[summary['baseline']]:.2f}x"
+            ratio += " (baseline)" if who == summary["baseline"] else ""
+            study = f"{path.stem} | {len(summary['seeds'])} | {total:.1f}" if i == 0 else " | | "
+            lines.append(f"| {study} | {who} | {_mean(fit['seconds']):.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return statistics.fmean(values) if values else float("nan")
+
+
 RENDERERS = {"students": render_study, "teachers": render_teachers, "rows": render_glance}
 
 
@@ -336,8 +366,9 @@ def rewrite(text: str) -> str:
     """``text`` with every generated block rendered again from its source."""
 
     def block(match: re.Match) -> str:
-        summary = json.loads((ROOT / match["source"]).read_text())
-        return match.group(1) + render(summary) + match.group(4)
+        source = ROOT / match["source"]
+        body = render_costs(source) if source.is_dir() else render(json.loads(source.read_text()))
+        return match.group(1) + body + match.group(4)
 
     return BLOCK.sub(block, text)
 
