@@ -322,8 +322,8 @@ def render_costs(folder: Path) -> str:
             who = stage.removeprefix("student:")
             ratio = "–" if who == "teacher" else f"{epoch[who] / epoch[summary['baseline']]:.2f}x"
             ratio += " (baseline)" if who == summary["baseline"] else ""
-            study = f"{path.stem} | {len(summary['seeds'])} | {total:.1f}" if i == 0 else " | | "
-            lines.append(f"| {study} | {who} | {_mean(fit['seconds']):.0f} | {ratio} |")
+            study = [path.stem, str(len(summary["seeds"])), f"{total:.1f}"] if i == 0 else ["", "", ""]
+            lines.append("| " + " | ".join([*study, who, f"{_mean(fit['seconds']):.0f}", ratio]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -132,3 +132,22 @@ def test_the_teacher_candidates_table_counts_the_seeds_that_learn_and_names_the_
     line = next(line for line in render(source).splitlines() if line.startswith("| GunPoint"))
     assert "2 of 3 (seeds 0, 2: training 0.980–1.000, test 0.930–0.950" in line
     assert "seed 2: validation accuracy 1.000, loss 0.010; test 0.930" in line
+
+
+def test_the_cost_table_and_the_figure_come_from_the_committed_summaries_alone(tmp_path, monkeypatch):
+    import results_tables
+
+    summary = json.loads((ROOT / "results/fourth/subdistill-0-2-6.json").read_text())
+    summary["fits"] = {
+        "teacher": {"seconds": [60.0, 80.0], "epoch_seconds": [4.0, 4.0]},
+        "student:kd": {"seconds": [30.0, 30.0], "epoch_seconds": [1.0, 1.0]},
+        "student:subdistill": {"seconds": [90.0, 90.0], "epoch_seconds": [3.0, 2.0]},
+    }
+    (tmp_path / "results" / "fourth").mkdir(parents=True)
+    (tmp_path / "results" / "fourth" / "subdistill-0-2-6.json").write_text(json.dumps(summary))
+    table = results_tables.render_costs(tmp_path / "results" / "fourth")
+    assert "| subdistill-0-2-6 | 5 | 6.3 | teacher | 70 | – |" in table  # (140 + 60 + 180) s = 6.3 min
+    assert "|  |  |  | subdistill | 90 | 2.50x |" in table and "|  |  |  | kd | 30 | 1.00x (baseline) |" in table
+    monkeypatch.setattr(results_tables, "ROOT", tmp_path)
+    (figure,) = results_tables.draw_figures()
+    assert figure == tmp_path / "docs" / "summary.png" and figure.read_bytes()[:4] == b"\x89PNG"
