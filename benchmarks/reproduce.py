@@ -680,6 +680,27 @@ def where_tables(summary: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def combined_pairs(students: list[str], baseline: str | None) -> list[list[str]]:
+    """Each combined student against each of its parts other than the baseline."""
+    return [
+        [combined, part]
+        for combined, parts in COMBINED.items()
+        for part in parts
+        if part != baseline and {combined, part} <= set(students)
+    ]
+
+
+def where_pairs(students: list[str], baseline: str | None) -> list[list[str]]:
+    """The poster's comparisons: each student size with KD against the same size without it."""
+    return [[name, name.split("[")[0] + "[alpha=0.0]"] for name in students if not name.endswith("[alpha=0.0]")]
+
+
+#: per study: the pairs compared besides each student against the baseline (default: the combined students')
+PAIRS = {"where-models-look": where_pairs}
+#: per study: metrics compared besides results_tables.py's defaults (the poster's logit Spearman and top-5 focus)
+ALSO_TESTED = {"where-models-look": ["logit_spearman", "topk_focus_ratio"]}
+
+
 EXTRA_TABLES = {
     "where-models-look": where_tables,
     "subdistill-0-2-6": combination_table,
@@ -799,14 +820,11 @@ def main() -> None:
             cuts.append(f"lambda in {{{', '.join(f'{lam:g}' for lam in args.tsd_lams)}}} of the paper's five")
         if cuts:
             summary["cuts"] = cuts
-        pairs = [  # each combined student against each of its parts other than the baseline
-            [combined, part]
-            for combined, parts in COMBINED.items()
-            for part in parts
-            if part != baseline and {combined, part} <= summary["students"].keys()
-        ]
+        pairs = PAIRS.get(name, combined_pairs)(list(summary["students"]), baseline)
         if pairs:
             summary["pairs"] = pairs
+        if name in ALSO_TESTED:
+            summary["also_tested"] = ALSO_TESTED[name]
         (root / f"{name}.json").write_text(json.dumps(summary, indent=2))
         print(text, flush=True)
 

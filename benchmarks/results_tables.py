@@ -48,6 +48,12 @@ TESTED = {
     "topk_focus": "top-k focus",
     "flip_auc_student_teacher_order": "deletion AUC, teacher's order",
 }
+#: labels of the metrics a study may add to those (its summary's ``also_tested``)
+LABELS = {
+    **TESTED,
+    "logit_spearman": "logit Spearman with the teacher",
+    "topk_focus_ratio": "top-k focus ratio (inside / outside the teacher's top k)",
+}
 ALPHA = 0.05
 
 
@@ -99,12 +105,13 @@ def usable(summary: dict[str, Any], name: str, metric: str) -> bool:
 def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every paired comparison of a study, Holm-adjusted over all of them: each student against the baseline on
     each metric both have, then each combined student against each of its parts (the summary's ``pairs``)."""
-    students, baseline = summary["students"], summary["baseline"]
-    pairs = [(name, baseline) for name in students if name != baseline] + [tuple(p) for p in summary.get("pairs", [])]
+    students, baseline = summary["students"], summary.get("baseline")
+    against = [(name, baseline) for name in students if baseline and name != baseline]
+    pairs = against + [(name, reference) for name, reference in summary.get("pairs", [])]
     rows = [
         {"student": name, "reference": reference, "metric": metric}
         for name, reference in pairs
-        for metric in TESTED
+        for metric in metrics_of(summary)
         if usable(summary, name, metric) and usable(summary, reference, metric)
     ]
     for row in rows:
@@ -115,6 +122,11 @@ def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def metrics_of(summary: dict[str, Any]) -> list[str]:
+    """The metrics a study is compared on: the defaults, then those its summary adds (``also_tested``)."""
+    return [*TESTED, *summary.get("also_tested", [])]
+
+
 def render(source: dict[str, Any]) -> str:
     """The Markdown block of one committed file, by what it holds (a study's students, the teacher candidates,
     the at-a-glance rows)."""
@@ -123,13 +135,13 @@ def render(source: dict[str, Any]) -> str:
 
 def render_study(summary: dict[str, Any]) -> str:
     """A study's block: mean ± std per student, then every comparison with its CI, p, Holm's p and verdict."""
-    students, baseline = summary["students"], summary["baseline"]
-    metrics = [m for m in TESTED if usable(summary, baseline, m)]
+    students, baseline = summary["students"], summary.get("baseline")
+    metrics = [m for m in metrics_of(summary) if usable(summary, baseline or next(iter(students)), m)]
     lines = [
         f"Seeds {summary['seeds']} (n = {len(summary['seeds'])}); mean ± std over seeds; teacher accuracy on the "
         f"{summary.get('teacher_split', 'whole test split')} {_fmt(summary['teacher_accuracy_all'])}.",
         "",
-        "| student | " + " | ".join(TESTED[m] for m in metrics) + " |",
+        "| student | " + " | ".join(LABELS[m] for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
     ]
     for name, row in students.items():
@@ -137,11 +149,11 @@ def render_study(summary: dict[str, Any]) -> str:
             f"| {name} | " + " | ".join(_fmt(row[m]) if usable(summary, name, m) else "–" for m in metrics) + " |"
         )
     rows = comparisons(summary)
-    parts = " and each combined student against each of its parts (`a vs b`: a − b)" if summary.get("pairs") else ""
+    parts = ", and each pair `a vs b` (a − b)" if summary.get("pairs") else ""
+    against = f"Against `{baseline}` (student − {baseline}){parts}" if baseline else "Each pair `a vs b` (a − b)"
     lines += [
         "",
-        f"Against `{baseline}`, paired over seeds{parts}: the difference (student − {baseline}) with its 95% "
-        f"confidence interval, the t-test's p, and Holm's adjustment over the study's {len(rows)} comparisons. A "
+        f"{against}, paired over seeds: the difference with its 95% confidence interval, the t-test's p, and Holm's adjustment over the study's {len(rows)} comparisons. A "
         "difference not significant after the adjustment reads *not distinguishable at n seeds*; the last column "
         "is the smallest difference this study could have detected (80% power, α = 0.05, two-sided).",
         "",
@@ -151,11 +163,11 @@ def render_study(summary: dict[str, Any]) -> str:
     for row in rows:
         verdict = row["verdict"] + (f" at {row['n']} seeds" if row["verdict"] == "not distinguishable" else "")
         lines.append(
-            f"| {_who(row, baseline)} | {TESTED[row['metric']]} | {row['mean']:+.3f} [{row['low']:+.3f}, "
+            f"| {_who(row, baseline)} | {LABELS[row['metric']]} | {row['mean']:+.3f} [{row['low']:+.3f}, "
             f"{row['high']:+.3f}] | {_p(row['p'])} | {_p(row['p_holm'])} | {verdict} | {row['detectable']:.3f} |"
         )
     lines += halves(summary, [(row["student"], row["reference"], row["metric"]) for row in rows])
-    if "student_accuracy_all" in metrics:
+    if baseline and "student_accuracy_all" in metrics:
         accuracy = {name: row["student_accuracy_all"] for name, row in students.items()}
         below = [
             f"`{name}` on {sum(x < y for x, y in zip(values, accuracy[baseline]))} of {len(values)}"
@@ -211,7 +223,7 @@ def _agreement(summary: dict[str, Any]) -> list[str]:
     return ["", f"The explainers on the teacher itself (per-sample Spearman between its own maps): {said}."]
 
 
-def _who(row: dict[str, Any], baseline: str) -> str:
+def _who(row: dict[str, Any], baseline: str | None) -> str:
     return row["student"] if row["reference"] == baseline else f"{row['student']} vs {row['reference']}"
 
 
@@ -342,7 +354,7 @@ def halves(summary: dict[str, Any], compared: list[tuple[str, str, str]]) -> lis
     if len(seeds) < 10:
         return []
     half = len(seeds) // 2
-    students, baseline = summary["students"], summary["baseline"]
+    students, baseline = summary["students"], summary.get("baseline")
     first, second = seeds[:half], seeds[half:]
     lines = [
         "",
@@ -358,7 +370,7 @@ def halves(summary: dict[str, Any], compared: list[tuple[str, str, str]]) -> lis
             test = paired(students[name][metric][part], students[reference][metric][part])
             cells.append(f"{test['mean']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}], p {_p(test['p'])}")
         who = _who({"student": name, "reference": reference}, baseline)
-        lines.append(f"| {who} | {TESTED[metric]} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {who} | {LABELS[metric]} | {cells[0]} | {cells[1]} |")
     return lines
 
 

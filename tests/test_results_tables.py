@@ -151,3 +151,25 @@ def test_the_cost_table_and_the_figure_come_from_the_committed_summaries_alone(t
     monkeypatch.setattr(results_tables, "ROOT", tmp_path)
     (figure,) = results_tables.draw_figures()
     assert figure == tmp_path / "docs" / "summary.png" and figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_study_without_a_baseline_compares_its_pairs_on_the_metrics_it_adds():
+    summary = {
+        "seeds": [0, 1, 2, 3, 4],
+        "baseline": None,
+        "teacher_accuracy_all": [0.99] * 5,
+        "also_tested": ["logit_spearman"],
+        "pairs": [["small[alpha=0.5]", "small[alpha=0.0]"]],
+        "students": {
+            "small[alpha=0.0]": {"logit_spearman": [0.64, 0.66, 0.62, 0.65, 0.63]},
+            "small[alpha=0.5]": {"logit_spearman": [0.70, 0.69, 0.67, 0.71, 0.66]},
+        },
+    }
+    (row,) = comparisons(summary)
+    assert (row["student"], row["reference"], row["metric"]) == (
+        "small[alpha=0.5]",
+        "small[alpha=0.0]",
+        "logit_spearman",
+    )
+    text = render(summary)
+    assert "Each pair `a vs b`" in text and "| small[alpha=0.5] vs small[alpha=0.0] | logit Spearman" in text
