@@ -258,7 +258,7 @@ def render_teachers(source: dict[str, Any]) -> str:
         chosen = min(mine, key=lambda row: row["val_loss"])
         lines.append(
             f"| {name} | {len(learn)} of {len(mine)}{_seeds(learn)} | {len(rest)}{_seeds(rest)} | seed "
-            f"{chosen['seed']}: validation accuracy {chosen['val_acc']:.3f}, loss {chosen['val_loss']:.3f}; "
+            f"{chosen['seed']}: validation accuracy {chosen['val_acc']:.3f}, loss {chosen['val_loss']:.2g}; "
             f"test {chosen['test_acc']:.3f} |"
         )
     return "\n".join(lines) + "\n"
