@@ -16,13 +16,18 @@ import tempfile
 import time
 
 import torch
+import yaml
 
 from xdistill.config import TrainConfig
 from xdistill.data import load_dataset
 from xdistill.engine import train_teacher
 from xdistill.metrics import accuracy, predict
 from xdistill.models import build_model
+from xdistill.recipe import default_recipe_path
 
+#: the teacher exactly as the tsd_paper recipe builds it (chained layer states, as the official code's unrolled
+#: LSTM; the third and first fourth-edition tables built the zero-state stack, another function of the weights)
+TEACHER_OPTIONS = yaml.safe_load((default_recipe_path().parent / "tsd_paper.yaml").read_text())["teacher"]["options"]
 LENGTHS = {"GunPoint": 100, "Trace": 100, "ItalyPowerDemand": None}
 
 
@@ -44,7 +49,7 @@ def main() -> None:
         train, test = load_dataset(f"ucr:{name}", **options)
         for seed in args.seeds:
             torch.manual_seed(seed)
-            model = build_model("lstm", train.input_shape[0], train.num_classes, hidden=100, layers=3)
+            model = build_model("lstm", train.input_shape[0], train.num_classes, **TEACHER_OPTIONS)
             config = TrainConfig(protocol="tsd_paper", seed=seed, **({"epochs": args.epochs} if args.epochs else {}))
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
