@@ -131,7 +131,7 @@ def test_the_teacher_candidates_table_counts_the_seeds_that_learn_and_names_the_
     }
     line = next(line for line in render(source).splitlines() if line.startswith("| GunPoint"))
     assert "2 of 3 (seeds 0, 2: training 0.980–1.000, test 0.930–0.950" in line
-    assert "seed 2: validation accuracy 1.000, loss 0.010; test 0.930" in line
+    assert "seed 2: validation accuracy 1.000, loss 0.01; test 0.930" in line
 
 
 def test_the_cost_table_and_the_figure_come_from_the_committed_summaries_alone(tmp_path, monkeypatch):
