@@ -191,17 +191,6 @@ def choose_teacher(
         test = study.splits[1]
         rows.append((seed, fit, accuracy(predict(teacher, test.x), test.y), study.paths.teacher_weights))
     chosen = min(rows, key=lambda row: row[1].get("val_loss", float("inf")))
-    lines = [
-        "| teacher seed | epochs run | best epoch | train accuracy | validation accuracy | validation loss | test accuracy |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for seed, fit, test_acc, _ in rows:
-        mark = " (chosen)" if seed == chosen[0] else ""
-        lines.append(
-            f"| {seed}{mark} | {fit.get('epochs_run', 0):.0f} | {fit.get('best_epoch', 0):.0f} | "
-            f"{fit['train_acc']:.3f} | {fit.get('val_acc', float('nan')):.3f} | "
-            f"{fit.get('val_loss', float('nan')):.4f} | {test_acc:.3f} |"
-        )
     candidates = [
         {
             "seed": seed,
@@ -211,7 +200,9 @@ def choose_teacher(
         }
         for seed, fit, test_acc, _ in rows
     ]
-    return str(chosen[3]), "\n".join(lines) + "\n", candidates
+    from results_tables import teacher_table  # benchmarks/ is on the path when this file runs as a script
+
+    return str(chosen[3]), "\n".join(teacher_table(candidates)) + "\n", candidates
 
 
 def fmt(values: list[float]) -> str:

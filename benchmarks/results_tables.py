@@ -180,7 +180,7 @@ def render_study(summary: dict[str, Any]) -> str:
         lines += ["", "Cut from the paper's setting: " + "; ".join(summary["cuts"]) + "."]
     if summary.get("teacher_candidates"):
         lines += ["", "The teacher candidates (one teacher for every seed, chosen on validation loss):", ""]
-        lines += _teacher_table(summary["teacher_candidates"])
+        lines += teacher_table(summary["teacher_candidates"])
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +227,8 @@ def _who(row: dict[str, Any], baseline: str | None) -> str:
     return row["student"] if row["reference"] == baseline else f"{row['student']} vs {row['reference']}"
 
 
-def _teacher_table(candidates: list[dict[str, Any]]) -> list[str]:
+def teacher_table(candidates: list[dict[str, Any]]) -> list[str]:
+    """The Markdown rows of the teacher candidates (test accuracy shown, never used to choose)."""
     lines = [
         "| teacher seed | epochs run | best epoch | train accuracy | validation accuracy | validation loss | "
         "test accuracy |",
@@ -319,6 +320,8 @@ def render_glance(source: dict[str, Any]) -> str:
 def render_costs(folder: Path) -> str:
     """The cost of every study summarised in ``folder`` whose fits kept their seconds: per model, the wall
     seconds of a fit and its mean epoch time as a ratio of the baseline student's (same study, same data)."""
+    from summary import mean_std
+
     lines = [
         "| study | seeds | training, all seeds and models (min) | model | seconds per fit | epoch time / baseline's |",
         "|---|---|---|---|---|---|",
@@ -328,20 +331,15 @@ def render_costs(folder: Path) -> str:
         fits = summary.get("fits") or {}
         if "students" not in summary or not all("seconds" in fit for fit in fits.values()):
             continue
-        epoch = {stage.removeprefix("student:"): _mean(fit["epoch_seconds"]) for stage, fit in fits.items()}
+        epoch = {stage.removeprefix("student:"): mean_std(fit["epoch_seconds"])[0] for stage, fit in fits.items()}
         total = sum(v for fit in fits.values() for v in fit["seconds"] if v == v) / 60
         for i, (stage, fit) in enumerate(fits.items()):
             who = stage.removeprefix("student:")
             ratio = "–" if who == "teacher" else f"{epoch[who] / epoch[summary['baseline']]:.2f}x"
             ratio += " (baseline)" if who == summary["baseline"] else ""
             study = [path.stem, str(len(summary["seeds"])), f"{total:.1f}"] if i == 0 else ["", "", ""]
-            lines.append("| " + " | ".join([*study, who, f"{_mean(fit['seconds']):.0f}", ratio]) + " |")
+            lines.append("| " + " | ".join([*study, who, f"{mean_std(fit['seconds'])[0]:.0f}", ratio]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _mean(values: list[float]) -> float:
-    values = [v for v in values if v == v]
-    return statistics.fmean(values) if values else float("nan")
 
 
 RENDERERS = {"students": render_study, "teachers": render_teachers, "rows": render_glance}
