@@ -82,7 +82,17 @@ CUTS = {
         "40 of the protocol's 100 epochs for the students; the teacher: image defaults, 15 epochs",
         "alignment on the subtask's first 600 test images",
     ],
+    "rekd-fashion-mnist": [
+        "Fashion-MNIST patches (7x7 grid of 4x4) and small CNN predictors, not the paper's ViT on CIFAR-10",
+        "12,000 of 60,000 training images; 2,000 test images, explanations on the first 500",
+        "students under the rekd_paper protocol at lr 2e-3 (the official 1e-5 fine-tunes a pretrained ViT); the "
+        "teacher 2,000 steps of batch 64",
+    ],
     "rekd-": ["generated series and text with planted evidence, not the paper's CIFAR images"],
+    "where-models-look": [
+        "MNIST-1D generated offline (4,000 train / 1,000 test), the poster's data and models not available here",
+        "part importance = IG (32 steps) per timestep; alignment on the first 500 test series",
+    ],
 }
 
 #: what each fit's summary keeps per seed (the restored best epoch's figures, and how long it ran; its wall
@@ -626,8 +636,9 @@ def studies(
             "REKD vs rationale extraction alone on Fashion-MNIST patches",
             "rekd-fashion-mnist",
             load("rekd_fashion_mnist.yaml"),
-            "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.3; teacher predictor CNN "
-            "w=0.5, students w=0.125; no ground-truth rationale, so precision/recall are blank.",
+            "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.5; teacher predictor CNN "
+            "w=0.5, students w=0.125 under the rekd_paper protocol; no ground-truth rationale, so precision/recall "
+            "are blank.",
             "rationale_alone",
             10,
             None,
