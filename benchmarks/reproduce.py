@@ -126,6 +126,12 @@ def _value(v: Any) -> float:
     return float(v["mean"]) if isinstance(v, dict) else float(v)
 
 
+def further_explainers(evaluation: dict[str, Any], also: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``also`` less the study's own explainer with its own settings (measuring it twice adds nothing)."""
+    own = (evaluation.get("explainer"), evaluation.get("explainer_options") or {})
+    return [a for a in also if (a["explainer"], a.get("explainer_options") or {}) != own]
+
+
 def run_seeds(
     name: str,
     data: dict[str, Any],
@@ -144,7 +150,7 @@ def run_seeds(
     for seed in seeds:
         seeded = dict({k: v for k, v in copy.deepcopy(data).items() if k != "seeds"}, seed=seed)
         if also:
-            seeded["evaluation"] = {**seeded["evaluation"], "also": also}
+            seeded["evaluation"] = {**seeded["evaluation"], "also": further_explainers(seeded["evaluation"], also)}
         shared = root / str(teacher_from) / f"seed{seed}" / "teacher" / "teacher.safetensors"
         if teacher_from and shared.exists():
             seeded["teacher"]["weights"] = str(shared)

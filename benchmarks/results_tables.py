@@ -123,8 +123,23 @@ def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def metrics_of(summary: dict[str, Any]) -> list[str]:
-    """The metrics a study is compared on: the defaults, then those its summary adds (``also_tested``)."""
-    return [*TESTED, *summary.get("also_tested", [])]
+    """The metrics a study is compared on: the defaults, then those its summary adds (``also_tested``), less a
+    further explainer that repeats the study's own (same values for every student: one measurement, counted once
+    in the correction)."""
+    repeated = {f"saliency_spearman@{label}" for label in repeats_of_own(summary)}
+    return [m for m in [*TESTED, *summary.get("also_tested", [])] if m not in repeated]
+
+
+def repeats_of_own(summary: dict[str, Any]) -> set[str]:
+    """The labels of further explainers whose alignment equals the study's own explainer's for every student and
+    seed (the own explainer measured again with the same settings)."""
+    students = summary["students"].values()
+    return {
+        key.removeprefix("saliency_spearman@")
+        for key in next(iter(students), {})
+        if key.startswith("saliency_spearman@")
+        and all(row.get(key) == row.get("saliency_spearman") for row in students)
+    }
 
 
 def render(source: dict[str, Any]) -> str:
@@ -216,7 +231,12 @@ def _fits(summary: dict[str, Any]) -> list[str]:
 
 def _agreement(summary: dict[str, Any]) -> list[str]:
     """How far the explainers agree with each other on the teacher itself: the context of an alignment figure."""
-    pairs = summary.get("explainer_agreement") or {}
+    repeated = repeats_of_own(summary)
+    pairs = {
+        pair: values
+        for pair, values in (summary.get("explainer_agreement") or {}).items()
+        if not repeated & set(pair.split(" vs "))
+    }
     if not pairs:
         return []
     said = ", ".join(f"{pair} {_fmt(values)}" for pair, values in pairs.items())
@@ -319,7 +339,8 @@ def render_glance(source: dict[str, Any]) -> str:
 
 def render_costs(folder: Path) -> str:
     """The cost of every study summarised in ``folder`` whose fits kept their seconds: per model, the wall
-    seconds of a fit and its mean epoch time as a ratio of the baseline student's (same study, same data)."""
+    seconds of a fit and its mean epoch time as a ratio of the baseline student's (same study, same data; a study
+    without a baseline, its first student's)."""
     from summary import mean_std
 
     lines = [
@@ -333,10 +354,11 @@ def render_costs(folder: Path) -> str:
             continue
         epoch = {stage.removeprefix("student:"): mean_std(fit["epoch_seconds"])[0] for stage, fit in fits.items()}
         total = sum(v for fit in fits.values() for v in fit["seconds"] if v == v) / 60
+        reference = summary.get("baseline") or next(iter(summary["students"]))  # else the first student
         for i, (stage, fit) in enumerate(fits.items()):
             who = stage.removeprefix("student:")
-            ratio = "–" if who == "teacher" else f"{epoch[who] / epoch[summary['baseline']]:.2f}x"
-            ratio += " (baseline)" if who == summary["baseline"] else ""
+            ratio = "–" if who == "teacher" else f"{epoch[who] / epoch[reference]:.2f}x"
+            ratio += " (baseline)" if who == reference else ""
             study = [path.stem, str(len(summary["seeds"])), f"{total:.1f}"] if i == 0 else ["", "", ""]
             lines.append("| " + " | ".join([*study, who, f"{mean_std(fit['seconds'])[0]:.0f}", ratio]) + " |")
     return "\n".join(lines) + "\n"

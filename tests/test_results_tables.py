@@ -173,3 +173,52 @@ def test_a_study_without_a_baseline_compares_its_pairs_on_the_metrics_it_adds():
     )
     text = render(summary)
     assert "Each pair `a vs b`" in text and "| small[alpha=0.5] vs small[alpha=0.0] | logit Spearman" in text
+
+
+def test_the_own_explainer_measured_again_is_one_column_and_one_comparison(monkeypatch):
+    import results_tables
+
+    own = [0.61, 0.63, 0.60, 0.62, 0.64]
+    summary = {
+        **_study(tsd=[0.5, 0.52, 0.49, 0.51, 0.5], kd=own),
+        "explainer_agreement": {"ig vs ig#2": [1.0] * 5, "ig vs saliency": [0.5] * 5, "ig#2 vs saliency": [0.5] * 5},
+    }
+    summary["baseline"] = "kd"
+    for row in summary["students"].values():
+        row["saliency_spearman@ig#2"] = list(row["saliency_spearman"])  # the same explainer, the same values
+        row["saliency_spearman@saliency"] = [v - 0.1 for v in row["saliency_spearman"]]
+    summary["also_tested"] = ["saliency_spearman@ig#2"]
+    monkeypatch.setitem(results_tables.LABELS, "saliency_spearman@ig#2", "alignment, IG again")
+    metrics = [row["metric"] for row in comparisons(summary)]
+    text = render(summary)
+    assert metrics == ["saliency_spearman", "saliency_spearman@saliency"]
+    assert "alignment, IG again" not in text and "ig#2" not in text and "ig vs saliency 0.500" in text
+    summary["students"]["tsd"]["saliency_spearman@ig#2"][0] += 0.01  # differs on one seed: a measurement of its own
+    assert "saliency_spearman@ig#2" in [row["metric"] for row in comparisons(summary)]
+
+
+def test_the_cost_table_of_a_study_without_a_baseline_is_relative_to_its_first_student(tmp_path):
+    from results_tables import render_costs
+
+    summary = {
+        "seeds": [0, 1],
+        "baseline": None,
+        "students": {"small[alpha=0.0]": {}, "small[alpha=0.5]": {}},
+        "fits": {
+            "teacher": {"seconds": [10.0, 10.0], "epoch_seconds": [1.0, 1.0]},
+            "student:small[alpha=0.0]": {"seconds": [4.0, 4.0], "epoch_seconds": [2.0, 2.0]},
+            "student:small[alpha=0.5]": {"seconds": [5.0, 5.0], "epoch_seconds": [3.0, 3.0]},
+        },
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(summary))
+    table = render_costs(tmp_path)
+    assert "| small[alpha=0.0] | 4 | 1.00x (baseline) |" in table and "| small[alpha=0.5] | 5 | 1.50x |" in table
+
+
+def test_a_study_does_not_measure_its_own_explainer_twice():
+    from reproduce import INDEPENDENT, further_explainers
+
+    ig32 = {"explainer": "integrated_gradients", "explainer_options": {"n_steps": 32}}
+    assert further_explainers(ig32, INDEPENDENT) == [{"explainer": "saliency"}]
+    ig16 = {"explainer": "integrated_gradients", "explainer_options": {"n_steps": 16}}
+    assert further_explainers(ig16, INDEPENDENT) == INDEPENDENT  # other settings: another measurement
