@@ -703,8 +703,20 @@ def where_pairs(students: list[str], baseline: str | None) -> list[list[str]]:
     return [[name, name.split("[")[0] + "[alpha=0.0]"] for name in students if not name.endswith("[alpha=0.0]")]
 
 
+def subdistill_pairs(students: list[str], baseline: str | None) -> list[list[str]]:
+    """The paper's comparisons (SubDistill against the layer-wise KD methods), then the combined students'."""
+    layerwise = [
+        ["subdistill", arm] for arm in ("fitnets", "attention_transfer") if {"subdistill", arm} <= set(students)
+    ]
+    return layerwise + combined_pairs(students, baseline)
+
+
 #: per study: the pairs compared besides each student against the baseline (default: the combined students')
-PAIRS = {"where-models-look": where_pairs}
+PAIRS = {
+    "where-models-look": where_pairs,
+    "subdistill-0-2-6": subdistill_pairs,
+    "subdistill-5-7-9": subdistill_pairs,
+}
 #: per study: metrics compared besides results_tables.py's defaults (the poster's logit Spearman and top-5 focus)
 ALSO_TESTED = {"where-models-look": ["logit_spearman", "topk_focus_ratio"]}
 

@@ -222,3 +222,14 @@ def test_a_study_does_not_measure_its_own_explainer_twice():
     assert further_explainers(ig32, INDEPENDENT) == [{"explainer": "saliency"}]
     ig16 = {"explainer": "integrated_gradients", "explainer_options": {"n_steps": 16}}
     assert further_explainers(ig16, INDEPENDENT) == INDEPENDENT  # other settings: another measurement
+
+
+def test_subdistill_is_compared_with_each_layerwise_arm_it_ran_beside():
+    from reproduce import PAIRS
+
+    pairs = PAIRS["subdistill-0-2-6"]
+    assert pairs(["kd", "fitnets", "attention_transfer", "subdistill"], "kd") == [
+        ["subdistill", "fitnets"],
+        ["subdistill", "attention_transfer"],
+    ]
+    assert pairs(["kd", "subdistill"], "kd") == []  # no layer-wise arm in the run: KD is the only reference
