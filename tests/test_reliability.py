@@ -152,6 +152,14 @@ STORE_SCRIPT = textwrap.dedent("""
 """)
 
 
+def chunks_done(manifest: Path) -> int:
+    """How many chunks a store's manifest records as finished (0 while it is missing or being replaced)."""
+    try:
+        return len(json.loads(manifest.read_text())["done"])
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 def test_precompute_killed_mid_store_keeps_finished_chunks(tmp_path):
     script = tmp_path / "store.py"
     script.write_text(STORE_SCRIPT)
@@ -160,17 +168,10 @@ def test_precompute_killed_mid_store_keeps_finished_chunks(tmp_path):
         [PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     manifest = root / "manifest.json"
-
-    def chunks_done() -> int:
-        try:
-            return len(json.loads(manifest.read_text())["done"])
-        except (FileNotFoundError, ValueError):
-            return 0
-
-    wait_for(lambda: chunks_done() >= 3, process=process)
+    wait_for(lambda: chunks_done(manifest) >= 3, process=process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = chunks_done()
+    done = chunks_done(manifest)
     assert 3 <= done < 10
     again = subprocess.run([PYTHON, str(script), str(root)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
@@ -186,7 +187,7 @@ def test_a_store_being_filled_by_another_process_is_refused(tmp_path):
     process = subprocess.Popen(
         [PYTHON, str(script), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    wait_for(lambda: (root / "manifest.json").exists() and "1" in (root / "manifest.json").read_text(), process=process)
+    wait_for(lambda: chunks_done(root / "manifest.json") >= 1, process=process)  # inside compute, lock held
     try:
         store = AttributionStore.create(root, {"teacher": "t"}, 40, (3,), chunk_size=4)
         with pytest.raises(

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -153,3 +154,33 @@ def _hold_lock(root, ready, release) -> None:
     with DirectoryLock(root, "attribution store"):
         ready.set()
         release.wait(30)
+
+
+def test_a_refusal_names_a_holder_that_has_not_yet_written_its_pid(tmp_path):
+    """The holder takes the lock, then writes its pid: a refusal in that moment still names it, never 'unknown'."""
+    import fcntl
+    import os
+    import threading
+
+    from xdistill.files import PID_WIDTH, DirectoryLock, LockedError
+
+    tmp_path.mkdir(exist_ok=True)
+    handle = open(tmp_path / ".lock", "a+")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, file still empty
+    write_pid = threading.Timer(0.2, lambda: os.pwrite(handle.fileno(), f"{4242:<{PID_WIDTH}}".encode(), 0))
+    write_pid.start()
+    try:
+        with pytest.raises(LockedError, match=r"\(pid 4242\)"):
+            DirectoryLock(tmp_path, "attribution store").acquire()
+    finally:
+        write_pid.join()
+        handle.close()
+
+
+def test_a_lock_file_holds_only_the_new_holders_pid(tmp_path):
+    """A longer pid left by an earlier holder is overwritten whole, not merged with the new one."""
+    from xdistill.files import DirectoryLock
+
+    (tmp_path / ".lock").write_text("99999999999")
+    with DirectoryLock(tmp_path, "run directory"):
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())

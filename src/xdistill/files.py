@@ -106,6 +106,19 @@ class LockedError(UserError, RuntimeError):
     """Another live process holds the lock on a run directory or attribution store."""
 
 
+PID_WIDTH = 12  # the lock file holds the holder's pid, padded to this width
+
+
+def _lock_holder(handle: IO[str], wait_seconds: float = 1.0) -> str:
+    """The pid written in a held lock file; a holder that has just taken the lock is given a moment to write it."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        holder = os.pread(handle.fileno(), PID_WIDTH, 0).decode(errors="replace").strip()
+        if holder or time.monotonic() >= deadline:
+            return holder or "unknown"
+        time.sleep(0.02)
+
+
 class DirectoryLock:
     """An exclusive ``fcntl.flock`` on ``directory/.lock``, held while a process works there.
 
@@ -128,7 +141,8 @@ class DirectoryLock:
             self._depth += 1
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        # read-write without O_APPEND, under which Linux's pwrite ignores the offset and appends
+        handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
         deadline = time.monotonic() + self.wait_seconds
         while True:
             try:
@@ -138,17 +152,15 @@ class DirectoryLock:
                 if time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
+                holder = _lock_holder(handle)
                 handle.close()
                 raise LockedError(
                     f"{self.what} {self.path.parent} is in use by another xdistill process (pid {holder}); "
                     "wait for it to finish or stop it, or choose another directory"
                 ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        # one fixed-width write in place: a reader never sees the file empty or half old, half new
+        os.pwrite(handle.fileno(), f"{os.getpid():<{PID_WIDTH}}".encode(), 0)
+        os.ftruncate(handle.fileno(), PID_WIDTH)
         self._handle, self._depth = handle, 1
         return self
 
