@@ -90,6 +90,21 @@ FITNETS = {"name": "fitnets", "layers": {"nope.1": "features.1"}}
             lambda d: d["students"][0].update(train={"augment": [{"name": "rotate"}]}),
             r"^students\[0\].train: .*unknown augmentation 'rotate'",
         ),
+        (
+            lambda d: d["evaluation"].update(
+                also=[
+                    {
+                        "explainer": d["evaluation"]["explainer"],
+                        "explainer_options": d["evaluation"]["explainer_options"],
+                    }
+                ]
+            ),
+            r"^evaluation.also\[0\]: \w+ with these options repeats evaluation.explainer, so it would be measured twice",
+        ),
+        (
+            lambda d: d["evaluation"].update(also=[{"explainer": "saliency"}, {"explainer": "saliency"}]),
+            r"^evaluation.also\[1\]: saliency with these options repeats evaluation.also\[0\]",
+        ),
         (lambda d: d["dataset"].update(name="ucr:NoSuchSet"), r"^dataset.name: "),
         (lambda d: d["teacher"].update(options={"widht": 0.5}), r"^teacher.options: "),
         (lambda d: d["teacher"].update(weights="missing.safetensors"), r"^teacher.weights: "),

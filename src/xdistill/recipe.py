@@ -7,6 +7,7 @@ Every problem is reported as one :class:`RecipeError` line that names the field,
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -97,7 +98,8 @@ class EvaluationSpec(Strict):
     also: list[ExplainerSpec] = Field(
         default=[],
         description="more explainers to measure alignment under (same parts and k), e.g. ones the method did not "
-        "train on; the report adds their alignment and how the explainers agree on the teacher itself",
+        "train on (each once: one that repeats the own explainer or another is refused); the report adds their "
+        "alignment and how the explainers agree on the teacher itself",
     )
     parts: str = Field(
         default="timestep",
@@ -382,8 +384,16 @@ def check_names(recipe: Recipe) -> None:
         recipe.evaluation.part_options,
         ("evaluation.explainer_options", "evaluation.part_options"),
     )
+    seen = {_explainer_key(recipe.evaluation.explainer, recipe.evaluation.explainer_options): "evaluation.explainer"}
     for i, extra in enumerate(recipe.evaluation.also):
         _known(f"evaluation.also[{i}].explainer", EXPLAINERS, extra.explainer)
+        key = _explainer_key(extra.explainer, extra.explainer_options)
+        if key in seen:
+            raise RecipeError(
+                f"evaluation.also[{i}]: {extra.explainer} with these options repeats {seen[key]}, so it would be "
+                "measured twice; remove it, or give it other explainer_options"
+            )
+        seen[key] = f"evaluation.also[{i}]"
         check_evaluation_options(
             extra.explainer,
             extra.explainer_options,
@@ -394,6 +404,11 @@ def check_names(recipe: Recipe) -> None:
     _check_methods("teacher.methods", recipe.teacher.methods)
     for student in recipe.expanded_students():
         _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)
+
+
+def _explainer_key(explainer: str, options: dict[str, Any]) -> str:
+    """One explainer with its options, comparable with another (options in any order)."""
+    return json.dumps([explainer, options], sort_keys=True, default=str)
 
 
 def check_evaluation_options(
