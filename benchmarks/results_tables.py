@@ -358,7 +358,7 @@ def render_costs(folder: Path) -> str:
         for i, (stage, fit) in enumerate(fits.items()):
             who = stage.removeprefix("student:")
             ratio = "–" if who == "teacher" else f"{epoch[who] / epoch[reference]:.2f}x"
-            ratio += " (baseline)" if who == reference else ""
+            ratio += (" (baseline)" if summary.get("baseline") else " (reference)") if who == reference else ""
             study = [path.stem, str(len(summary["seeds"])), f"{total:.1f}"] if i == 0 else ["", "", ""]
             lines.append("| " + " | ".join([*study, who, f"{mean_std(fit['seconds'])[0]:.0f}", ratio]) + " |")
     return "\n".join(lines) + "\n"
