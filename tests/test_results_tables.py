@@ -212,7 +212,7 @@ def test_the_cost_table_of_a_study_without_a_baseline_is_relative_to_its_first_s
     }
     (tmp_path / "grid.json").write_text(json.dumps(summary))
     table = render_costs(tmp_path)
-    assert "| small[alpha=0.0] | 4 | 1.00x (baseline) |" in table and "| small[alpha=0.5] | 5 | 1.50x |" in table
+    assert "| small[alpha=0.0] | 4 | 1.00x (reference) |" in table and "| small[alpha=0.5] | 5 | 1.50x |" in table
 
 
 def test_a_study_does_not_measure_its_own_explainer_twice():
