@@ -33,6 +33,7 @@ STUDIES: dict[str, tuple[str, str, str, str, str, str]] = {
     "combinations-Trace": (*OCCLUSION, *IG, "kd", "FCN pair, terms combined"),
     "subdistill-0-2-6": (*IG16, *SALIENCY, "kd", "subdistill_paper, 40 ep.; subtask test"),
     "subdistill-5-7-9": (*IG16, *SALIENCY, "kd", "subdistill_paper, 40 ep.; subtask test"),
+    "combinations-fashion-mnist": (*IG16, *SALIENCY, "kd", "subdistill_paper, 40 ep., terms combined"),
     "kdig-paper-fashion-mnist-60k": (*IG16, *SALIENCY, "kd_ig[p=0.0]", "kdig_paper; 10k test"),
     "rekd-fashion-mnist": (*IOU, *IG, "rationale_alone", "Fashion-MNIST patches; 2k test images"),
     "where-models-look": ("saliency_spearman", "IG 32", *SALIENCY, "large[alpha=0.5]", "MNIST-1D, 3,000 Adam steps"),
