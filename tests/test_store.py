@@ -159,12 +159,10 @@ def _hold_lock(root, ready, release) -> None:
 def test_a_refusal_names_a_holder_that_has_not_yet_written_its_pid(tmp_path):
     """The holder takes the lock, then writes its pid: a refusal in that moment still names it, never 'unknown'."""
     import fcntl
-    import os
     import threading
 
     from xdistill.files import PID_WIDTH, DirectoryLock, LockedError
 
-    tmp_path.mkdir(exist_ok=True)
     handle = open(tmp_path / ".lock", "a+")
     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, file still empty
     write_pid = threading.Timer(0.2, lambda: os.pwrite(handle.fileno(), f"{4242:<{PID_WIDTH}}".encode(), 0))
