@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from xdistill.recipe import default_recipe_path, parse_recipe
+from xdistill.recipe import EvaluationSpec, default_recipe_path, explainer_key, parse_recipe
 from xdistill.study import Study
 
 RECIPES = default_recipe_path().parent
@@ -132,8 +132,11 @@ def _value(v: Any) -> float:
 
 def further_explainers(evaluation: dict[str, Any], also: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``also`` less the study's own explainer with its own settings (measuring it twice adds nothing)."""
-    own = (evaluation.get("explainer"), evaluation.get("explainer_options") or {})
-    return [a for a in also if (a["explainer"], a.get("explainer_options") or {}) != own]
+    defaults = EvaluationSpec()
+    own = explainer_key(
+        evaluation.get("explainer", defaults.explainer), evaluation.get("explainer_options", defaults.explainer_options)
+    )
+    return [a for a in also if explainer_key(a["explainer"], a.get("explainer_options") or {}) != own]
 
 
 def run_seeds(

@@ -384,10 +384,10 @@ def check_names(recipe: Recipe) -> None:
         recipe.evaluation.part_options,
         ("evaluation.explainer_options", "evaluation.part_options"),
     )
-    seen = {_explainer_key(recipe.evaluation.explainer, recipe.evaluation.explainer_options): "evaluation.explainer"}
+    seen = {explainer_key(recipe.evaluation.explainer, recipe.evaluation.explainer_options): "evaluation.explainer"}
     for i, extra in enumerate(recipe.evaluation.also):
         _known(f"evaluation.also[{i}].explainer", EXPLAINERS, extra.explainer)
-        key = _explainer_key(extra.explainer, extra.explainer_options)
+        key = explainer_key(extra.explainer, extra.explainer_options)
         if key in seen:
             raise RecipeError(
                 f"evaluation.also[{i}]: {extra.explainer} with these options repeats {seen[key]}, so it would be "
@@ -406,7 +406,7 @@ def check_names(recipe: Recipe) -> None:
         _check_methods(f"students[{student_index(recipe, student)}].methods", student.methods)
 
 
-def _explainer_key(explainer: str, options: dict[str, Any]) -> str:
+def explainer_key(explainer: str, options: dict[str, Any]) -> str:
     """One explainer with its options, comparable with another (options in any order)."""
     return json.dumps([explainer, options], sort_keys=True, default=str)
 
