@@ -1,6 +1,7 @@
 """Distributed training on 2 CPU processes (gloo, strategy "ddp") against one process with the same global batch."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -283,3 +284,37 @@ def test_killing_one_process_ends_the_other_promptly_and_the_rerun_ends_as_an_un
     one = load_file(str(tmp_path / "whole" / "tsd" / "student.safetensors"))
     two = load_file(str(work / "tsd" / "student.safetensors"))
     assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_a_lost_rank_through_the_cli_is_one_line_naming_it_without_the_backends_words(tmp_path):
+    """``xdistill teach --devices 2``, rank 1 SIGKILLed after the teacher's first checkpoint: rank 0 ends with one
+    line that names the lost rank and what to do, none of gloo's own message."""
+    import signal
+    import time
+
+    import yaml
+
+    recipe, out = small_recipe(tmp_path), tmp_path / "run"
+    data = yaml.safe_load(recipe.read_text())
+    data["teacher"]["train"] = {"steps": 400, "batch_size": 16, "checkpoint_seconds": 0}
+    recipe.write_text(yaml.safe_dump(data))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xdistill", "teach", str(recipe), "--out", str(out), "--devices", "2", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not (out / "teacher" / "checkpoints" / "last.safetensors").exists():
+        assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.stderr else ""
+        time.sleep(0.02)
+    children = _children(process.pid)
+    assert children, "rank 1 was not found"
+    os.kill(children[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 1
+    lines = [line for line in stderr.splitlines() if line.startswith("xdistill: error:")]
+    assert len(lines) == 1, stderr[-2000:]
+    assert lines[0].startswith("xdistill: error: rank 1 of this 2-process run stopped or stopped answering"), lines
+    assert "run the same command again" in lines[0] and "GLHF" not in lines[0] and "gloo" not in lines[0].lower()

@@ -49,7 +49,8 @@ def test_adding_and_changing_students_redoes_only_their_stages(tmp_path):
     assert (out / "teacher" / "teacher.safetensors").read_bytes() == teacher_bytes  # not retrained
     assert (out / "students" / "alone" / "student.safetensors").read_bytes() == alone_bytes
     assert stages["student:kd"] != first["student:kd"] and "student:kd_wide" in stages
-    assert "student alone:" not in done.stderr and "student kd:" in done.stderr  # only kd and kd_wide trained
+    assert "student alone: kept (finished earlier)" in done.stderr  # only kd and kd_wide trained
+    assert "student alone: fcn1d" not in done.stderr and "student kd: fcn1d" in done.stderr
     figures = read_json(out / "report" / "figures.json")
     assert [s["student"] for s in figures["students"]] == ["alone", "kd", "kd_wide"]
     assert figures["evaluation"]["k"] == 4 and all(s["student_params"] > 0 for s in figures["students"])

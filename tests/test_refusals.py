@@ -105,6 +105,19 @@ FITNETS = {"name": "fitnets", "layers": {"nope.1": "features.1"}}
             lambda d: d["evaluation"].update(also=[{"explainer": "saliency"}, {"explainer": "saliency"}]),
             r"^evaluation.also\[1\]: saliency with these options repeats evaluation.also\[0\]",
         ),
+        (
+            lambda d: d["students"][1].update(methods=["ce", "hinton"]),
+            r"^students\[1\].methods: term 'ce' appears once written directly and once inside preset 'hinton', so it "
+            r"would train twice; .*\{name: ce, weight: w, again: true\}",
+        ),
+        (
+            lambda d: d["students"][2].update(methods=["ce", {"name": "tsd_published", "perturbations": 4}]),
+            r"^students\[2\].methods: term 'ce' appears once written directly and once inside preset 'tsd_published'",
+        ),
+        (
+            lambda d: d["students"][0].update(methods=["ce", {"name": "ce", "weight": 0.5}]),
+            r"^students\[0\].methods: term 'ce' appears twice, written directly",
+        ),
         (lambda d: d["dataset"].update(name="ucr:NoSuchSet"), r"^dataset.name: "),
         (lambda d: d["teacher"].update(options={"widht": 0.5}), r"^teacher.options: "),
         (lambda d: d["teacher"].update(weights="missing.safetensors"), r"^teacher.weights: "),
@@ -335,3 +348,10 @@ def test_corrupt_csv_files_are_refused_naming_the_file(tmp_path, text):
     assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
     assert f"{name}_TRAIN" in stderr, stderr  # the file (or its dataset name, csv:<stem>)
     assert not out.exists()
+
+
+def test_a_term_repeated_on_purpose_with_again_trains_both(tmp_path):
+    from xdistill.methods import Objective
+
+    objective = Objective.build(["hinton", {"name": "ce", "weight": 0.4, "again": True}])
+    assert objective.names == ["ce", "kd", "ce#2"] and [t.weight for t in objective.losses][2] == 0.4

@@ -86,9 +86,11 @@ def test_run_writes_everything_and_skips_finished_stages(finished_run):
             assert key in student
     md = (out / "report" / "report.md").read_text()
     assert "| tsd |" in md and "Sweep of alpha" in md
-    # a second run does nothing but the report
+    # a second run does nothing but the report, and says that every stage was kept
     again = cli("run", str(recipe), "--out", str(out))
-    assert again.returncode == 0 and "student" not in again.stderr.replace("students", "")
+    assert again.returncode == 0 and "teacher: kept (finished earlier)" in again.stderr
+    lines = [line for line in again.stderr.splitlines() if "student " in line]
+    assert lines and all(line.endswith(": kept (finished earlier)") for line in lines), lines
 
 
 @pytest.mark.slow

@@ -32,7 +32,8 @@ class CheckpointError(DamagedFileError):
 
 
 def _open_error(path: str | Path, error: Exception, fix: str = RESTORE) -> CheckpointError:
-    return CheckpointError(f"{path} is damaged (truncated or corrupt: {str(error).splitlines()[0]}); {fix}")
+    why = f"truncated or corrupt: {str(error).splitlines()[0]}"
+    return CheckpointError(f"{path} is damaged ({why}); {fix}", why, path)
 
 
 def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -50,7 +51,8 @@ def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
 def _checked(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], fix: str) -> None:
     stored = metadata.get(_HASH_KEY)
     if stored is not None and stored != tensors_hash(tensors):
-        raise CheckpointError(f"{path} is damaged (its tensors do not match the hash written with them); {fix}")
+        why = "its tensors do not match the hash written with them"
+        raise CheckpointError(f"{path} is damaged ({why}); {fix}", why, path)
 
 
 def _save(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
@@ -59,9 +61,13 @@ def _save(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    save_file(tensors, str(partial), metadata={**(metadata or {}), _HASH_KEY: tensors_hash(tensors)})
-    os.replace(partial, path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    try:
+        save_file(tensors, str(partial), metadata={**(metadata or {}), _HASH_KEY: tensors_hash(tensors)})
+        os.replace(partial, path)
+    except BaseException:  # a full disk or an interrupt: no partial file left behind
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _load(path: str | Path, fix: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
@@ -156,3 +162,29 @@ def fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def newest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(path, content) of the newest complete checkpoint in ``directory`` (last, then an unrenamed next, then
+    previous) whose content matches its hash; a damaged one is named in a warning and the next older one is used."""
+    import logging
+
+    names = ["last.safetensors", "next.safetensors", "previous.safetensors"]
+    found = [directory / name for name in names if (directory / name).exists()]
+    for k, path in enumerate(found):
+        fix = f"resuming from {found[k + 1].name} instead" if k + 1 < len(found) else "training starts over"
+        try:
+            return path, load_tree(path, fix=fix)
+        except CheckpointError as error:
+            logging.getLogger("xdistill").warning("%s", error)
+    return None
+
+
+def resume_point(directory: Path) -> tuple[int, float] | None:
+    """(epochs finished, the checkpoint's modification time) of the checkpoint a fit would resume from in
+    ``directory``, or None when it would start from scratch."""
+    found = newest_checkpoint(directory)
+    if found is None:
+        return None
+    path, tree = found
+    return int(tree.get("epoch", -1)) + 1, path.stat().st_mtime

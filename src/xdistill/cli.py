@@ -452,14 +452,31 @@ def main(argv: list[str] | None = None) -> int:
             print(text, file=sys.stderr, end="")
         where = f"; details in {log}" if log else ("" if debug else "; run again with --debug for the traceback")
         if _lost_peer(error):
-            print(
-                "xdistill: error: another process of this multi-process run stopped or stopped answering "
-                f"({str(error).splitlines()[0][-80:]}); run the same command again to resume{where}",
-                file=sys.stderr,
-            )
+            from .distributed import LAST_GROUP
+
+            rank, world = LAST_GROUP[0] if LAST_GROUP else (None, None)
+            print(lost_peer_message(rank, world) + where, file=sys.stderr)
             return 1
         print(f"xdistill: error: {type(error).__name__}: {error}".splitlines()[0] + where, file=sys.stderr)
         return 1
+
+
+def lost_peer_message(rank: int | None, world: int | None) -> str:
+    """One line for a multi-process run that lost a process: which rank(s), and what to do (none of the backend's
+    own message, whose useful part is the peer's address, not its rank)."""
+    others = [r for r in range(world or 0) if r != rank]
+    if len(others) == 1:
+        lost = f"rank {others[0]} of this {world}-process run"
+    elif others:
+        lost = f"one of ranks {', '.join(map(str, others))} of this {world}-process run"
+    else:
+        lost = "another process of this multi-process run"
+    seen = f" (seen by rank {rank})" if rank is not None else ""
+    return (
+        f"xdistill: error: {lost} stopped or stopped answering{seen}; run the same command again: it resumes from "
+        "the last checkpoint. If it happens again, the lost process may have run out of memory (see dmesg) or been "
+        "too slow to answer (raise hardware.process_timeout)"
+    )
 
 
 def _lost_peer(error: BaseException) -> bool:

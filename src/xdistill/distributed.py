@@ -15,6 +15,15 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+#: this process's place in the last multi-process fit it joined: (rank, world size), or None; kept after the
+#: process group is gone (Lightning clears WORLD_SIZE on teardown) so an error can name the rank that was lost
+LAST_GROUP: list[tuple[int, int]] = []
+
+
+def remember_group(rank: int, world: int) -> None:
+    """Record this process's rank and the world size of the fit it is in (see :data:`LAST_GROUP`)."""
+    LAST_GROUP[:] = [(rank, world)]
+
 
 def world_size() -> int:
     """Processes in the current ``torch.distributed`` group (1 when not distributed)."""

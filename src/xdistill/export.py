@@ -49,7 +49,7 @@ def export_student(
     spec = specs[student]
     inputs = StudyInputs(recipe, run)
     model = inputs.build(f"students[{student_index(recipe, spec)}]", spec.model, spec.options, student=True)
-    if not read_back(model, weights):
+    if read_back(model, weights) is not None:
         raise UserError(f"{weights} is damaged; run xdistill run again to rebuild it from its checkpoints")
     model.eval()
     destination = Path(out) if out else run.root / "export" / f"{run.student_dir(student).name}.{fmt}"

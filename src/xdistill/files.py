@@ -8,6 +8,7 @@ archives their zip CRC-32s. A file that is truncated, zeroed or has a flipped by
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -18,33 +19,79 @@ from typing import IO, Any
 
 from .errors import UserError
 
+#: how a file being written is named until it is complete: ``<name>.<pid>.part``
+PARTIAL_SUFFIX = ".part"
+
 
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write bytes atomically (a ``.part`` file renamed into place), creating the folder.
 
     The partial file is named by the writing process, so several processes (DDP ranks creating the
-    same store) writing one file never rename each other's half-written copy."""
+    same store) writing one file never rename each other's half-written copy. A write that fails (a full disk,
+    Ctrl-C) removes its partial file and raises again; the file it would have replaced is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:  # a full disk, a Ctrl-C: no half-written file is left behind, the old one stays
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def _writer_alive(partial: Path) -> bool:
+    """Whether the process named in a partial file's name (``<name>.<pid>.part``) is alive on this machine and is
+    not this one (this process writes nothing while it looks for stale partial files)."""
+    pid = partial.name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 1)[-1]
+    if not pid.isdigit() or not 0 < int(pid) < 2**31 or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists: another user's
+        pass
+    return True
+
+
+def remove_stale_partials(root: str | Path) -> list[Path]:
+    """Remove the ``*.part`` files below ``root`` that an interrupted or failed write left behind; return them.
+
+    Call it only while holding ``root``'s :class:`DirectoryLock` (no other run writes there then). A partial file
+    whose name carries the pid of another live process (a rank of this run, ``xdistill report``) is left alone."""
+    removed = []
+    for partial in sorted(Path(root).rglob(f"*{PARTIAL_SUFFIX}")):
+        if not partial.is_file() or _writer_alive(partial):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+            removed.append(partial)
+    return removed
 
 
 HASH_KEY = "_sha256"
 
 
+def sha256_of(data: bytes) -> str:
+    """The SHA-256 of some bytes, as hex: how a file is checked against a hash recorded in another file."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class DamagedFileError(UserError, ValueError):
     """A file xdistill wrote earlier that cannot be trusted (truncated, zeroed, bytes changed): the message names
-    the file and the command or step that rebuilds it; ``why`` says what is wrong with it."""
+    the file and the command or step that rebuilds it; ``why`` says what is wrong with it, ``path`` which file
+    (when known)."""
 
-    def __init__(self, message: str, why: str = "") -> None:
+    def __init__(self, message: str, why: str = "", path: str | Path | None = None) -> None:
         super().__init__(message)
         self.why = why or message
+        self.path = Path(path) if path is not None else None
 
 
 def damaged(path: str | Path, why: str, fix: str) -> DamagedFileError:
-    return DamagedFileError(f"{path} is damaged ({why}); {fix}", why)
+    return DamagedFileError(f"{path} is damaged ({why}); {fix}", why, path)
 
 
 def _canonical_hash(data: Any) -> str:

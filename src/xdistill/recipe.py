@@ -499,10 +499,11 @@ def _known_model(where: str, name: str) -> None:
 def _check_methods(where: str, methods: list) -> None:
     """Each spec (term or preset) builds, and the list as a whole is a trainable objective."""
     from .methods import build_terms
+    from .methods.base import expand, term_from_spec
 
     for j, spec in enumerate(methods):
         try:
-            build_terms([spec, "ce"])  # the spec on its own (ce only so that a lone transform or term is allowed here)
+            [term_from_spec(s) for s in expand([spec])]  # the spec on its own, before the list as a whole
         except TypeError as error:
             raise RecipeError(f"{where}[{j}]: {error}".replace("__init__() ", "")) from None
         except (LookupError, ValueError) as error:

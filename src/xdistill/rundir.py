@@ -48,6 +48,14 @@ class RunDirectory:
     def student_dir(self, name: str) -> Path:
         return self.root / "students" / safe_name(name)
 
+    def work_dir(self, stage: str) -> Path | None:
+        """The folder a training stage (``teacher``, ``student:<name>``) fits in; None for other stages."""
+        if stage == "teacher":
+            return self.teacher_dir
+        if stage.startswith("student:"):
+            return self.student_dir(stage.removeprefix("student:"))
+        return None
+
     @property
     def attributions(self) -> Path:
         return self.root / "attributions"
@@ -71,6 +79,13 @@ class RunDirectory:
     @property
     def report_dir(self) -> Path:
         return self.root / "report"
+
+    @staticmethod
+    def training_logs(work: Path) -> list[Path]:
+        """A fit's per-epoch CSV logs in its folder (``logs/version_*/metrics.csv``; a resumed fit adds a version),
+        in the order they were written."""
+        found = [p for p in work.glob("logs/version_*/metrics.csv") if p.parent.name.split("_")[1].isdigit()]
+        return sorted(found, key=lambda p: int(p.parent.name.split("_")[1]))
 
     def seed(self, seed: int) -> RunDirectory:
         """The run directory of one seed of a several-seed study."""

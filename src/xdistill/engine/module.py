@@ -14,6 +14,7 @@ from torch import nn
 
 from ..augment import apply_augmentations, build_augmentations
 from ..config import TrainConfig
+from ..distributed import remember_group
 from ..hooks import FeatureHooks
 from ..methods import Batch, Objective, PrepareContext, Step, StepState
 from ..methods.objective import NonFiniteLoss
@@ -73,6 +74,9 @@ class DistillationModule(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self.epoch_metrics: dict[str, float] = {}
+        #: every finished epoch's logged row (``epoch``, ``step`` and the metrics), in every checkpoint: a fit resumed
+        #: after a kill writes the epochs before its checkpoint into its logs again, so its curve covers every epoch
+        self.history: list[dict[str, float]] = []
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def remove_hooks(self) -> None:
@@ -89,6 +93,8 @@ class DistillationModule(L.LightningModule):
         trainer, train = self.trainer, self.train_data
         device = trainer.strategy.root_device
         distributed = trainer.world_size > 1
+        if distributed:
+            remember_group(trainer.global_rank, trainer.world_size)
         context: PrepareContext = self.make_context(
             device=device,
             progress=self.progress and trainer.is_global_zero,
@@ -233,11 +239,28 @@ class DistillationModule(L.LightningModule):
         if self.val_data is not None and len(self.val_data):
             metrics.update(self._validate())
         self.epoch_metrics = metrics  # (the progress bar and the best-epoch callback read them here)
+        self.history.append({"epoch": float(self.current_epoch), "step": float(self.global_step), **metrics})
         # the same on every rank: written straight to the loggers (Lightning's self.log costs ~1.6 ms a value, paid
         # every epoch; a tiny data set has hundreds of epochs)
-        for logger in self.trainer.loggers:
-            logger.log_metrics({"epoch": self.current_epoch, **metrics}, step=self.global_step)
+        self._log_rows(self.history[-1:])
         self._sums, self._count = {}, 0
+
+    def _log_rows(self, rows: list[dict[str, float]]) -> None:
+        for row in rows:
+            metrics = {k: v for k, v in row.items() if k != "step"}
+            metrics["epoch"] = int(metrics["epoch"])
+            for logger in self.trainer.loggers:
+                logger.log_metrics(metrics, step=int(row["step"]))
+
+    # -- checkpoints: the epoch history travels with them --------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["xdistill_history"] = [dict(row) for row in self.history]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed fit: its logs start with the epochs the checkpoint holds (here, not when training starts: a
+        fit killed after its last checkpoint has no epoch left, and Lightning then skips the training hooks)."""
+        self.history = [dict(row) for row in checkpoint.get("xdistill_history", [])]
+        self._log_rows(self.history)
 
     def _reduce(self, totals: torch.Tensor) -> torch.Tensor:
         if self.trainer.world_size > 1:

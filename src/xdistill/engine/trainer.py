@@ -11,7 +11,7 @@ from typing import Any
 
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
-from ..checkpoint import CheckpointError, load_tree, save_tree
+from ..checkpoint import load_tree, newest_checkpoint, save_tree
 from ..config import RunConfig
 
 _CHATTY = (
@@ -87,13 +87,5 @@ def loggers(names: Sequence[str], work_dir: Path) -> list | bool:
 def resume_checkpoint(directory: Path) -> Path | None:
     """The newest complete checkpoint in ``directory`` (last, then an unrenamed next, then previous) whose
     content matches its hash; a damaged one is named in a warning and the next older one is used."""
-    names = ["last.safetensors", "next.safetensors", "previous.safetensors"]
-    found = [directory / name for name in names if (directory / name).exists()]
-    for k, path in enumerate(found):
-        fix = f"resuming from {found[k + 1].name} instead" if k + 1 < len(found) else "training starts over"
-        try:
-            load_tree(path, fix=fix)
-            return path
-        except CheckpointError as error:
-            logging.getLogger("xdistill").warning("%s", error)
-    return None
+    found = newest_checkpoint(directory)
+    return found[0] if found else None

@@ -233,21 +233,50 @@ def _split(spec: Any) -> tuple[str, dict[str, Any]]:
 
 def expand(specs: Iterable[Any]) -> list[Any]:
     """Presets replaced by the term specs they stand for (recursively); terms and objects as given."""
-    out: list[Any] = []
+    return [spec for spec, _ in _expand_traced(specs)]
+
+
+def _expand_traced(specs: Iterable[Any], origin: str = "") -> list[tuple[Any, str]]:
+    """(spec, where it came from: "" when written directly, else "preset 'hinton'") after expanding presets."""
+    out: list[tuple[Any, str]] = []
     for spec in specs:
         if isinstance(spec, Term):
-            out.append(spec)
+            out.append((spec, origin))
             continue
         name, options = _split(spec)
         if name in PRESETS and name not in TERMS:
             check_options(PRESETS.get(name), options, what=f"{name} option")
             try:
-                out += expand(PRESETS.get(name)(**options))
+                inner = PRESETS.get(name)(**options)
             except TypeError as error:
                 raise ValueError(f"preset {name!r}: {str(error).split(') ', 1)[-1]}") from None
+            out += _expand_traced(inner, origin or f"inside preset {name!r}")
         else:
-            out.append(spec)
+            out.append((spec, origin))
     return out
+
+
+#: the option that adds a term a second time on purpose: ``[hinton, {name: ce, weight: 0.4, again: true}]``
+AGAIN = "again"
+
+
+def refuse_repeats(traced: Sequence[tuple[Any, str]]) -> None:
+    """A term named twice (directly or through a preset) would train twice, e.g. ``[ce, hinton]`` trains CE as
+    ``ce`` and again inside hinton: refused naming both places, unless the later one says ``again: true``."""
+    seen: dict[str, str] = {}
+    for spec, origin in traced:
+        if isinstance(spec, Term):
+            continue
+        name, options = _split(spec)
+        if name in seen and not options.get(AGAIN):
+            first, second = seen[name] or "written directly", origin or "written directly"
+            where = f"once {first} and once {second}" if first != second else f"twice, {first}"
+            raise ValueError(
+                f"term {name!r} appears {where}, so it would train twice; drop one (a preset's share of a term "
+                f"is one of its options), or, to add it on purpose, write the second as "
+                f"{{name: {name}, weight: w, {AGAIN}: true}}"
+            )
+        seen.setdefault(name, origin)
 
 
 def build_term(name: str, weight: float | None = None, **options: Any) -> Term:
@@ -285,6 +314,7 @@ def term_from_spec(spec: Any) -> Term:
         return spec
     name, options = _split(spec)
     weight = options.pop("weight", None)
+    options.pop(AGAIN, None)
     return build_term(name, weight, **options)
 
 
@@ -297,7 +327,9 @@ def build_terms(specs: Sequence[Any]) -> list[Term]:
     """
     if isinstance(specs, (str, dict, Term)):
         specs = [specs]
-    terms = [term_from_spec(spec) for spec in expand(specs)]
+    traced = _expand_traced(specs)
+    refuse_repeats(traced)
+    terms = [term_from_spec(spec) for spec, _ in traced]
     if not terms:
         raise ValueError("give at least one term (e.g. 'ce' for a student alone, ['ce', 'kd'] to distill)")
     if not any(t.has_loss for t in terms):

@@ -99,8 +99,8 @@ class PerturbationTSD(Term):
     ``default_rows``); a model with BatchNorm in training mode always gets all copies at once.
 
     ``bank=R`` caches the teacher side: each training sample gets R (donor, start) draws, fixed by
-    its index and the seed, whose teacher saliency is computed the first time the sample is met;
-    each step then draws K of the R. The bank is used only where it saves teacher forwards
+    its index and the seed, whose teacher saliency is computed before training, for every sample in index order
+    (so a resumed fit rebuilds the same bank bit for bit); each step then draws K of the R. The bank is used only where it saves teacher forwards
     (planned steps · batch · K > N · R); otherwise the teacher side is computed every step, as published.
     """
 
@@ -166,6 +166,9 @@ class PerturbationTSD(Term):
                 )
             else:
                 self.bank = TeacherBank(n, self.bank_size, mix(context.seed, self.salt ^ self.seed))
+                # filled whole, here, in index order: the same numbers however training later meets the samples,
+                # so a fit resumed from a checkpoint (which does not hold the bank) rebuilds it bit for bit
+                self.bank.fill(torch.arange(n), self, context.teacher.to(context.device))
 
     def _draw(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(donor indices, starts, teacher saliency or None) for this batch, drawn from per-sample
@@ -174,8 +177,6 @@ class PerturbationTSD(Term):
         index = step.batch.index_on_host
         streams = step.state.streams(index, self.salt ^ self.seed)
         if self.bank is not None:
-            assert step.teacher is not None
-            self.bank.fill(index, self, step.teacher)
             return self.bank.pick(index, streams, self.K)
         donors, starts = sample_perturbations(
             self.train_y[index], self.train_y, self.K, self.window, step.batch.x.shape[-1], uniform=streams
@@ -229,7 +230,7 @@ class PerturbationTSD(Term):
 
 
 class TeacherBank:
-    """R fixed (donor, start) draws per training sample and the teacher's saliency for each, filled on first use.
+    """R fixed (donor, start) draws per training sample and the teacher's saliency for each.
 
     A sample's draws come from its own stream keyed by (key, its index), so they do not depend on
     which batch, step or process meets it first; entries live on the CPU.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..files import write_json
+from ..files import atomic_write, write_json
 from . import figures
 from .decision import DELETION_AUC, decide
 from .verdict import mean_of, verdicts
@@ -129,13 +129,14 @@ def build_report(
             for base, (option, points) in sweeps.items()
         },
     }
-    write_json(out / "figures.json", summary)
-    (out / "report.md").write_text(_markdown(summary))
-    (out / "report.html").write_text(_html(summary, images, explorer))
+    write_json(out / "figures.json", summary)  # every file written atomically: a cut-off write leaves the old one
+    atomic_write(out / "report.md", _markdown(summary).encode("utf-8"))
+    atomic_write(out / "report.html", _html(summary, images, explorer).encode("utf-8"))
     for stale in out.glob("*.png"):  # figures of an earlier report (e.g. a student since removed)
-        stale.unlink()
+        if stale.stem not in images:
+            stale.unlink()
     for name, data in images.items():
-        (out / f"{name}.png").write_bytes(data)
+        atomic_write(out / f"{name}.png", data)
     return out / "report.html"
 
 

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ..files import damaged, sha256_of
+from ..rundir import RunDirectory
+
 #: the most samples whose maps and inputs one seed embeds
 MAP_SAMPLES = 300
 #: per-sample columns shown and sortable in the explorer (name -> label), when the files have them
@@ -119,21 +122,26 @@ def explorer_data(
     }
 
 
-def read_curves(model_dir: Path) -> dict[str, list[float]]:
-    """A model's per-epoch training figures from its CSV logs (every ``logs/version_*`` in order: a resumed fit
-    writes a new version; the last value of an epoch wins). Columns ``epoch``, ``train/*``, ``val/*``."""
-    import csv
+#: what a damaged training log costs, and the only way to write it anew
+CURVES_LOST = "its model's training curves are left out of the report (only training the model again writes them)"
 
+
+def read_curves(model_dir: Path, hashes: dict[str, str] | None = None) -> dict[str, list[float]]:
+    """A model's per-epoch training figures from its CSV logs (every ``logs/version_*`` in order: a resumed fit
+    writes a new version; the last value of an epoch wins). Columns ``epoch``, ``train/*``, ``val/*``.
+
+    ``hashes``: the SHA-256 of each log by its path below ``model_dir``, as its training stage recorded them: only
+    those logs are read, each checked, and one that is missing or changed is a :class:`DamagedFileError`. Without
+    (a run that recorded none) every log is read as it is, and one that is not a readable CSV is refused the same."""
     by_epoch: dict[int, dict[str, float]] = {}
-    for path in sorted(model_dir.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])):
-        with open(path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                if not row.get("epoch"):
-                    continue
-                epoch = by_epoch.setdefault(int(float(row["epoch"])), {})
-                for key, value in row.items():
-                    if value and key.startswith(("train/", "val/")) and not key.endswith("_weighted"):
-                        epoch[key] = float(value)
+    for path in _logs(model_dir, hashes):
+        data = path.read_bytes()
+        if hashes is not None and sha256_of(data) != hashes[path.relative_to(model_dir).as_posix()]:
+            raise damaged(path, "its bytes do not match the hash stages.json recorded for it", CURVES_LOST)
+        try:
+            _add_rows(by_epoch, data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise damaged(path, f"not a readable CSV log: {str(error).splitlines()[0]}", CURVES_LOST) from None
     if not by_epoch:
         return {}
     epochs = sorted(by_epoch)
@@ -142,6 +150,35 @@ def read_curves(model_dir: Path) -> dict[str, list[float]]:
     for key in keys:
         out[key] = [float(f"{by_epoch[e][key]:.4g}") if key in by_epoch[e] else math.nan for e in epochs]
     return out
+
+
+def _logs(model_dir: Path, hashes: dict[str, str] | None) -> list[Path]:
+    """The logs to read: every one, or those ``hashes`` names (a damaged error when one of them is missing)."""
+    found = RunDirectory.training_logs(model_dir)
+    if hashes is None:
+        return found
+    names = {path.relative_to(model_dir).as_posix() for path in found}
+    missing = sorted(set(hashes) - names)
+    if missing:
+        raise damaged(model_dir / missing[0], "it is missing", CURVES_LOST)
+    return [path for path in found if path.relative_to(model_dir).as_posix() in hashes]
+
+
+def _add_rows(by_epoch: dict[int, dict[str, float]], text: str) -> None:
+    """A CSV log's rows, by epoch (a row without an epoch is skipped)."""
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        if None in row or None in row.values():  # more or fewer cells than the header names: a cut-off row
+            raise ValueError(f"line {reader.line_num} has not one cell per column")
+        if not row.get("epoch"):
+            continue
+        epoch = by_epoch.setdefault(int(float(row["epoch"])), {})
+        for key, value in row.items():
+            if value and key.startswith(("train/", "val/")) and not key.endswith("_weighted"):
+                epoch[key] = float(value)
 
 
 def embed(data: dict[str, Any]) -> str:

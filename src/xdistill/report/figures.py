@@ -43,9 +43,14 @@ def mean_std(value: Any) -> tuple[float, float]:
 
 def zoomed_limits(means: list[float], errors: list[float], natural: tuple[float, float] | None) -> tuple[float, float]:
     """An axis range around the bars and their error bars (a 10% margin), kept inside the metric's
-    natural range: 0.96 vs 0.98 stays visible instead of two bars reaching 1 from 0."""
-    low = min(m - e for m, e in zip(means, errors))
-    high = max(m + e for m, e in zip(means, errors))
+    natural range: 0.96 vs 0.98 stays visible instead of two bars reaching 1 from 0. Non-finite figures (a metric
+    undefined on every sample) are left out of the range."""
+    import math
+
+    ends = [(m - e, m + e) for m, e in zip(means, errors) if math.isfinite(m - e) and math.isfinite(m + e)]
+    if not ends:  # no finite figure (e.g. a metric undefined on every sample): the natural range, or [0, 1]
+        return natural if natural is not None else (0.0, 1.0)
+    low, high = min(lo for lo, _ in ends), max(hi for _, hi in ends)
     margin = max(0.1 * (high - low), 0.01)
     low, high = low - margin, high + margin
     if natural is not None:

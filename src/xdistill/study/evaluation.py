@@ -8,9 +8,9 @@ costs only its own explanations, deletion curves and cost.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..files import DamagedFileError, read_json, read_npz, write_json, write_npz
 from ..progress import progress_bar
 from .inputs import StudyInputs
 from .ledger import RunLedger
-from .samples import read_samples, samples_path, write_samples
+from .samples import REDO_EVALUATION, csv_path, read_samples, restore_csv, samples_path, write_samples
 
 if TYPE_CHECKING:
     from ..data import ArrayDataset
@@ -58,14 +58,10 @@ def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpe
     stage = f"evaluate:{student.name}"
     _, test = inputs.student_splits
     limit = inputs.recipe.evaluation.max_samples or len(test)
-    if ledger.done(stage) and path.exists() and samples_path(path).exists():
-        try:
-            if path.with_suffix(".npz").exists():
-                read_npz(path.with_suffix(".npz"))  # every member's CRC checked
-            read_samples(samples_path(path))
-            return read_json(path)
-        except DamagedFileError as error:
-            logging.getLogger("xdistill").warning("%s; evaluating again", str(error).split(";")[0])
+    if ledger.done(stage):
+        finished = read_finished(ledger, inputs, student.name)
+        if finished is not None:
+            return finished
     model, teacher, side = models()
     x, y = test.x[:limit], test.y[:limit]
     started = time.perf_counter()
@@ -97,6 +93,37 @@ def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpe
     write_json(path, result)
     ledger.finish(stage, started)
     return result
+
+
+def read_finished(ledger: RunLedger, inputs: StudyInputs, name: str) -> dict[str, Any] | None:
+    """A finished evaluation of student ``name`` read back, every file of it checked (content hash, CRC-32s, the
+    CSV against its npz); None when one is missing or damaged: it is then computed again. The log says which."""
+    path = ledger.paths.evaluation(name)
+    what = f"evaluation of {name}"
+    files = [path, samples_path(path)] + ([path.with_suffix(".npz")] if inputs.recipe.evaluation.examples else [])
+    missing = [p.name for p in files if not p.exists()]
+    if missing:
+        ledger.recomputed(what, f"its file {missing[0]} is missing")
+        return None
+    try:
+        if path.with_suffix(".npz").exists():
+            read_npz(path.with_suffix(".npz"), REDO_EVALUATION)  # every member's CRC checked
+        samples = read_samples(samples_path(path))
+        result = read_json(path, REDO_EVALUATION)
+    except DamagedFileError as error:
+        ledger.recomputed(what, f"{_name(error)} was damaged: {error.why}")
+        return None
+    why = restore_csv(samples_path(path), samples)
+    if why is None:
+        ledger.kept(what)
+    else:
+        ledger.warn(f"{what}: kept; {csv_path(samples_path(path)).name} written again from its npz ({why})")
+    return result
+
+
+def _name(error: DamagedFileError) -> str:
+    """The damaged file's name (``its file`` when the error does not say)."""
+    return error.path.name if error.path is not None else "its file"
 
 
 def whole_test_accuracy(
@@ -137,7 +164,12 @@ def teacher_side(ledger: RunLedger, inputs: StudyInputs, teacher: nn.Module) -> 
         "alignment": dataclasses.asdict(config),
     }
     side = TeacherSide.load(ledger.paths.teacher_side, key)
-    if side is None:
+    if side is not None:
+        ledger.kept("evaluation of the teacher")
+    else:
+        why = _unusable(ledger.paths.teacher_side)
+        if why is not None:
+            ledger.recomputed("evaluation of the teacher", why)
         ledger.log(f"evaluate the teacher on {limit} held-out samples (once, for every student)")
         x, y = test.x[:limit], test.y[:limit]
         units = (2 + len(config.also)) * len(x)  # explanations (each explainer), deletion curve
@@ -146,6 +178,23 @@ def teacher_side(ledger: RunLedger, inputs: StudyInputs, teacher: nn.Module) -> 
         side.example_maps = torch.from_numpy(example_maps(teacher, x[:n], side.target[:n], config)) if n else None
         side.save(ledger.paths.teacher_side, key)
     return side
+
+
+def _unusable(stem: Path) -> str | None:
+    """Why a saved teacher side that :meth:`TeacherSide.load` did not return is not used: a file of it damaged or
+    missing; None when there is none, or it was saved for another teacher, test split or settings."""
+    files = [stem.with_suffix(".json"), stem.with_suffix(".npz")]
+    if not any(p.exists() for p in files):
+        return None
+    missing = [p.name for p in files if not p.exists()]
+    if missing:
+        return f"its file {missing[0]} is missing"
+    try:
+        read_json(files[0])
+        read_npz(files[1])
+    except DamagedFileError as error:
+        return f"{_name(error)} was damaged: {error.why}"
+    return None
 
 
 def example_maps(model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: AlignmentConfig) -> np.ndarray:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from ..files import read_json, read_npz
+from ..files import DamagedFileError, read_json, read_npz
 from ..recipe import Recipe
 from ..report import ReportMeta, build_report
 from ..report.verdict import aggregate
 from ..rundir import RunDirectory
-from .samples import csv_path, read_samples, samples_path
-
-#: how a damaged evaluation file is rebuilt
-REDO_EVALUATION = "run the study's xdistill run command again: a damaged evaluation is redone"
+from .ledger import RESTAGE
+from .samples import REDO_EVALUATION, check_csv, csv_path, read_samples, samples_path
 
 
 def report_meta(recipe: Recipe, seeds: list[int] | None = None) -> ReportMeta:
@@ -64,8 +63,9 @@ def load_explorer(
     run: RunDirectory, seeds: dict[int, RunDirectory], students: list[str], class_names: list[str] | None
 ) -> dict[str, Any] | None:
     """The sample explorer's data: every seed's per-sample files and training curves (None when a per-sample file
-    is missing, e.g. a run evaluated before they existed: ``xdistill run`` evaluates it again)."""
-    from ..report.explorer import explorer_data, read_curves
+    is missing, e.g. a run evaluated before they existed: ``xdistill run`` evaluates it again). A per-sample CSV
+    that does not match its npz is not linked, a damaged training log not drawn: a warning names each."""
+    from ..report.explorer import explorer_data
 
     samples, curves, links = {}, {}, {}
     for seed, seed_run in seeds.items():
@@ -73,11 +73,46 @@ def load_explorer(
         if not all(p.exists() for p in paths.values()):
             return None
         samples[seed] = {name: read_samples(path) for name, path in paths.items()}
-        links[seed] = {name: _relative(csv_path(path), run.report_dir) for name, path in paths.items()}
-        curves[seed] = {"teacher": read_curves(seed_run.teacher_dir)}
-        curves[seed].update({name: read_curves(seed_run.student_dir(name)) for name in students})
-        curves[seed] = {model: c for model, c in curves[seed].items() if c}
+        links[seed] = {
+            name: _relative(csv_path(path), run.report_dir)
+            for name, path in paths.items()
+            if _csv_intact(path, samples[seed][name])
+        }
+        curves[seed] = model_curves(seed_run, students)
     return explorer_data(samples, curves, class_names, links)
+
+
+def _csv_intact(path: Path, samples: dict[str, Any]) -> bool:
+    """Whether the CSV beside the per-sample file ``path`` matches it (a warning names it when it does not)."""
+    why = check_csv(path, samples)
+    if why is not None:
+        logging.getLogger("xdistill").warning(
+            "%s is not linked from the report (%s); run the study's xdistill run command again to write it anew "
+            "from its npz",
+            csv_path(path),
+            why,
+        )
+    return why is None
+
+
+def model_curves(run: RunDirectory, students: list[str]) -> dict[str, dict[str, list[float]]]:
+    """The training curves of the teacher and each student of one run directory, their logs checked against the
+    hashes ``stages.json`` recorded; a model whose logs are damaged is left out (a warning names the file)."""
+    from ..report.explorer import read_curves
+
+    stages = read_json(run.stages, RESTAGE) if run.stages.exists() else {}
+    found = {}
+    for model, stage in [("teacher", "teacher")] + [(name, f"student:{name}") for name in students]:
+        work = run.work_dir(stage)
+        assert work is not None
+        try:
+            curves = read_curves(work, (stages.get(stage) or {}).get("logs"))
+        except DamagedFileError as error:
+            logging.getLogger("xdistill").warning("%s", str(error))
+            continue
+        if curves:
+            found[model] = curves
+    return found
 
 
 def _relative(path: Path, start: Path) -> str:

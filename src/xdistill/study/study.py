@@ -46,6 +46,7 @@ class Study:
         self.inputs = StudyInputs(recipe, self.ledger.paths)
         self._teacher: nn.Module | None = None
         self._teacher_side: Any = None
+        self._students: dict[str, nn.Module] = {}
 
     # -- the record and the inputs, by their usual names ---------------------------------------------------
     @property
@@ -177,8 +178,11 @@ class Study:
         return ClassSubset(teacher, classes).eval() if classes else teacher
 
     def student(self, student: StudentSpec) -> nn.Module:
-        """The distilled student; trained once per run directory (an interrupted one resumes)."""
-        return training.student(self.ledger, self.inputs, student, self.student_teacher())
+        """The distilled student; trained once per run directory (an interrupted one resumes), read back once per
+        process."""
+        if student.name not in self._students:
+            self._students[student.name] = training.student(self.ledger, self.inputs, student, self.student_teacher())
+        return self._students[student.name]
 
     def teacher_side(self) -> Any:
         """The teacher's half of every evaluation, computed once per run directory."""

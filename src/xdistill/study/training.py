@@ -4,7 +4,6 @@ Stages take the run's ledger and inputs, never the ``Study``."""
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,19 +20,41 @@ if TYPE_CHECKING:
     from ..recipe import StudentSpec
 
 
-def read_back(model: nn.Module, path: Path) -> bool:
-    """Load a finished stage's weights into ``model``; False when the file is missing or damaged (its content hash
-    does not match: then the stage runs again, resuming from its last checkpoint, and writes it anew)."""
+def read_back(model: nn.Module, path: Path) -> str | None:
+    """Load a finished stage's weights into ``model``: None when they loaded, else why not (the file is missing, or
+    damaged: its content hash does not match; then the stage runs again from its last checkpoint)."""
     from ..checkpoint import CheckpointError, load_weights
 
     if not path.exists():
-        return False
+        return f"{path.name} is missing"
     try:
         load_weights(model, path)
-        return True
     except CheckpointError as error:
-        logging.getLogger("xdistill").warning("%s; computing it again from its checkpoints", str(error).split(";")[0])
-        return False
+        return f"{path.name} was damaged: {error.why}"
+    return None
+
+
+def kept(ledger: RunLedger, who: str, model: nn.Module, path: Path) -> bool:
+    """A finished stage's weights read back (logged as kept); False, with the reason logged, when it must run
+    again."""
+    why = read_back(model, path)
+    if why is None:
+        ledger.kept(who)
+        return True
+    ledger.recomputed(who, f"{why}; from its last checkpoint")
+    return False
+
+
+def log_resume(ledger: RunLedger, who: str, work: Path) -> None:
+    """Say where a fit in ``work`` starts: from which checkpointed epoch, or (nothing said) from scratch."""
+    from ..checkpoint import resume_point
+
+    point = resume_point(work / "checkpoints")
+    if point is not None:
+        epochs, written = point
+        ledger.log(
+            f"{who}: resumed from epoch {epochs} (checkpoint of {time.strftime('%H:%M:%S', time.localtime(written))})"
+        )
 
 
 def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
@@ -43,7 +64,7 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
     spec = inputs.recipe.teacher
     model = inputs.build_teacher()
     path = ledger.paths.teacher_weights
-    if ledger.done("teacher") and read_back(model, path):
+    if ledger.done("teacher") and kept(ledger, "teacher", model, path):
         return model.eval()
     started = time.perf_counter()
     ledger.in_progress = "teacher"
@@ -65,6 +86,7 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
         )
         from ..engine import distill  # (Lightning's import takes seconds: after the line that says what comes)
 
+        log_resume(ledger, "teacher", ledger.paths.teacher_dir)
         result = distill(
             None,
             model,
@@ -95,7 +117,7 @@ def student(ledger: RunLedger, inputs: StudyInputs, spec: StudentSpec, teacher: 
     model = inputs.build(f"students[{student_index(inputs.recipe, spec)}]", spec.model, spec.options, student=True)
     work = inputs.student_dir(spec)
     stage = f"student:{spec.name}"
-    if ledger.done(stage) and read_back(model, work / "student.safetensors"):
+    if ledger.done(stage) and kept(ledger, f"student {spec.name}", model, work / "student.safetensors"):
         return model.eval()
     ledger.in_progress = f"student {spec.name}"
     config = inputs.train_config("student", inputs.recipe.training, spec.train)
@@ -103,6 +125,7 @@ def student(ledger: RunLedger, inputs: StudyInputs, spec: StudentSpec, teacher: 
     started = time.perf_counter()
     from ..engine import distill  # (after the line above: Lightning's first import takes seconds)
 
+    log_resume(ledger, f"student {spec.name}", work)
     result = distill(
         teacher,
         model,
