@@ -826,6 +826,12 @@ def main() -> None:
         choices=["0-2-6", "5-7-9"],
         help="the SubDistill study's subtasks (default both: hard 0-2-6, easy 5-7-9)",
     )
+    parser.add_argument(
+        "--subdistill-epochs",
+        type=int,
+        default=None,
+        help="the SubDistill study's epoch budget (default: the recipe's 40; the protocol's own is 100)",
+    )
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
     args = parser.parse_args()
@@ -848,6 +854,8 @@ def main() -> None:
             data["hardware"] = {**data.get("hardware", {}), "threads": args.threads}
         if args.subtasks and name.startswith("subdistill-") and name.removeprefix("subdistill-") not in args.subtasks:
             continue
+        if args.subdistill_epochs and name.startswith("subdistill-"):
+            data["training"] = {**data["training"], "epochs": args.subdistill_epochs}
         started = time.perf_counter()
         chosen, candidates = "", []
         if args.tsd_teacher_seeds and name.startswith("tsd-paper-") and data["teacher"]["model"] == "lstm":
@@ -872,6 +880,9 @@ def main() -> None:
         if data["dataset"].get("subtask"):
             summary["teacher_split"] = "subtask's whole test split"
         cuts = list(next((v for prefix, v in CUTS.items() if name.startswith(prefix)), []))
+        if args.subdistill_epochs and name.startswith("subdistill-"):
+            epochs = f"{args.subdistill_epochs} of the protocol's 100 epochs"
+            cuts = [c.replace("40 of the protocol's 100 epochs", epochs) for c in cuts]
         if args.tsd_lams and name.startswith("tsd-paper-"):
             cuts.append(f"lambda in {{{', '.join(f'{lam:g}' for lam in args.tsd_lams)}}} of the paper's five")
         if cuts:

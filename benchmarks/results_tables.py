@@ -26,6 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+from verdicts import exploratory, render_plan
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "RESULTS.md"
 BLOCK = re.compile(
@@ -365,6 +368,8 @@ def render_costs(folder: Path) -> str:
 
 
 RENDERERS = {"students": render_study, "teachers": render_teachers, "rows": render_glance}
+#: the plan's generated blocks: ``results/plan.yaml`` (the verdicts), ``results/plan.yaml#exploratory``
+PLAN_PARTS = {"verdicts": render_plan, "exploratory": exploratory}
 
 
 def halves(summary: dict[str, Any], compared: list[tuple[str, str, str]]) -> list[str]:
@@ -398,8 +403,14 @@ def rewrite(text: str) -> str:
     """``text`` with every generated block rendered again from its source."""
 
     def block(match: re.Match) -> str:
-        source = ROOT / match["source"]
-        body = render_costs(source) if source.is_dir() else render(json.loads(source.read_text()))
+        name, _, part = match["source"].partition("#")
+        source = ROOT / name
+        if source.is_dir():
+            body = render_costs(source)
+        elif source.suffix == ".yaml":  # the plan: its verdicts, or (#exploratory) its secondary contrasts
+            body = PLAN_PARTS[part or "verdicts"](yaml.safe_load(source.read_text()), ROOT)
+        else:
+            body = render(json.loads(source.read_text()))
         return match.group(1) + body + match.group(4)
 
     return BLOCK.sub(block, text)

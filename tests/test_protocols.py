@@ -222,3 +222,27 @@ def test_the_tsd_teacher_computes_the_official_unrolled_lstm():
         stacked.head.load_state_dict(ours.head.state_dict())
         assert not torch.allclose(stacked(x), official, atol=1e-4)
     assert PROTOCOLS.get("tsd_paper").models["teacher"]["options"]["chained_states"] is True
+
+
+def test_subdistill_protocol_draws_its_validation_split_at_random_as_random_split():
+    """The official split is torch's random_split (not stratified): floor(0.2·n) held out by a seeded permutation,
+    so class shares in the validation part vary; the stratified default keeps them."""
+    import numpy as np
+
+    from xdistill.config import TrainConfig
+    from xdistill.data import ArrayDataset
+    from xdistill.engine import training_part
+
+    y = np.repeat([0, 1, 2], [70, 20, 11])
+    data = ArrayDataset(np.zeros((len(y), 1, 4, 4), np.float32), y, ["a", "b", "c"], "d")
+    config = TrainConfig(protocol="subdistill_paper")
+    assert config.val_split == "random"
+    train, val = training_part(data, config)
+    assert len(val) == int(np.floor(0.2 * len(y))) and len(train) + len(val) == len(y)
+    shares = [
+        np.bincount(training_part(data, TrainConfig(protocol="subdistill_paper", seed=s))[1].y.numpy(), minlength=3)
+        for s in range(20)
+    ]
+    assert len({tuple(c) for c in shares}) > 1  # class counts vary with the seed: not stratified
+    stratified = training_part(data, TrainConfig(val_fraction=0.2, seed=3))[1]
+    assert np.bincount(stratified.y.numpy()).tolist() == [14, 4, 2]

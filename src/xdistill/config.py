@@ -53,7 +53,12 @@ class TrainConfig(BaseModel):
         default=0.2,
         ge=0,
         lt=1,
-        description="stratified share of the training data held out for model selection; 0 = none",
+        description="share of the training data held out for model selection; 0 = none",
+    )
+    val_split: Literal["stratified", "random"] = Field(
+        default="stratified",
+        description="how the validation share is drawn: 'stratified' (that share of every class, seeded) or "
+        "'random' (a seeded permutation, torch's random_split: SubDistill's official split)",
     )
     monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
         default="val_loss",

@@ -119,6 +119,7 @@ PROTOCOLS.register("subdistill_paper")(
             epochs=100,
             steps=None,
             val_fraction=0.2,
+            val_split="random",
             monitor="val_acc",
             patience=None,
             restore_best=True,

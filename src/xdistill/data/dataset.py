@@ -127,14 +127,22 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def validation_split(data: ArrayDataset, fraction: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
-    """(train part, validation part): a stratified, seeded ``fraction`` of ``data`` held out.
+def validation_split(
+    data: ArrayDataset, fraction: float, seed: int = 0, stratified: bool = True
+) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train part, validation part): a seeded ``fraction`` of ``data`` held out.
 
-    Every class keeps at least one training sample; a class with one sample stays in training.
+    Stratified: that share of every class; every class keeps at least one training sample. Otherwise a uniform
+    seeded permutation holds out ``floor(fraction · n)`` samples, as torch's ``random_split`` with fractions does.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    train, val = stratified_split(fraction, data.y.numpy(), seed, keep_one=True)
+    if stratified:
+        train, val = stratified_split(fraction, data.y.numpy(), seed, keep_one=True)
+    else:
+        order = np.random.default_rng(seed).permutation(len(data))
+        cut = len(data) - int(np.floor(fraction * len(data)))
+        train, val = np.sort(order[:cut]), np.sort(order[cut:])
     return data.subset(train), data.subset(val)
 
 

@@ -162,9 +162,9 @@ def teacher_logits_for(
 
 def training_part(train: Any, config: TrainConfig, val: Any = None) -> tuple[Any, Any]:
     """(the part of ``train`` the student trains on, the validation part): ``config.val_fraction`` of ``train``
-    held out (stratified, seeded) when no ``val`` is given — what :func:`distill` trains on."""
+    held out (seeded; stratified unless ``config.val_split`` is "random") when no ``val`` is given — what :func:`distill` trains on."""
     if val is None and config.val_fraction > 0:
-        return validation_split(train, config.val_fraction, config.seed)
+        return validation_split(train, config.val_fraction, config.seed, stratified=config.val_split == "stratified")
     return train, val
 
 
