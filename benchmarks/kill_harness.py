@@ -182,13 +182,11 @@ def differences(a: Path, b: Path, names: list[str]) -> list[str]:
     return found
 
 
-def in_training(out: Path, names: list[str]) -> str:
-    """The fit whose checkpoint folder changed last (what a kill interrupted), or ""."""
-    stamps = [
-        (max((p.stat().st_mtime for p in (w / "checkpoints").glob("*")), default=0), w.name) for w in fits(out, names)
-    ]
-    stamp, name = max(stamps)
-    return name if stamp else ""
+def in_training(out: Path) -> str:
+    """What the killed run was doing: the last line of its log (without the time), or "" before the log began."""
+    log = out / "log.txt"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return lines[-1].split("] ", 1)[-1][:80] if lines else ""
 
 
 def harness(study: str, kills: int, root: Path, seed: int) -> dict:
@@ -211,7 +209,7 @@ def harness(study: str, kills: int, root: Path, seed: int) -> dict:
         if not ended_first:
             os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        where = in_training(out, names) if out.exists() else ""
+        where = in_training(out)
         run_to_end(recipe, out)
         differ = differences(root / "whole", out, names)
         rows.append(
@@ -224,7 +222,7 @@ def harness(study: str, kills: int, root: Path, seed: int) -> dict:
             }
         )
         print(
-            f"{study}: kill {k + 1}/{kills} at {at:.1f} s of {duration:.1f} ({where or 'no fit yet'}): "
+            f"{study}: kill {k + 1}/{kills} at {at:.1f} s of {duration:.1f} (last logged: {where or 'nothing yet'}): "
             f"{'equal' if not differ else 'DIFFERS ' + ', '.join(differ[:3])}",
             flush=True,
         )

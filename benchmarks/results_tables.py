@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from verdicts import exploratory, render_plan
+from verdicts import cuts, exploratory, render_plan, withdrawn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "RESULTS.md"
@@ -66,8 +66,8 @@ def t_quantile(probability: float, dof: int) -> float:
     return float(t.ppf(probability, dof))
 
 
-def paired(a: list[float], b: list[float]) -> dict[str, float]:
-    """``a - b`` over seeds: mean, 95% CI, two-sided paired t-test p, smallest detectable difference."""
+def paired(a: list[float], b: list[float], alpha: float = ALPHA) -> dict[str, float]:
+    """``a - b`` over seeds: mean, 95% CI, two-sided paired t-test p, smallest difference detectable at ``alpha``."""
     from scipy.stats import ttest_rel
 
     differences = [x - y for x, y in zip(a, b)]
@@ -76,7 +76,7 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     spread = statistics.stdev(differences) if n > 1 else float("nan")
     error = spread / math.sqrt(n)
     half = t_quantile(1 - ALPHA / 2, n - 1) * error
-    detectable = (t_quantile(1 - ALPHA / 2, n - 1) + t_quantile(0.8, n - 1)) * error
+    detectable = (t_quantile(1 - alpha / 2, n - 1) + t_quantile(0.8, n - 1)) * error
     p = float(ttest_rel(a, b).pvalue) if spread > 0 else (1.0 if mean == 0 else 0.0)
     return {"mean": mean, "low": mean - half, "high": mean + half, "p": p, "detectable": detectable, "n": n}
 
@@ -117,8 +117,9 @@ def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
         for metric in metrics_of(summary)
         if usable(summary, name, metric) and usable(summary, reference, metric)
     ]
-    for row in rows:
-        row.update(paired(students[row["student"]][row["metric"]], students[row["reference"]][row["metric"]]))
+    for row in rows:  # detectable at the study's Bonferroni α (α / comparisons), the α its Holm p is read at first
+        a, b = students[row["student"]][row["metric"]], students[row["reference"]][row["metric"]]
+        row.update(paired(a, b, ALPHA / max(1, len(rows))))
     for row, p_holm in zip(rows, holm([row["p"] for row in rows])):
         row["p_holm"] = p_holm
         row["verdict"] = ("higher" if row["mean"] > 0 else "lower") if p_holm < ALPHA else "not distinguishable"
@@ -171,18 +172,18 @@ def render_study(summary: dict[str, Any]) -> str:
     against = f"Against `{baseline}` (student − {baseline}){parts}" if baseline else "Each pair `a vs b` (a − b)"
     lines += [
         "",
-        f"{against}, paired over seeds: the difference with its 95% confidence interval, the t-test's p, and Holm's adjustment over the study's {len(rows)} comparisons. A "
-        "difference not significant after the adjustment reads *not distinguishable at n seeds*; the last column "
-        "is the smallest difference this study could have detected (80% power, α = 0.05, two-sided).",
+        f"{against}, paired over seeds: the difference with its 95% confidence interval (**unadjusted**), the "
+        f"t-test's p, Holm's adjustment over the study's {len(rows)} comparisons, and the smallest difference the "
+        f"study could have detected at that adjusted level (80% power, α = 0.05 / {len(rows)}, two-sided). "
+        "Descriptive: the claims' verdicts come from `results/plan.yaml` on confirmatory runs (RESULTS.md).",
         "",
-        "| student | metric | difference [95% CI] | p | p, Holm | verdict | detectable |",
-        "|---|---|---|---|---|---|---|",
+        "| student | metric | difference [95% CI, unadjusted] | p | p, Holm | detectable at α/m |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        verdict = row["verdict"] + (f" at {row['n']} seeds" if row["verdict"] == "not distinguishable" else "")
         lines.append(
             f"| {_who(row, baseline)} | {LABELS[row['metric']]} | {row['mean']:+.3f} [{row['low']:+.3f}, "
-            f"{row['high']:+.3f}] | {_p(row['p'])} | {_p(row['p_holm'])} | {verdict} | {row['detectable']:.3f} |"
+            f"{row['high']:+.3f}] | {_p(row['p'])} | {_p(row['p_holm'])} | {row['detectable']:.3f} |"
         )
     lines += halves(summary, [(row["student"], row["reference"], row["metric"]) for row in rows])
     if baseline and "student_accuracy_all" in metrics:
@@ -302,44 +303,6 @@ def _seeds(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def render_glance(source: dict[str, Any]) -> str:
-    """The at-a-glance table: per claim its verdict and evidence, every figure from a committed summary. A row's
-    evidence names (file, student, reference, metric) and the verdict it expects; a verdict the data does not
-    give fails the rendering, so the sentence cannot outlive its test."""
-    studies: dict[str, dict[str, Any]] = {}
-    found: dict[str, list[dict[str, Any]]] = {}
-    lines = ["| claim (paper) | verdict | evidence |", "|---|---|---|"]
-    for claim in source["rows"]:
-        cells = []
-        for item in claim["evidence"]:
-            if "text" in item:
-                cells.append(item["text"])
-                continue
-            if item["source"] not in studies:
-                studies[item["source"]] = json.loads((ROOT / item["source"]).read_text())
-                found[item["source"]] = comparisons(studies[item["source"]])
-            reference = item.get("reference", studies[item["source"]]["baseline"])
-            wanted = (item["student"], reference, item["metric"])
-            row = next(
-                (r for r in found[item["source"]] if (r["student"], r["reference"], r["metric"]) == wanted), None
-            )
-            if row is None:
-                raise ValueError(
-                    f"{item['source']} has no comparison {item['student']} vs {reference} on {item['metric']}"
-                )
-            if item.get("expect") and item["expect"] != row["verdict"]:
-                raise ValueError(
-                    f"at a glance, '{claim['claim']}': {item['label']} is {row['verdict']} in {item['source']}, "
-                    f"the row says {item['expect']}"
-                )
-            cells.append(
-                f"{item['label']}: {row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}], Holm p {_p(row['p_holm'])}"
-                f" (n = {row['n']})"
-            )
-        lines.append(f"| {claim['claim']} | {claim['verdict']} | {'; '.join(cells)} |")
-    return "\n".join(lines) + "\n"
-
-
 def render_costs(folder: Path) -> str:
     """The cost of every study summarised in ``folder`` whose fits kept their seconds: per model, the wall
     seconds of a fit and its mean epoch time as a ratio of the baseline student's (same study, same data; a study
@@ -367,9 +330,10 @@ def render_costs(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"students": render_study, "teachers": render_teachers, "rows": render_glance}
-#: the plan's generated blocks: ``results/plan.yaml`` (the verdicts), ``results/plan.yaml#exploratory``
-PLAN_PARTS = {"verdicts": render_plan, "exploratory": exploratory}
+RENDERERS = {"students": render_study, "teachers": render_teachers}
+#: the plan's generated blocks: ``results/plan.yaml`` (the verdicts), ``results/plan.yaml#exploratory`` (and #cuts,
+#: #withdrawn)
+PLAN_PARTS = {"verdicts": render_plan, "exploratory": exploratory, "cuts": cuts, "withdrawn": withdrawn}
 
 
 def halves(summary: dict[str, Any], compared: list[tuple[str, str, str]]) -> list[str]:
@@ -416,16 +380,67 @@ def rewrite(text: str) -> str:
     return BLOCK.sub(block, text)
 
 
-def draw_figures() -> list[Path]:
-    """``docs/summary.png`` (per study, accuracy against alignment; ``benchmarks/summary.py``'s figure) from the
-    committed summaries alone, in summary.py's order of studies."""
-    from summary import STUDIES, figure
+def figure_summaries() -> dict[str, dict[str, Any]]:
+    """The summaries ``docs/summary.png`` draws: the fourth edition's (the pilot: every arm of each study), in
+    summary.py's order of studies."""
+    from summary import STUDIES
 
-    files = {path.stem: path for path in sorted((ROOT / "results").glob("*/*.json"))}
-    summaries = {name: json.loads(files[name].read_text()) for name in STUDIES if name in files}
-    path = ROOT / "docs" / "summary.png"
-    figure(summaries, path)
-    return [path]
+    files = {path.stem: path for path in sorted((ROOT / "results" / "fourth").glob("*.json"))}
+    return {name: json.loads(files[name].read_text()) for name in STUDIES if name in files}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN as null, tuples as lists."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def figure_data() -> str:
+    """``docs/summary.json``: the points ``docs/summary.png`` plots, as the committed summaries give them."""
+    from summary import plotted_points
+
+    return json.dumps(_plain(plotted_points(figure_summaries())), indent=1) + "\n"
+
+
+def draw_figures() -> list[Path]:
+    """``docs/summary.png`` (per study, accuracy against alignment) and the points it plots (``docs/summary.json``,
+    which ``--check`` compares with the summaries)."""
+    from summary import figure
+
+    path, data = ROOT / "docs" / "summary.png", ROOT / "docs" / "summary.json"
+    figure(figure_summaries(), path)
+    data.write_text(figure_data())
+    return [path, data]
+
+
+def details() -> dict[Path, str]:
+    """Per committed study summary, its detail page (``results/<edition>/<study>.md``): how it was run, its cuts,
+    and the tables RESULTS.md used to carry."""
+    out = {}
+    for path in sorted((ROOT / "results").glob("*/*.json")):
+        summary = json.loads(path.read_text())
+        if not any(key in summary for key in RENDERERS):
+            continue
+        title = summary.get("study", path.stem)
+        lines = [f"# {title}", "", f"Generated by `benchmarks/results_tables.py` from `{path.relative_to(ROOT)}`.", ""]
+        for key in ("command", "date", "code", "machine"):
+            if key in summary:
+                lines.append(f"- {key}: `{summary[key]}`" if key == "command" else f"- {key}: {summary[key]}")
+        cuts = summary.get("cuts", [])
+        if cuts:
+            lines += ["- cuts: " + "; ".join(cuts)]
+        out[path.with_suffix(".md")] = "\n".join(lines) + "\n\n" + render(summary)
+    for folder in sorted(p for p in (ROOT / "results").iterdir() if p.is_dir()):
+        header = (
+            f"# The cost of the {folder.name} edition's studies\n\nGenerated by `benchmarks/results_tables.py`.\n\n"
+        )
+        out[folder / "costs.md"] = header + render_costs(folder)
+    return out
 
 
 def main() -> int:
@@ -434,14 +449,27 @@ def main() -> int:
     args = parser.parse_args()
     text = RESULTS.read_text()
     fresh = rewrite(text)
+    pages = details()
     if args.check:
+        stale = [str(p.relative_to(ROOT)) for p, body in pages.items() if not p.exists() or p.read_text() != body]
         if fresh != text:
-            print("RESULTS.md differs from what results/ gives: run benchmarks/results_tables.py", file=sys.stderr)
+            stale.insert(0, "RESULTS.md")
+        data = ROOT / "docs" / "summary.json"
+        if not data.exists() or data.read_text() != figure_data():
+            stale.append("docs/summary.json")
+        if stale:
+            print(
+                f"{', '.join(stale)} differ from what results/ gives: run benchmarks/results_tables.py", file=sys.stderr
+            )
             return 1
-        print(f"RESULTS.md: {len(BLOCK.findall(text))} generated block(s) up to date")
+        print(
+            f"RESULTS.md: {len(BLOCK.findall(text))} generated block(s), {len(pages)} detail pages and the figure's data up to date"
+        )
         return 0
     RESULTS.write_text(fresh)
-    print(f"RESULTS.md: {len(BLOCK.findall(text))} generated block(s) rewritten")
+    for path, body in pages.items():
+        path.write_text(body)
+    print(f"RESULTS.md: {len(BLOCK.findall(text))} generated block(s) rewritten; {len(pages)} detail pages")
     for path in draw_figures():
         print(f"drew {path.relative_to(ROOT)}")
     return 0

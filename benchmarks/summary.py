@@ -51,47 +51,71 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def figure(summaries: dict[str, dict[str, Any]], path: Path) -> None:
+def plotted_points(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What :func:`figure` draws, as data: per study its teacher line and, per student, test accuracy against the
+    own and the independent explainer's alignment (mean, std over seeds; NaN where not measured)."""
+    out: dict[str, Any] = {}
+    for name, summary in summaries.items():
+        own, own_label, other, other_label, _, protocol = STUDIES[name]
+        students = []
+        for student, row in summary["students"].items():
+            whole = mean_std(row.get("student_accuracy_all", []))  # the whole test split where measured
+            y, dy = whole if whole[0] == whole[0] else mean_std(row["student_accuracy"])
+            points = {"student": student, "accuracy": [y, dy]}
+            points.update(own=list(mean_std(row.get(own, []))), independent=list(mean_std(row.get(other, []))))
+            students.append(points)
+        teacher = mean_std(summary.get("teacher_accuracy_all", []))[0]
+        if teacher != teacher:
+            teacher = mean_std(summary["teacher_accuracy"])[0]
+        out[name] = {
+            "title": f"{name}\n{protocol}; {len(summary['teacher_accuracy'])} seeds",
+            "own": own_label,
+            "independent": other_label,
+            "teacher_accuracy": teacher,
+            "students": students,
+        }
+    return out
+
+
+def figure(summaries: dict[str, dict[str, Any]], path: Path) -> dict[str, Any]:
+    """Per study, accuracy against alignment (filled: own explainer, hollow: independent); returns the points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = min(3, len(summaries))  # one study: one panel
-    rows = math.ceil(len(summaries) / columns)
+    points = plotted_points(summaries)
+    columns = min(3, len(points))  # one study: one panel
+    rows = math.ceil(len(points) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.2 * rows), squeeze=False)
-    for ax, (name, summary) in zip(axes.flat, summaries.items()):
-        own, own_label, other, other_label, _, protocol = STUDIES[name]
-        for i, (student, row) in enumerate(summary["students"].items()):
-            whole = mean_std(row.get("student_accuracy_all", []))  # the whole test split where measured
-            y, dy = whole if whole[0] == whole[0] else mean_std(row["student_accuracy"])
+    for ax, study in zip(axes.flat, points.values()):
+        for i, row in enumerate(study["students"]):
+            y, dy = row["accuracy"]
             colour = f"C{i % 10}"
-            for key, marker, face in ((own, "o", colour), (other, "s", "none")):
-                x, dx = mean_std(row.get(key, []))
+            for key, marker, face in (("own", "o", colour), ("independent", "s", "none")):
+                x, dx = row[key]
                 if x == x and y == y:
                     ax.errorbar(x, y, xerr=dx, yerr=dy, fmt=marker, color=colour, mfc=face, capsize=2, lw=0.8)
-            x = mean_std(row.get(own, []))[0]
+            x = row["own"][0]
             if x == x and y == y:
-                ax.annotate(student, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
-        teacher = mean_std(summary.get("teacher_accuracy_all", []))[0]
-        if teacher != teacher:
-            teacher = mean_std(summary["teacher_accuracy"])[0]
+                ax.annotate(row["student"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+        teacher = study["teacher_accuracy"]
         ax.axhline(teacher, color="grey", linestyle="--", linewidth=0.8, label=f"teacher {teacher:.3f}")
-        ax.plot([], [], "ko", label=f"{own_label} (own)")
-        ax.plot([], [], "ks", mfc="none", label=f"{other_label} (independent)")
-        seeds = len(summary["teacher_accuracy"])  # one entry per seed
+        ax.plot([], [], "ko", label=f"{study['own']} (own)")
+        ax.plot([], [], "ks", mfc="none", label=f"{study['independent']} (independent)")
         ax.set(
-            title=f"{name}\n{protocol}; {seeds} seeds",
+            title=study["title"],
             xlabel="alignment with the teacher (filled: own, hollow: independent)",
             ylabel="test accuracy",
         )
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(summaries) :]:
+    for ax in list(axes.flat)[len(points) :]:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    return points
 
 
 def stage_costs(run: Path) -> dict[str, dict[str, list[float]]]:

@@ -110,13 +110,18 @@ def _label(contrast: dict[str, Any]) -> str:
 def verdict_cell(claim: dict[str, Any], root: Any) -> tuple[str, str, str, str]:
     """(verdict, primary estimate, n, cuts) of one claim: judged from its confirmatory summary when it has
     landed, else what the plan says of it."""
-    if claim.get("status") != "planned":
-        word = "inconclusive" if "over cap" in str(claim.get("status")) else "not run"
-        reason = str(claim.get("status", "")).split(": ", 1)[-1]
-        return f"**{word}** — {reason}", "–", "–", "–"
+    status = str(claim.get("status", ""))
+    if status.startswith("over cap"):  # "over cap: inconclusive — n ≈ N needed (...)": the pilot's figures beside it
+        power = claim["power"]
+        estimate = f"pilot (fourth edition): {power['pilot_mean']:+.3f}, SD {power['pilot_sd']:.3f}; not re-run"
+        word, _, why = status.split(": ", 1)[1].partition(" — ")
+        return f"**{word}** — {why}", estimate, f"{power['pilot_n']} (pilot)", "–"
+    if status != "planned":
+        return f"**inconclusive** — not run: {status.split(': ', 1)[-1]}", "–", "–", "–"
     path = root / CONFIRMATORY / f"{claim['study']['summary']}.json"
     if not path.exists():
-        return f"pending — {claim['seeds']} seeds planned (about {claim['budget']} CPU-hours)", "–", "–", "–"
+        planned = f"{claim['seeds']} seeds planned, about {claim['budget']} CPU-hours"
+        return f"**inconclusive** — pending: its confirmatory runs are under way ({planned})", "–", "–", "–"
     import json
 
     summary = json.loads(path.read_text())
@@ -164,4 +169,48 @@ def exploratory(plan: dict[str, Any], root: Any) -> str:
                 f"| `{claim['id']}` | {_label(row['contrast'])} | {row['mean']:+.3f} [{low:+.3f}, {high:+.3f}] | "
                 f"{_p(row['p_holm'])} | {len(row['values'])} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def _claims(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in plan["claims"]}
+
+
+def cuts(plan: dict[str, Any], root: Any) -> str:
+    """Every cut of the studies the plan's claims read (from the confirmatory summary once it has landed, else from
+    the pilot's), one row per study."""
+    import json
+
+    lines = ["| study | claims | cuts (what differs from the paper's own setting) |", "|---|---|---|"]
+    seen: dict[str, list[str]] = {}
+    for claim in plan["claims"]:
+        if "study" in claim:
+            seen.setdefault(claim["study"]["summary"], []).append(claim)
+    for name, claims in seen.items():
+        confirmatory = root / CONFIRMATORY / f"{name}.json"
+        source = confirmatory if confirmatory.exists() else root / claims[0]["pilot"]
+        listed = json.loads(source.read_text()).get("cuts", [])
+        extra = (
+            [] if confirmatory.exists() else ["(the pilot's cuts; the confirmatory run's replace them when it lands)"]
+        )
+        ids = ", ".join(f"`{c['id']}`" for c in claims)
+        lines.append(f"| {name} | {ids} | {'; '.join(listed + extra) or '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def withdrawn(plan: dict[str, Any], root: Any) -> str:
+    """The withdrawn and corrected sentences (``results/withdrawn.yaml``), each beside the current verdict of the
+    plan's claim that replaces it, computed here (never typed), so the table cannot contradict the glance table."""
+    import yaml
+
+    rows = yaml.safe_load((root / "results" / "withdrawn.yaml").read_text())["withdrawn"]
+    claims = _claims(plan)
+    lines = ["| earlier sentence | edition | why withdrawn | now |", "|---|---|---|---|"]
+    for row in rows:
+        now = "–"
+        if row.get("claim"):
+            if row["claim"] not in claims:
+                raise ValueError(f"results/withdrawn.yaml names claim {row['claim']!r}, which the plan does not have")
+            now = f"`{row['claim']}`: {verdict_cell(claims[row['claim']], root)[0]}"
+        lines.append(f"| {row['earlier']} | {row['edition']} | {row['why']} | {now} |")
     return "\n".join(lines) + "\n"

@@ -10,7 +10,12 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """A script of ``benchmarks/`` (not a package) imported as a module, for its tests."""
+    """A script of ``benchmarks/`` (not a package) imported as a module, for its tests (its folder on the path, as
+    when it runs as a script, so it imports its siblings)."""
+    import sys
+
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
