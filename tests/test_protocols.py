@@ -128,7 +128,7 @@ def official_crop_flip_candidates(image: torch.Tensor, padding: int = 4) -> list
     return out
 
 
-@pytest.mark.parametrize("name", ["subdistill_paper", "rekd_paper"])
+@pytest.mark.parametrize("name", ["subdistill_paper", "rekd_paper", "kdig_paper"])
 def test_image_protocols_crop_and_flip_as_the_official_loaders(tmp_path, name):
     """subdistill: datasets/cifar100/original.py input_training_transformation, drop_last=True; rekd:
     data/retrieve_data_balanced.py transform_cifar_train (without the Resize(224) for a pretrained ViT)."""
@@ -171,14 +171,14 @@ def test_image_protocols_crop_and_flip_as_the_official_loaders(tmp_path, name):
     assert padded > 10 and changed > 20  # most samples shifted or flipped
 
 
-def test_rekd_and_subdistill_protocols_leave_series_unaugmented(tmp_path):
+def test_image_protocols_leave_series_unaugmented(tmp_path):
     from xdistill.data import ArrayDataset
     from xdistill.engine import distill
 
     rng = np.random.default_rng(0)
     y = np.arange(40) % 2
     data = ArrayDataset(rng.normal(size=(40, 1, 12)).astype(np.float32), y, ["a", "b"], "waves")
-    for name in ("rekd_paper", "subdistill_paper"):
+    for name in ("rekd_paper", "subdistill_paper", "kdig_paper"):
         recorder = Recorder()
         result = distill(
             None,
@@ -246,3 +246,51 @@ def test_subdistill_protocol_draws_its_validation_split_at_random_as_random_spli
     assert len({tuple(c) for c in shares}) > 1  # class counts vary with the seed: not stratified
     stratified = training_part(data, TrainConfig(val_fraction=0.2, seed=3))[1]
     assert np.bincount(stratified.y.numpy()).tolist() == [14, 4, 2]
+
+
+def test_the_crop_offsets_are_uniform_over_the_nine_shifts_and_half_the_images_are_flipped():
+    """torchvision's RandomCrop(padding=4) draws each of the 9 × 9 offsets with probability 1/81 and
+    RandomHorizontalFlip flips with probability 1/2: the keyed draws give the same distribution."""
+    from xdistill.augment import apply_augmentations, build_augmentations
+    from xdistill.methods.keyed_random import SampleStreams
+
+    n, size = 4000, 9
+    image = torch.arange(1.0, size * size + 1).view(1, 1, size, size)  # distinct pixels: the offset is readable
+    x = image.expand(n, 1, size, size).clone()
+    index = torch.arange(n)
+    augmentations = build_augmentations([{"name": "random_crop", "padding": 4}, {"name": "hflip"}])
+    seen = apply_augmentations(augmentations, x, lambda salt: SampleStreams(index, 7, 1, salt))
+    candidates = official_crop_flip_candidates(image[0])  # (top, left, flipped) in row-major order, flip last
+    shifts, flips = np.zeros((9, 9)), 0
+    for out in seen:
+        k = next(k for k, c in enumerate(candidates) if torch.equal(out, c))
+        top, left, flipped = k // 18, (k // 2) % 9, k % 2
+        shifts[top, left] += 1
+        flips += flipped
+    for axis in (0, 1):
+        share = shifts.sum(axis) / n
+        assert np.abs(share - 1 / 9).max() < 0.02, share  # each of the shifts -4..4 about 1/9 along each axis
+    assert abs(flips / n - 0.5) < 0.03
+    from scipy.stats import chisquare
+
+    assert chisquare(shifts.ravel()).pvalue > 0.001  # the 81 joint offsets: no detectable departure from uniform
+
+
+def test_drop_last_with_a_training_part_smaller_than_a_batch_is_refused_naming_the_sizes(tmp_path):
+    from xdistill.data import ArrayDataset
+    from xdistill.engine import distill
+
+    y = np.arange(30) % 2
+    data = ArrayDataset(np.zeros((30, 1, 8, 8), np.float32), y, ["a", "b"], "tiny")
+    with pytest.raises(ValueError, match=r"drop_last: the training part has 24 samples, fewer than one batch of 64"):
+        distill(
+            None,
+            build_model("cnn", 1, 2, width=0.25),
+            data,
+            ["ce"],
+            protocol="subdistill_paper",
+            work_dir=tmp_path,
+            progress=False,
+            loggers=(),
+            checkpoint=False,
+        )

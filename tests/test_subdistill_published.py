@@ -249,8 +249,9 @@ def official_layer_term(student_map, teacher_map, mean, basis, sigma_sum, rotati
     """A hand-written loop of the official order (interface.py Policy.forward): align the spatial sizes by
     adaptive average pooling, then Centering2D (train-mode batch_norm without affine), then the rotation; the
     teacher side U_kᵀ(a − μ); Σ (s − t)² over channels and positions / positions, batch mean, / Σσ."""
-    side = teacher_map.shape[-1]
+    side = min(teacher_map.shape[-1], student_map.shape[-1])  # the larger map pooled to the smaller one's size
     pooled = F.adaptive_avg_pool2d(student_map, (side, side))
+    teacher_map = F.adaptive_avg_pool2d(teacher_map, (side, side))
     batch_mean = pooled.mean((0, 2, 3), keepdim=True)
     batch_var = pooled.var((0, 2, 3), unbiased=False, keepdim=True)
     centred = (pooled - batch_mean) / torch.sqrt(batch_var + eps)
@@ -262,11 +263,14 @@ def official_layer_term(student_map, teacher_map, mean, basis, sigma_sum, rotati
     return total / student_map.shape[0] / sigma_sum
 
 
-def test_subdistill_pools_the_student_map_before_centring_as_the_official_policy_in_float64():
+@pytest.mark.parametrize("teacher_side, student_side", [(4, 8), (8, 4)])
+def test_subdistill_pools_the_larger_map_before_centring_as_the_official_policy_in_float64(teacher_side, student_side):
+    """Both branches of the official align_spatial_dimensions: the student's map larger (pooled, then centred) and
+    the teacher's larger (pooled to the student's size before its projection)."""
     torch.manual_seed(0)
     x = torch.randn(40, 1, 8, 8, dtype=torch.float64)
     y = torch.arange(40) % 3
-    teacher, student = TwoMaps(6, 4).double().eval(), TwoMaps(4, 8).double()
+    teacher, student = TwoMaps(6, teacher_side).double().eval(), TwoMaps(4, student_side).double()
     term = build_method("subdistill", layers={"body": "body"})
     term.prepare(PrepareContext(teacher, student, x, y, "fp"))
     term.train()
@@ -292,10 +296,10 @@ def test_subdistill_pools_the_student_map_before_centring_as_the_official_policy
     grad = torch.autograd.grad(loss, s_map, retain_graph=True)[0]
     expected_grad = torch.autograd.grad(expected, s_map, retain_graph=True)[0]
     assert torch.allclose(grad, expected_grad, rtol=1e-9, atol=1e-14)
-    # centring the full map first (the order before this change) is another loss: the check can fail
-    centre_first = term.rotations[0](term.centering[0](s_map))
-    other = subspace_layer_loss(centre_first, term.target(t_map, "body"), sigma_sum)
-    assert not torch.allclose(other, expected, rtol=1e-3)
+    if student_side > teacher_side:  # centring the full map first (the order before this change) is another loss
+        centre_first = term.rotations[0](term.centering[0](s_map))
+        other = subspace_layer_loss(centre_first, term.target(t_map, "body"), sigma_sum)
+        assert not torch.allclose(other, expected, rtol=1e-3)
 
 
 def test_subdistill_trains_a_float64_student(tmp_path):

@@ -90,15 +90,18 @@ PROTOCOLS.register("kdig_paper")(
             monitor="train_loss",
             patience=None,
             restore_best=False,
-            augment=[{"name": "random_crop", "padding": 4}, {"name": "hflip"}],
         ),
         objectives={"baseline": ["ce"], "kd": [{"name": "kd_ig", "p": 0.0}], "kd_ig": [{"name": "kd_ig", "p": 0.1}]},
+        augment_by_family={"image": [{"name": "random_crop", "padding": 4}, {"name": "hflip"}]},
         departures=(
             "the overlay maps are indexed by sample (the official precompute iterates a shuffled, augmented "
             "loader, so its maps and samples are misaligned)",
             "the KD target is the teacher's logits on each sample's clean image (the official ones come from the "
             "same shuffled, augmented loader: misaligned with the samples, like the maps)",
             "no run is selected on the test split (the official main.py keeps the simulation of best test accuracy)",
+            "inputs standardised with the training set's statistics for teacher and student alike (the official "
+            "student trains and tests on raw [0, 1] images, main.py:134-146, while the teacher's logits and IG maps "
+            "use fixed CIFAR-10 constants)",
         ),
     )
 )

@@ -126,6 +126,12 @@ def distill(
         quiet_warnings()
         L.seed_everything(train_config.seed, workers=True, verbose=False)
         train, val = training_part(train, train_config, val)
+        if train_config.drop_last and len(train) < train_config.batch_size:
+            raise ValueError(
+                f"drop_last: the training part has {len(train)} samples, fewer than one batch of "
+                f"{train_config.batch_size}, so a loader that drops the last short batch yields none; lower "
+                f"batch_size to at most {len(train)} or set drop_last: false"
+            )
         train_config = with_family_augmentation(train_config, family_of(train))
         if run_config.precision in ("64-true", "64"):  # the engine's own passes (probe, caches, prepare) too:
             train, val = in_float64(train), in_float64(val)  # data and both models in float64 (Lightning would
