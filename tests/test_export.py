@@ -56,7 +56,11 @@ def test_a_pt2_export_gives_the_students_logits_and_audits_as_printed(run, tmp_p
         assert torch.allclose(load_exported(path)(x), student_logits(run, x), atol=1e-5)
     teacher = ["--teacher", "fcn1d", "--teacher-options", '{"width": 0.5}']
     teacher += ["--teacher-weights", str(run / "teacher" / "teacher.safetensors")]
-    audit = cli("audit", *teacher, "--student", str(path), "--data", "ucr:GunPoint", "--out", str(tmp_path / "a"))
+    data = ["--data", "ucr:GunPoint", "--out", str(tmp_path / "a")]
+    refused = cli("audit", *teacher, "--student", str(path), *data)  # normalised data fed to a program that
+    assert refused.returncode == 2 and "applies the study's preprocessing to raw inputs itself" in refused.stderr
+    raw = ["--data-options", '{"normalize": "none"}']  # normalises itself: refused, saying what to pass
+    audit = cli("audit", *teacher, "--student", str(path), *data, *raw)
     assert audit.returncode == 0, audit.stderr
 
 
@@ -146,3 +150,69 @@ def test_parts_that_do_not_fit_the_inputs_are_refused_before_any_work(shape, par
 
     with pytest.raises(RecipeError, match=f"evaluation.parts: '{parts}' parts are for .*{advice}"):
         check_k(5, shape, parts, {})
+
+
+@pytest.fixture(scope="module")
+def raw_image_run(tmp_path_factory):
+    """A study on raw 0-255 images (the loader standardises them with the training set's channel statistics)."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("raw-images")
+    rng = np.random.default_rng(0)
+    y = np.arange(96) % 2
+    x = rng.integers(0, 256, size=(96, 3, 8, 8)).astype(np.float32)
+    x[y == 1, 0, 2:6, 2:6] = np.clip(x[y == 1, 0, 2:6, 2:6] + 120, 0, 255)  # class 1: a brighter red square
+    np.savez(root / "raw.npz", x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    recipe = {
+        "name": "raw-images",
+        "dataset": {"name": "npz:raw.npz"},
+        "teacher": {"model": "cnn", "options": {"width": 0.25, "depth": 1}, "train": {"steps": 30}},
+        "training": {"steps": 10},
+        "students": [{"name": "kd", "model": "cnn", "options": {"width": 0.125, "depth": 1}, "methods": ["hinton"]}],
+        "evaluation": {
+            "explainer": "saliency",
+            "parts": "patch",
+            "part_options": {"grid": 2},
+            "k": 2,
+            "max_samples": 8,
+        },
+    }
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    done = cli("run", str(root / "recipe.yaml"), "--out", str(root / "run"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_an_export_fed_the_raw_test_split_predicts_as_the_runs_student(raw_image_run, fmt):
+    """The normalisation the student saw is inside the exported program: raw images in, the run's predictions out."""
+    from xdistill.checkpoint import load_weights
+    from xdistill.data import load_dataset
+    from xdistill.models import build_model
+    from xdistill.models.user import load_exported
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript", reason="ONNX export needs onnx and onnxscript")
+        onnxruntime = pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime")
+    run, data = raw_image_run / "run", str(raw_image_run / "raw.npz")
+    done = cli("export", str(run), "--student", "kd", "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    assert "raw inputs: image standardisation inside" in done.stdout
+    path = run / "export" / f"kd.{fmt}"
+    _, seen = load_dataset(f"npz:{data}")  # standardised, as the study gave it to the student
+    _, raw = load_dataset(f"npz:{data}", normalize=False)
+    assert raw.x.max() > 100  # really the raw 0-255 values
+    student = build_model("cnn", 3, 2, width=0.125, depth=1)
+    student = load_weights(student, run / "students" / "kd" / "student.safetensors").eval()
+    with torch.no_grad():
+        expected = student(seen.x)
+        if fmt == "pt2":
+            exported = load_exported(path)(raw.x)
+        else:
+            session = onnxruntime.InferenceSession(str(path))
+            exported = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: raw.x.numpy()})[0])
+    assert (exported.argmax(1) == expected.argmax(1)).all()  # every raw test sample predicted as the run's student
+    assert torch.allclose(exported, expected, atol=1e-4)
+    if (path.parent / f"{path.name}.data").exists():  # ONNX keeps large weights beside the file: the CLI says so
+        assert f"{path.name}.data" in done.stdout

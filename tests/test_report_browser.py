@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
+from xdistill.files import read_json
 from xdistill.recipe import default_recipe_path
+from xdistill.report import ReportMeta, build_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a test extra (pip install -e '.[test]')")
@@ -45,27 +47,37 @@ def report(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
         yield chromium
         chromium.close()
 
 
-def open_page(browser, report, width):
-    page = browser.new_page(viewport={"width": width, "height": 900})
+def open_page(browser, report, width, height=900, path=None):
+    page = browser.new_page(viewport={"width": width, "height": height})
     problems, requests = [], []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("request", lambda request: requests.append(request.url))
-    page.goto((report / "report" / "report.html").as_uri())
-    page.wait_for_selector("#explorer-table tbody tr")
+    page.goto((path or report / "report" / "report.html").as_uri())
+    if path is None:
+        page.wait_for_selector("#explorer-table tbody tr")
     return page, problems, requests
 
 
-@pytest.mark.parametrize("width", [1400, 390])  # a laptop window, a phone
-def test_the_report_fits_the_window_and_stays_inside_its_file(browser, report, width, tmp_path):
-    page, problems, requests = open_page(browser, report, width)
+TABLES_WIDER_THAN_THEIR_BOX = """[...document.querySelectorAll('.scroll')]
+    .filter((box) => box.scrollWidth > box.clientWidth + 1).map((box) => box.scrollWidth + ' > ' + box.clientWidth)"""
+
+
+@pytest.mark.parametrize("width,height", [(1400, 900), (390, 844)])  # a laptop window, a phone
+def test_the_report_fits_the_window_and_stays_inside_its_file(browser, report, width, height, tmp_path):
+    page, problems, requests = open_page(browser, report, width, height)
+    assert page.locator("#explorer-picked").count() == 1  # the explorer opens on a sample, before any click
     page.locator("#explorer-table tbody tr").nth(2).click()
-    assert page.evaluate("document.documentElement.scrollWidth") <= width  # wide tables scroll in their box
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # the page never scrolls sideways
+    if width >= 1400:  # on a laptop no results table scrolls sideways either (on a phone they scroll in their box)
+        assert page.evaluate(TABLES_WIDER_THAN_THEIR_BOX) == []
+    pick = read_json(report / "report" / "figures.json")["decision"]["pick"]
+    assert page.locator("#decision").get_attribute("data-pick") == (pick or "")
     assert not problems
     own = (report / "report" / "report.html").as_uri()
     assert all(url == own or url.startswith("data:") for url in requests), requests  # nothing leaves the file
@@ -116,8 +128,6 @@ def test_the_explorer_shows_the_picked_samples_maps_for_each_seed_and_student(br
 
 def test_per_sample_files_load_in_pandas_and_agree_with_the_summary(report):
     pandas = pytest.importorskip("pandas")
-    from xdistill.files import read_json
-
     table = pandas.read_csv(report / "seed-0" / "evaluation" / "kd.samples.csv")
     summary = read_json(report / "seed-0" / "evaluation" / "kd.json")
     assert len(table) == SMALL["evaluation"]["max_samples"]
@@ -128,3 +138,25 @@ def test_per_sample_files_load_in_pandas_and_agree_with_the_summary(report):
     assert table["saliency_spearman@saliency"].mean() == pytest.approx(
         summary["explainers"]["saliency"]["saliency_spearman"]["mean"], abs=1e-5
     )
+
+
+@pytest.mark.parametrize("width,height", [(1400, 900), (390, 844)])
+def test_a_data_set_in_a_deep_folder_keeps_the_page_inside_the_window(browser, tmp_path, width, height):
+    """The title shows the data set's short name; the full path, in the details, wraps instead of widening the page."""
+    spec = "csv:" + "/".join(["a-rather-long-folder-name"] * 12) + "/my_measurements_train.csv"
+    result = {
+        "student": "kd",
+        "student_accuracy": 0.9,
+        "teacher_accuracy": 0.95,
+        "saliency_spearman": {"mean": 0.5, "std": 0.1, "n": 30},
+        "student_params": 100,
+        "teacher_params": 1000,
+        "class_names": ["a", "b"],
+    }
+    meta = ReportMeta("deep", spec, "fcn1d", {"explainer": "occlusion", "parts": "window", "k": 3, "target": "teacher"})
+    html_path = build_report(tmp_path, meta, [result])
+    page, problems, _ = open_page(browser, None, width, height, path=html_path)
+    assert page.locator("h1").inner_text() == "deep — csv:my_measurements_train.csv"
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.locator("#decision").get_attribute("data-pick") == "kd" and not problems
+    page.close()

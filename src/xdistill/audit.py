@@ -40,6 +40,24 @@ def load_model(spec: str, test: Any, weights: str | None, options: dict[str, Any
         raise UserError(str(error)) from None
 
 
+def refuse_double_preprocessing(specs: dict[str, str], data_options: dict) -> None:
+    """A program exported by ``xdistill export`` normalises raw inputs itself: fed data that the loader normalised
+    too, it would see them normalised twice. Refused, saying what to pass instead."""
+    from .export import builtin_preprocessing
+    from .models.user import is_model_file
+
+    if data_options.get("normalize") in (False, "none"):
+        return
+    for role, spec in specs.items():
+        if is_model_file(spec) and builtin_preprocessing(spec):
+            raise UserError(
+                f"--{role}: {Path(spec).name} applies the study's preprocessing to raw inputs itself (its note "
+                f"{Path(spec).name}.json says so), but --data normalises on loading: pass "
+                '--data-options \'{"normalize": "none"}\' (with a teacher that takes raw inputs too), or audit the '
+                "safetensors export, which takes normalised inputs"
+            )
+
+
 def audit(
     teacher: str,
     student: str,
@@ -78,6 +96,7 @@ def audit(
         )
     except LookupError as error:
         raise UserError(str(error)) from None
+    refuse_double_preprocessing({"teacher": teacher, "student": student}, data_options or {})
     try:
         _, test = load_dataset(data, **(data_options or {}))
     except (ValueError, LookupError, FileNotFoundError, TypeError) as error:

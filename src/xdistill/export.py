@@ -4,6 +4,10 @@
 comparing its logits with the student's on test samples at another batch size; ``safetensors``: the weights and
 a JSON beside them saying the architecture and options (``xdistill audit --student-weights`` reads them);
 ``onnx``: through ``torch.onnx.export`` (needs the ``onnx`` and ``onnxscript`` packages).
+
+An exported program carries the input transform its study applied (:class:`Preprocessed`): the training set's
+image or channel standardisation, each series' z-normalisation, a resampling to ``length``. Fed the raw inputs (as
+in the data files), it gives the run's student's logits; the safetensors JSON names the transform.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,8 +60,13 @@ def export_student(
     destination = Path(out) if out else run.root / "export" / f"{run.student_dir(student).name}.{fmt}"
     destination.parent.mkdir(parents=True, exist_ok=True)
     test = inputs.student_splits[1]
-    check = writer(model, test.x[:5], destination)
-    if fmt == "safetensors":
+    data = destination.with_name(destination.name + ".data")
+    data.unlink(missing_ok=True)  # an earlier export's: only a file this export writes is named below
+    transform, raw, seen = preprocessing(recipe, inputs.student_splits[0])
+    wrapped = Preprocessed(model, transform).eval()
+    check = _raw_check(model, wrapped, seen, raw, transform) if raw is not None else ""
+    if fmt == "safetensors":  # the bare weights (xdistill audit builds the architecture); the transform beside them
+        check = writer(model, test.x[:5], destination)
         write_json(
             destination.with_suffix(".json"),
             {
@@ -64,9 +74,90 @@ def export_student(
                 "options": spec.options,
                 "num_classes": test.num_classes,
                 "input_shape": list(test.x.shape[1:]),
+                "preprocessing": transform,
             },
         )
+    else:
+        check = "; ".join(filter(None, [writer(wrapped, raw if raw is not None else test.x[:5], destination), check]))
+        # the program applies the study's preprocessing itself: say so beside it (xdistill audit reads this)
+        write_json(preprocessing_note(destination), {"preprocessing": transform, "inputs": "raw"})
+    if fmt == "onnx" and data.exists():  # large weights go to a second file that must travel with the first
+        check += f"; the weights are in a second file, {data} (keep it beside {destination.name})"
     return destination, check
+
+
+def preprocessing_note(program: Path) -> Path:
+    """``NAME.pt2`` -> ``NAME.pt2.json``: the note of the preprocessing an exported program applies itself."""
+    return program.with_name(program.name + ".json")
+
+
+def builtin_preprocessing(program: str | Path) -> dict | None:
+    """The preprocessing an exported program applies to raw inputs, from its note (None: no note, or none)."""
+    note = preprocessing_note(Path(program))
+    if not note.exists():
+        return None
+    return read_json(note).get("preprocessing") or None
+
+
+def _raw_check(model: nn.Module, wrapped: nn.Module, seen: torch.Tensor, raw: torch.Tensor, transform: dict) -> str:
+    """The exported program fed raw test inputs against the run's student fed what the study gave it."""
+    with torch.no_grad():
+        difference = (model(seen) - wrapped(raw)).abs().max().item()
+    what = {"image": "image standardisation", "series": "z-normalisation per series", "channel": "standardisation"}
+    kind = what.get(transform["kind"], "no normalisation") + (" + resampling" if transform.get("length") else "")
+    if difference > TOLERANCE:
+        raise RuntimeError(
+            f"the exported input transform ({kind}) does not reproduce the study's inputs ({difference:.2g})"
+        )
+    return f"raw inputs: {kind} inside; on {len(raw)} raw test samples within {difference:.1g} of the run's student"
+
+
+class Preprocessed(nn.Module):
+    """A student behind the input transform its study applied: raw inputs in, the run's student's logits out.
+    ``transform``: ``kind`` (none, series, channel, image), ``mean``/``std`` (per channel) and ``length``."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, model: nn.Module, transform: dict):
+        super().__init__()
+        self.model, self.kind, self.length = model, transform["kind"], transform.get("length")
+        shape = (1, -1) + (1,) * (2 if self.kind == "image" else 1)
+        self.register_buffer("mean", torch.tensor(transform.get("mean", [0.0])).reshape(shape))
+        self.register_buffer("std", torch.tensor(transform.get("std", [1.0])).reshape(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "series":  # each channel of each series on its own, as the loader does
+            x = (x - x.mean(-1, keepdim=True)) / (x.std(-1, unbiased=False, keepdim=True) + 1e-8)
+        elif self.kind in ("channel", "image"):
+            x = (x - self.mean) / self.std
+        if self.length is not None:
+            x = nn.functional.interpolate(x, size=int(self.length), mode="linear", align_corners=True)
+        return self.model(x)
+
+
+def preprocessing(recipe, train) -> tuple[dict, torch.Tensor | None, torch.Tensor]:
+    """The input transform the study's data went through (read from the loader's ``info`` and the recipe), the first
+    raw test samples (None when the loader cannot give raw data) and the same samples as the student saw them."""
+    from .data import load_dataset
+
+    spec, info = recipe.dataset, train.info
+    seen = load_dataset(spec.name, **spec.options)[1].x[:8]
+    if "pixel_mean" in info:
+        transform = {"kind": "image", "mean": info["pixel_mean"], "std": info["pixel_std"]}
+        return transform, load_dataset(spec.name, **{**spec.options, "normalize": False})[1].x[:8], seen
+    if info.get("normalize") not in ("series", "channel", "none"):
+        return {"kind": "none"}, None, seen  # a loader without a normalisation: the inputs are used as read
+    raw_train, raw_test = load_dataset(spec.name, **{**spec.options, "normalize": "none", "length": None})
+    series: dict = {"kind": info["normalize"], "length": spec.options.get("length")}
+    if info["normalize"] == "channel":  # the training set's statistics over each series' true length, as the loader
+        values = raw_train.x.numpy().astype(np.float64)
+        valid = np.arange(values.shape[-1])[None, None, :] < np.asarray(raw_train.info["lengths"])[:, None, None]
+        values = np.where(valid, values, np.nan)
+        series.update(
+            mean=np.nanmean(values, axis=(0, 2)).tolist(), std=(np.nanstd(values, axis=(0, 2)) + 1e-8).tolist()
+        )
+    return series, raw_test.x[:8], seen
 
 
 def _seed_run(run: RunDirectory, seed: int | None) -> RunDirectory:
@@ -83,9 +174,16 @@ def _seed_run(run: RunDirectory, seed: int | None) -> RunDirectory:
     return run.seed(seeds[0] if seed is None else seed)
 
 
-def _compare(model: nn.Module, loaded: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, what: str) -> str:
+def _compare(
+    model: nn.Module,
+    loaded: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    what: str,
+    raw: torch.Tensor | None = None,
+) -> str:
+    """``loaded`` fed ``raw`` (default ``x``) against ``model`` fed ``x``: the same logits, within TOLERANCE."""
     with torch.no_grad():
-        difference = (model(x) - loaded(x)).abs().max().item()
+        difference = (model(x) - loaded(x if raw is None else raw)).abs().max().item()
     if difference > TOLERANCE:
         raise RuntimeError(f"the exported {what} gives other logits than the student (max difference {difference:.2g})")
     return f"checked: {what} reloaded, logits on {len(x)} test samples within {difference:.1g} of the student's"
@@ -132,9 +230,12 @@ def write_onnx(model: nn.Module, x: torch.Tensor, destination: Path) -> str:
 def describe(path: Path) -> str:
     """A line saying how to load an exported file."""
     if path.suffix == ".pt2":
-        return f"load: torch.export.load({str(path)!r}).module(); or xdistill audit --student {path}"
+        return (
+            f"load: torch.export.load({str(path)!r}).module(), fed raw inputs as in the data files; "
+            f'or xdistill audit --student {path} --data-options \'{{"normalize": "none"}}\''
+        )
     if path.suffix == ".safetensors":
         meta = json.loads(path.with_suffix(".json").read_text())
         options = json.dumps(meta["options"])
         return f"load: xdistill audit --student {meta['model']} --student-options '{options}' --student-weights {path}"
-    return f"load: onnxruntime.InferenceSession({str(path)!r})"
+    return f"load: onnxruntime.InferenceSession({str(path)!r}), fed raw inputs as in the data files"

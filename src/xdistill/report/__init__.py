@@ -13,7 +13,7 @@ from typing import Any
 
 from ..files import atomic_write, write_json
 from . import figures
-from .decision import DELETION_AUC, decide
+from .decision import DELETION_AUC, decide, in_words
 from .verdict import mean_of, verdicts
 
 COLUMNS = [
@@ -114,6 +114,10 @@ def build_report(
         "teacher": {
             "model": meta.teacher,
             "accuracy": teacher_accuracy,
+            #: mean ± std over seeds (None: one seed, or the same on every seed)
+            "accuracy_over_seeds": results[0]["teacher_accuracy"]
+            if results and isinstance(results[0]["teacher_accuracy"], dict)
+            else None,
             "params": results[0].get("teacher_params") if results else None,
         },
         "evaluation": meta.evaluation,
@@ -159,11 +163,14 @@ def _explainer_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]
     if not students:
         return None
     labels = list(students[0]["explainers"])
-    header = ["student"] + [f"saliency Spearman, {label}" for label in labels]
+    header = ["student"] + [f"saliency Spearman, {in_words(label)}" for label in labels]
     rows = [
         [r["student"]] + [_cell("a", r["explainers"][label]["saliency_spearman"]) for label in labels] for r in students
     ]
-    agreement = [f"{pair}: {_cell('a', value)}" for pair, value in students[0]["teacher_explainer_agreement"].items()]
+    agreement = [
+        f"{' vs '.join(map(in_words, pair.split(' vs ')))}: {_cell('a', value)}"
+        for pair, value in students[0]["teacher_explainer_agreement"].items()
+    ]
     return header, rows, agreement
 
 
@@ -192,7 +199,7 @@ def _table_rows(summary: dict[str, Any], mark: Any = None) -> tuple[list[str], l
     rows = [
         [
             "teacher",
-            _cell("accuracy", summary["teacher"]["accuracy"]),
+            _teacher_accuracy(summary),
             "",
             "",
             "",
@@ -215,10 +222,32 @@ def _table_rows(summary: dict[str, Any], mark: Any = None) -> tuple[list[str], l
     return header, rows
 
 
+def _teacher_accuracy(summary: dict[str, Any]) -> str:
+    """The teacher's accuracy as the students' is shown: mean ± std over seeds when it varies."""
+    teacher = summary["teacher"]
+    return _cell("accuracy", teacher.get("accuracy_over_seeds") or teacher["accuracy"])
+
+
+def short_name(dataset: str) -> str:
+    """A data set's name for a title: a file spec (``csv:/a/deep/folder/x_train.csv``) keeps its file name only."""
+    kind, sep, rest = dataset.partition(":")
+    if "/" not in rest and "\\" not in rest:
+        return dataset
+    return kind + sep + Path(rest.replace("\\", "/")).name
+
+
+def _html_table(header: list[str], rows: list[list[str]], columns: list[int]) -> str:
+    """A table of the given columns, in a box that scrolls on a narrow screen (the page itself never widens)."""
+    esc = html.escape
+    table = "<table><thead><tr>" + "".join(f"<th>{esc(header[i])}</th>" for i in columns) + "</tr></thead><tbody>"
+    table += "".join("<tr>" + "".join(_td(row[i]) for i in columns) + "</tr>" for row in rows) + "</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     header, rows = _table_rows(summary, lambda text: f"**{text}**")
     ev = summary["evaluation"]
-    lines = [f"# {summary['recipe']} — {summary['dataset']}", ""]
+    lines = [f"# {summary['recipe']} — {short_name(summary['dataset'])}", ""]
     decision = summary.get("decision")
     if decision:
         lines += [f"**Decision: {decision['headline']}**", ""]
@@ -228,7 +257,8 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines += [
         *[f"- {line}" if i else line for i, line in enumerate(_verdict_lines(summary))],
         "",
-        f"Generated {summary['generated']}. Alignment: {ev['explainer']} attributions reduced to {ev['parts']} parts, "
+        f"Generated {summary['generated']}. Data set {summary['dataset']}. Alignment: {in_words(ev['explainer'])} "
+        f"attributions reduced to {ev['parts']} parts, "
         f"k={ev['k']}, explained class = {ev['target']}; mean ± std over {summary['spread']}. {SPLITS}",
         "",
         "| " + " | ".join(header) + " |",
@@ -275,6 +305,38 @@ def _td(cell: str) -> str:
     return f"<td>{html.escape(cell)}</td>"
 
 
+STYLE = """\
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; min-width: 4.5rem; }
+.scroll table { margin-bottom: 0.6rem; }
+h1, .meta, li, p { overflow-wrap: anywhere; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f0f0f0; }
+img { max-width: 100%; }
+.meta { color: #555; font-size: 0.9rem; }
+td.best { background: #e8f4e8; }
+.verdict { background: #f7f7f2; border-left: 4px solid #6a6; padding: 0.2rem 1rem; }
+.verdict .headline { font-size: 1.1rem; }
+.warning { background: #fff3e0; border-left: 4px solid #e65100; padding: 0.3rem 0.6rem; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 0.5rem; }
+figure { margin: 0; }
+.controls { display: flex; flex-wrap: wrap; gap: 0.8rem; margin: 0.5rem 0; }
+.explorer { display: grid; grid-template-columns: minmax(0, 1.15fr) minmax(0, 1fr); gap: 1rem; }
+@media (max-width: 800px) { .explorer { grid-template-columns: minmax(0, 1fr); } }
+.samples { max-height: 24rem; overflow-y: auto; }
+#explorer-table tr { cursor: pointer; }
+#explorer-table th, #explorer-table td { min-width: 0; padding: 0.25rem 0.35rem; }
+#explorer-table tr.picked { background: #fde9c8; }
+.strip-label { font-size: 0.8rem; color: #444; }
+.images { display: flex; flex-wrap: wrap; gap: 0.5rem; }
+.images canvas { width: 120px; image-rendering: pixelated; }
+svg text { fill: #444; }
+"""
+
+
 def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str, Any] | None = None) -> str:
     esc = html.escape
     header, rows = _table_rows(summary, lambda text: f"\x00{text}")
@@ -284,9 +346,8 @@ def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str,
         data = base64.b64encode(images[name]).decode()
         return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
-    table = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"
-    table += "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows) + "</tbody></table>"
-    table = f'<div class="scroll">{table}</div>'  # wide tables scroll inside the page, never widen it
+    split = [label for _, label in COLUMNS].index("params")  # accuracy and alignment, then size and speed
+    table = _html_table(header, rows, list(range(split))) + _html_table(header, rows, [0, *range(split, len(header))])
     lines = _verdict_lines(summary)
     verdict = (
         f'<p class="meta">{esc(lines[0])}</p><ul>' + "".join(f"<li>{esc(line)}</li>" for line in lines[1:]) + "</ul>"
@@ -299,7 +360,7 @@ def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str,
         warnings = "".join(f'<p class="warning"><strong>Warning:</strong> {esc(w)}</p>' for w in decision["warnings"])
         reasons = "".join(f"<li>{esc(r)}</li>" for r in decision["reasons"])
         sections.append(
-            f'<div class="verdict" id="decision"><p class="headline"><strong>{esc(decision["headline"])}</strong></p>'
+            f'<div class="verdict" id="decision" data-pick="{esc(decision["pick"] or "")}"><p class="headline"><strong>{esc(decision["headline"])}</strong></p>'
             f'<ul>{reasons}</ul>{warnings}<p class="meta">{esc(decision["rule"])}</p></div>'
         )
     deletion = f'<p class="meta">{esc(DELETION_AUC)}</p>' if _has_deletion_auc(summary) else ""
@@ -318,9 +379,7 @@ def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str,
     explainers = _explainer_table(summary)
     if explainers is not None:
         header2, rows2, agreement = explainers
-        table2 = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header2) + "</tr></thead><tbody>"
-        table2 += "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows2) + "</tbody></table>"
-        table2 = f'<div class="scroll">{table2}</div>'
+        table2 = _html_table(header2, rows2, list(range(len(header2))))
         sections.append(
             '<h2>Alignment under each explainer</h2><p class="meta">The teacher\'s own maps under each pair of '
             f"explainers (per-sample Spearman): {esc('; '.join(agreement))}.</p>{table2}"
@@ -332,7 +391,7 @@ def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str,
         sections.append(
             "<h2>Teacher vs student saliency on held-out samples</h2>"
             f'<p class="meta">The first {len(shots)} test samples (by their order in the test split, not chosen) with '
-            f"{where} models, under {esc(ev['explainer'])}; the explorer below shows any sample.</p>"
+            f"{where} models, under {esc(in_words(ev['explainer']))}; the explorer below shows any sample.</p>"
             f'<div class="grid">{"".join(f"<figure>{img(n, n)}</figure>" for n in shots)}</div>'
         )
     for base, sweep in summary["sweeps"].items():
@@ -345,37 +404,13 @@ def _html(summary: dict[str, Any], images: dict[str, bytes], explorer: dict[str,
         sections.append(embed(explorer))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(summary["recipe"])} — xdistill report</title>
+<title>{esc(summary["recipe"])} — {esc(short_name(summary["dataset"]))} — xdistill report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }}
-.scroll {{ overflow-x: auto; max-width: 100%; }}
-table {{ border-collapse: collapse; font-size: 0.9rem; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; white-space: nowrap; }}
-th:first-child, td:first-child {{ text-align: left; }}
-thead {{ background: #f0f0f0; }}
-img {{ max-width: 100%; }}
-.meta {{ color: #555; font-size: 0.9rem; }}
-td.best {{ background: #e8f4e8; }}
-.verdict {{ background: #f7f7f2; border-left: 4px solid #6a6; padding: 0.2rem 1rem; }}
-.verdict .headline {{ font-size: 1.1rem; }}
-.warning {{ background: #fff3e0; border-left: 4px solid #e65100; padding: 0.3rem 0.6rem; }}
-.grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 0.5rem; }}
-figure {{ margin: 0; }}
-.controls {{ display: flex; flex-wrap: wrap; gap: 0.8rem; margin: 0.5rem 0; }}
-.explorer {{ display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1rem; }}
-@media (max-width: 800px) {{ .explorer {{ grid-template-columns: minmax(0, 1fr); }} }}
-.samples {{ max-height: 24rem; overflow-y: auto; }}
-#explorer-table tr {{ cursor: pointer; }}
-#explorer-table tr.picked {{ background: #fde9c8; }}
-.strip-label {{ font-size: 0.8rem; color: #444; }}
-.images {{ display: flex; flex-wrap: wrap; gap: 0.5rem; }}
-.images canvas {{ width: 120px; image-rendering: pixelated; }}
-svg text {{ fill: #444; }}
-</style></head><body>
-<h1>{esc(summary["recipe"])} — {esc(summary["dataset"])}</h1>
+{STYLE}</style></head><body>
+<h1>{esc(summary["recipe"])} — {esc(short_name(summary["dataset"]))}</h1>
 {sections[0] if decision else ""}
-<p class="meta">Generated {esc(summary["generated"])}. Teacher {esc(summary["teacher"]["model"])}, accuracy
-{esc(_cell("accuracy", summary["teacher"]["accuracy"]))}. Alignment uses {esc(ev["explainer"])} attributions reduced to {esc(ev["parts"])}
+<p class="meta">Generated {esc(summary["generated"])}. Data set {esc(summary["dataset"])}.
+Teacher {esc(summary["teacher"]["model"])}, accuracy {esc(_teacher_accuracy(summary))}. Alignment uses {esc(in_words(ev["explainer"]))} attributions reduced to {esc(ev["parts"])}
 parts (k={ev["k"]}), explaining the {esc(ev["target"])} class; every figure is a mean ± std over {esc(summary["spread"])}.
 {esc(SPLITS)}</p>
 {"".join(sections[1:] if decision else sections)}

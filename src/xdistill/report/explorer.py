@@ -343,7 +343,7 @@ function drawSample() {
   facts.textContent = Object.entries(D.columns).filter(([k]) => k in cols).map(([k, label]) => `${label} ${['label', 'teacher_prediction', 'student_prediction'].includes(k) ? className(cols[k][i]) : fmt(cols[k][i])}`).join(' · ');
 }
 function curve(parent, title, series) {
-  const W = 320, H = 170, L = 40, B = 24;
+  const W = 320, H = 170, L = 46, B = 22;
   const box = el('figure', {class: 'curve'}, parent);
   const all = Object.values(series).flat().filter((v) => v !== null && Number.isFinite(v));
   if (!all.length) return;
@@ -352,9 +352,10 @@ function curve(parent, title, series) {
   const svg = el('svg:svg', {viewBox: `0 0 ${W} ${H}`, width: '100%'}, box);
   el('svg:line', {x1: L, y1: H - B, x2: W, y2: H - B, stroke: '#999'}, svg);
   el('svg:line', {x1: L, y1: 0, x2: L, y2: H - B, stroke: '#999'}, svg);
-  el('svg:text', {x: 2, y: 10, 'font-size': 10}, svg, hi.toPrecision(3));
-  el('svg:text', {x: 2, y: H - B, 'font-size': 10}, svg, lo.toPrecision(3));
-  el('svg:text', {x: W - 60, y: H - 4, 'font-size': 10}, svg, `epoch 1–${n}`);
+  el('svg:text', {x: L - 3, y: 12, 'font-size': 12, 'text-anchor': 'end'}, svg, hi.toPrecision(3));
+  el('svg:text', {x: L - 3, y: H - B, 'font-size': 12, 'text-anchor': 'end'}, svg, lo.toPrecision(3));
+  el('svg:text', {x: L, y: H - 5, 'font-size': 12}, svg, 'epoch 1');
+  el('svg:text', {x: W - 2, y: H - 5, 'font-size': 12, 'text-anchor': 'end'}, svg, String(n));
   Object.entries(series).forEach(([name, values], j) => {
     const pts = values.map((v, k) => (v === null ? null : `${L + (k / Math.max(1, n - 1)) * (W - L)},${(H - B) - ((v - lo) / span) * (H - B - 4)}`)).filter(Boolean);
     el('svg:polyline', {points: pts.join(' '), fill: 'none', stroke: COLORS[j % 4], 'stroke-width': 1.5}, svg);
@@ -382,7 +383,8 @@ function links() {
   el('a', {href: 'figures.json'}, span, 'every figure (figures.json)');
   if (st.csv) { span.append(' · '); el('a', {href: st.csv}, span, `this student's per-sample file (${st.csv})`); }
 }
-function redraw() { fillStudents(); links(); drawTable(); drawSample(); drawCurves(); }
+function first() { const s = seed(); state.sample = order(s.students[studentSel.value].columns, s.n)[0]; }
+function redraw() { fillStudents(); links(); if (state.sample === null) first(); drawTable(); drawSample(); drawCurves(); }
 seedSel.addEventListener('change', redraw);
 studentSel.addEventListener('change', () => { links(); drawTable(); drawSample(); });
 sortSel.addEventListener('change', drawTable);

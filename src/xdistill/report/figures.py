@@ -74,7 +74,10 @@ def metric_panels(results: list[dict[str, Any]], over: str = "test samples") -> 
         low, high = zoomed_limits(list(means), list(stds), natural)
         ax.set_ylim(low, high)
         cut = natural is not None and low > natural[0] + 1e-9
-        ax.set_title(label + (f"\n(axis cut: starts at {low:.2f})" if cut else ""), fontsize=9)
+        note = f"\n(axis cut: starts at {low:.2f})" if cut else ""
+        if natural is None:  # no natural range: the axis is zoomed to the bars, and says so
+            note = f"\n(axis zoomed to the bars: {low:.2f} to {high:.2f})"
+        ax.set_title(label + note, fontsize=9)
         if cut:
             axis_break(ax)
         ax.set_ylabel(f"mean ± std over {over}", fontsize=8)
