@@ -188,11 +188,14 @@ def cuts(plan: dict[str, Any], root: Any) -> str:
             seen.setdefault(claim["study"]["summary"], []).append(claim)
     for name, claims in seen.items():
         confirmatory = root / CONFIRMATORY / f"{name}.json"
-        source = confirmatory if confirmatory.exists() else root / claims[0]["pilot"]
-        listed = json.loads(source.read_text()).get("cuts", [])
-        extra = (
-            [] if confirmatory.exists() else ["(the pilot's cuts; the confirmatory run's replace them when it lands)"]
-        )
+        pilot = claims[0].get("pilot")
+        if confirmatory.exists():
+            listed, extra = json.loads(confirmatory.read_text()).get("cuts", []), []
+        elif pilot:
+            listed = json.loads((root / pilot).read_text()).get("cuts", [])
+            extra = ["(the pilot's cuts; the confirmatory run's replace them when it lands)"]
+        else:
+            listed, extra = [], ["(no run yet)"]
         ids = ", ".join(f"`{c['id']}`" for c in claims)
         lines.append(f"| {name} | {ids} | {'; '.join(listed + extra) or '–'} |")
     return "\n".join(lines) + "\n"

@@ -52,6 +52,12 @@ class TeacherSpec(Strict):
         default=["ce"], min_length=1, description="how the teacher trains: ce, or rationale for a rationale model"
     )
     train: TrainConfig | None = Field(default=None, description="unset fields: the data family's teacher defaults")
+    dataset: DatasetSpec | None = Field(
+        default=None,
+        description="the teacher's own training data (default: the study's dataset), e.g. the same generator with "
+        "a shortcut that carries no information; the students still learn from dataset, and everything is tested "
+        "on dataset's test split. Its inputs and classes must match the study's",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TeacherSpec:

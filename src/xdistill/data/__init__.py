@@ -1,6 +1,6 @@
 """Datasets: one in-memory type, loaders registered by name (``load_dataset("ucr:GunPoint")``)."""
 
-from . import cifar, files, images, synthetic, text, timeseries  # noqa: F401  (registers the loaders)
+from . import cifar, files, images, shortcut, synthetic, text, timeseries  # noqa: F401  (registers the loaders)
 from .cifar import read_cifar_tarball, safe_unpickle
 from .dataset import ArrayDataset, Splits, encode_labels, stratified_split
 from .images import read_idx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ class ArrayDataset(Dataset):
     name: str
     rationale: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    #: a spurious cue beside the evidence and its test variants (``data/shortcut.py``), for shortcut benchmarks
+    shortcut: Any = None
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class ArrayDataset(Dataset):
         self.y = torch.as_tensor(y, dtype=torch.long)
         self.class_names, self.name, self.info = class_names, name, dict(info or {})
         self.rationale = None if rationale is None else torch.as_tensor(rationale, dtype=torch.float32)
+        self.shortcut = None
         self._check()
 
     def _check(self) -> None:
@@ -95,9 +98,11 @@ class ArrayDataset(Dataset):
     def subset(self, indices: torch.Tensor | np.ndarray | list[int], name: str | None = None) -> ArrayDataset:
         indices = torch.as_tensor(indices, dtype=torch.long)
         rationale = None if self.rationale is None else self.rationale[indices]
-        return ArrayDataset(
+        out = ArrayDataset(
             self.x[indices], self.y[indices], list(self.class_names), name or self.name, rationale, dict(self.info)
         )
+        out.shortcut = None if self.shortcut is None else self.shortcut.subset(indices)
+        return out
 
     def __repr__(self) -> str:
         return f"ArrayDataset({self.name!r}, n={len(self)}, input_shape={self.input_shape}, classes={self.num_classes})"

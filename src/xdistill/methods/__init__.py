@@ -1,6 +1,6 @@
 """Loss terms, data transforms and presets, registered by name (``build_term("kd", temperature=4)``)."""
 
-from . import feature_hints, ig_overlay, kd, rekd, subdistill, tsd  # noqa: F401  (registers the terms and presets)
+from . import explanation_matching, feature_hints, ig_overlay, kd, rekd, subdistill, tsd  # noqa: F401  (registers)
 from .base import (
     METHODS,
     PRESETS,

@@ -23,27 +23,42 @@ class StudyInputs:
     def __init__(self, recipe: Recipe, paths: RunDirectory) -> None:
         self.recipe, self.paths = recipe, paths
         self._splits: Any = None
+        self._teacher_splits: Any = None
         self._objectives: dict[str, Objective] = {}
 
     @property
     def splits(self):
+        """(train, test) of the study's dataset (``max_train`` / ``max_test`` applied, by seed)."""
         if self._splits is None:
-            from ..data import load_dataset
-
-            spec = self.recipe.dataset
-            try:
-                train, test = load_dataset(spec.name, **spec.options)
-            except TypeError as error:
-                raise RecipeError(f"dataset.options: {error}") from None
-            except (ValueError, FileNotFoundError, LookupError) as error:
-                raise RecipeError(f"dataset.name: {error}") from None
-            rng = np.random.default_rng(self.recipe.seed)
-            if spec.max_train and spec.max_train < len(train):
-                train = train.subset(np.sort(rng.permutation(len(train))[: spec.max_train]))
-            if spec.max_test and spec.max_test < len(test):
-                test = test.subset(np.sort(rng.permutation(len(test))[: spec.max_test]))
-            self._splits = (train, test)
+            self._splits = self._load(self.recipe.dataset, "dataset")
         return self._splits
+
+    @property
+    def teacher_splits(self):
+        """The teacher's training data: its own dataset when ``teacher.dataset`` names one (a teacher trained
+        elsewhere, or on data where a shortcut carries no information), else the study's."""
+        spec = self.recipe.teacher.dataset
+        if spec is None:
+            return self.splits
+        if self._teacher_splits is None:
+            self._teacher_splits = self._load(spec, "teacher.dataset")
+        return self._teacher_splits
+
+    def _load(self, spec: Any, where: str) -> tuple[Any, Any]:
+        from ..data import load_dataset
+
+        try:
+            train, test = load_dataset(spec.name, **spec.options)
+        except TypeError as error:
+            raise RecipeError(f"{where}.options: {error}") from None
+        except (ValueError, FileNotFoundError, LookupError) as error:
+            raise RecipeError(f"{where}.name: {error}") from None
+        rng = np.random.default_rng(self.recipe.seed)
+        if spec.max_train and spec.max_train < len(train):
+            train = train.subset(np.sort(rng.permutation(len(train))[: spec.max_train]))
+        if spec.max_test and spec.max_test < len(test):
+            test = test.subset(np.sort(rng.permutation(len(test))[: spec.max_test]))
+        return train, test
 
     @property
     def student_splits(self):
@@ -62,7 +77,7 @@ class StudyInputs:
         """A fresh model of the recipe's architecture ``name`` for the (students') data, seeded, probed on it."""
         from ..models.factory import ModelError, model_for_data
 
-        train = (self.student_splits if student else self.splits)[0]
+        train = (self.student_splits if student else self.teacher_splits)[0]
         try:
             return model_for_data(
                 name, train.x[:2], train.num_classes, options=options, where=where, seed=self.recipe.seed
@@ -92,7 +107,7 @@ class StudyInputs:
         for spec in specs:
             if spec is not None:
                 given = with_fields(given, spec.model_dump(exclude_unset=True))
-        train = (self.student_splits if role == "student" else self.splits)[0]
+        train = (self.student_splits if role == "student" else self.teacher_splits)[0]
         family = data_family(tuple(train.x.shape), integer=not train.x.is_floating_point())
         return resolve(TrainConfig.model_validate(given), family, role)
 

@@ -121,6 +121,7 @@ class Study:
         shape (term layer paths, TSD windows, the evaluation's k): mistakes surface before anything trains."""
         from ..subtask import ClassSubset
 
+        self._check_teacher_data()
         teacher = self.build_teacher()
         self.inputs.load_teacher_weights(teacher)
         classes = self.recipe.dataset.subtask
@@ -140,6 +141,17 @@ class Study:
         evaluation = self.recipe.evaluation
         check_k(evaluation.k, train.input_shape, evaluation.parts, evaluation.part_options)
         self.ledger.commit()
+
+    def _check_teacher_data(self) -> None:
+        """A teacher's own dataset must have the study's inputs and classes (it is tested on the study's)."""
+        if self.recipe.teacher.dataset is None:
+            return
+        own, study = self.inputs.teacher_splits[0], self.splits[0]
+        if own.input_shape != study.input_shape or own.class_names != study.class_names:
+            raise RecipeError(
+                f"teacher.dataset: its inputs {own.input_shape} and classes {own.class_names} must be the study's "
+                f"({study.input_shape}, {study.class_names}): the teacher is tested on dataset's test split"
+            )
 
     def _check_train_configs(self) -> None:
         """Each model's training settings as they resolve (family defaults, recipe, per-student overrides)."""

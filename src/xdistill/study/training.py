@@ -90,7 +90,7 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
         result = distill(
             None,
             model,
-            inputs.splits[0],
+            inputs.teacher_splits[0],
             spec.methods,
             config=config,
             work_dir=ledger.paths.teacher_dir,
@@ -99,7 +99,7 @@ def teacher(ledger: RunLedger, inputs: StudyInputs) -> nn.Module:
         if ledger.rank == 0:
             save_weights(model, path)
         accuracies = log_fit(ledger, "teacher", result)
-        chance = 1.0 / inputs.splits[0].num_classes
+        chance = 1.0 / inputs.teacher_splits[0].num_classes
         if accuracies["train_acc"] < chance + 0.1:
             ledger.log(
                 f"WARNING: the teacher is near chance on its own training data (accuracy "

@@ -1,0 +1,159 @@
+"""The shortcut benchmark: generated data with a spurious cue, a teacher trained where the cue means nothing, the
+explanation-matching term, and the explainer-free evaluation (flipped / no-cue accuracy, cue reliance)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xdistill.data import load_dataset
+from xdistill.methods import build_term
+from xdistill.methods.base import Batch, Step
+from xdistill.metrics.shortcut import cue_mass, shortcut_metrics
+
+
+def test_the_cue_agrees_with_the_label_as_often_as_asked_and_the_variants_move_it():
+    train, test = load_dataset("shortcut_series", n_train=2000, n_test=500, cue_agreement=0.9)
+    agree = float((train.shortcut.cue_class == train.y).double().mean())
+    assert abs(agree - 0.9) < 0.03
+    flipped_x, flipped_cue = test.shortcut.variants["flipped"]
+    none_x, none_cue = test.shortcut.variants["none"]
+    assert (flipped_cue != test.y).all() and (none_cue == -1).all()
+    cue = test.shortcut.cue_mask.bool()
+    # outside the cue, the three test variants are the same series; inside it, only the iid one has the spike
+    assert torch.equal(test.x[:, 0][~cue], none_x[:, 0][~cue])
+    assert torch.allclose((test.x[:, 0][cue] - none_x[:, 0][cue]).abs(), torch.tensor(2.0))  # the cue: ±2 there
+    assert test.rationale is not None and (test.rationale.sum(1) == 16).all()  # the evidence: the 16-step motif
+    part = test.subset(np.arange(10))
+    assert part.shortcut.variants["flipped"][0].shape[0] == 10
+    assert torch.equal(part.shortcut.cue_class, test.shortcut.cue_class[:10])
+
+
+def test_an_uninformative_cue_leaves_the_evidence_where_it_was():
+    """The teacher's data (agreement 1/K) and the students' (0.95) share every series but the cue."""
+    teacher, _ = load_dataset("shortcut_series", n_train=400, cue_agreement=0.25)
+    students, _ = load_dataset("shortcut_series", n_train=400, cue_agreement=0.95)
+    assert torch.equal(teacher.y, students.y) and torch.equal(teacher.rationale, students.rationale)
+    outside = ~(teacher.shortcut.cue_mask.bool() | students.shortcut.cue_mask.bool())
+    assert torch.equal(teacher.x[:, 0][outside], students.x[:, 0][outside])
+    informative = float((teacher.shortcut.cue_class == teacher.y).double().mean())
+    assert abs(informative - 0.25) < 0.06
+
+
+class CueReader(nn.Module):
+    """Scores each class by how well the cue's steps match its pattern: relies on the shortcut only."""
+
+    def __init__(self, classes=4, width=3, start=2):
+        super().__init__()
+        from xdistill.data.shortcut import cue_patterns
+
+        self.patterns = torch.as_tensor(cue_patterns(classes, width), dtype=torch.float32)
+        self.start, self.width = start, width
+
+    def forward(self, x):
+        return x[:, 0, self.start : self.start + self.width] @ self.patterns.T
+
+
+def test_a_model_that_reads_the_cue_follows_it_everywhere_and_the_metrics_say_so():
+    _, test = load_dataset("shortcut_series", n_train=10, n_test=300, cue_agreement=1.0)
+    reader = CueReader()
+    metrics = shortcut_metrics(reader, reader, test)
+    # (a motif at a random place may overlap the cue's steps: a few samples read otherwise)
+    assert metrics["student_accuracy_flipped"] < 0.02 and metrics["cue_reliance"] > 0.98
+    assert metrics["teacher_cue_reliance"] > 0.98 and metrics["student_accuracy_none"] < 0.5
+    assert shortcut_metrics(reader, reader, load_dataset("synthetic_series", n_test=20)[1]) == {}
+
+
+def test_attribution_mass_on_the_cue_and_on_the_evidence():
+    attributions = torch.zeros(2, 1, 10)
+    attributions[:, 0, 1] = 3.0  # on the cue
+    attributions[:, 0, 6] = -1.0  # on the evidence
+    cue, evidence = torch.zeros(2, 10), torch.zeros(2, 10)
+    cue[:, 1], evidence[:, 5:8] = 1, 1
+    assert cue_mass(attributions, cue, evidence) == {"attribution_on_cue": 0.75, "attribution_on_evidence": 0.25}
+
+
+def _linear(weight):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(weight.shape[1], weight.shape[0], bias=False)).double()
+    model[1].weight.data = weight.clone()
+    return model
+
+
+def test_explanation_matching_is_the_total_variation_between_gradient_x_input_maps():
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 1, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    teacher_w, student_w = torch.randn(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    teacher, student = _linear(teacher_w), _linear(student_w)
+    term = build_term("explanation_matching")
+    step = Step(Batch(x, y, torch.arange(5)), student, teacher, student(x), teacher(x).detach())
+    loss = term.loss(step)
+    # by hand: a linear model's gradient x input for class c is x * W[c]; |.| normalised per sample; TV distance
+    s = (x[:, 0] * student_w[y]).abs()
+    t = (x[:, 0] * teacher_w[y]).abs()
+    expected = 0.5 * (s / s.sum(1, keepdim=True) - t / t.sum(1, keepdim=True)).abs().sum(1).mean()
+    assert torch.allclose(loss, expected, atol=1e-12)
+    grad = torch.autograd.grad(loss, student[1].weight)[0]
+    assert grad.abs().sum() > 0  # the loss trains the student (through its input gradient: double backward)
+    same = Step(Batch(x, y, torch.arange(5)), teacher, teacher, teacher(x), teacher(x).detach())
+    assert term.loss(same).abs() < 1e-12
+
+
+def test_explanation_matching_refuses_token_inputs():
+    term = build_term("explanation_matching")
+    with pytest.raises(ValueError, match="needs real-valued inputs"):
+        term.check(nn.Identity(), nn.Identity(), torch.zeros(2, 5, dtype=torch.long))
+
+
+def _recipe(tmp_path, change=None, students=("alone",)):
+    import yaml
+
+    from xdistill.recipe import default_recipe_path
+
+    data = yaml.safe_load((default_recipe_path().parent / "shortcut_series.yaml").read_text())
+    data["teacher"]["train"] = {"steps": 400}
+    data["training"] = {"steps": 200}
+    data["students"] = [s for s in data["students"] if s["name"] in students]
+    if change:
+        change(data)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _run(recipe, out):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "xdistill", "run", str(recipe), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=recipe.parent,
+    )
+
+
+def test_a_teacher_dataset_unlike_the_studys_is_refused_in_one_line(tmp_path):
+    recipe = _recipe(tmp_path, lambda d: d["teacher"]["dataset"]["options"].update(length=64))
+    done = _run(recipe, tmp_path / "run")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert (
+        done.stderr.startswith("xdistill: error: teacher.dataset: its inputs (1, 64)")
+        and not (tmp_path / "run").exists()
+    )
+
+
+@pytest.mark.slow
+def test_the_shortcut_recipe_shows_the_shortcut_a_student_alone_takes_and_the_teacher_ignores(tmp_path):
+    """Sanity at a small budget (teacher 400 steps, student 200): the student trained alone on the transfer set
+    falls at least 20 points when the cue lies; the teacher, which learnt where the cue means nothing, stays within
+    5 points of its accuracy where the cue agrees."""
+    import json
+
+    recipe = _recipe(tmp_path)
+    done = _run(recipe, tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "run" / "evaluation" / "alone.json").read_text())
+    assert result["student_accuracy_all"] - result["student_accuracy_flipped"] >= 0.20, result
+    assert abs(result["teacher_accuracy_all"] - result["teacher_accuracy_flipped"]) <= 0.05, result
+    assert result["cue_reliance"] > 3 * result["teacher_cue_reliance"] and "student_accuracy_none" in result
