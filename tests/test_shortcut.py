@@ -157,3 +157,54 @@ def test_the_shortcut_recipe_shows_the_shortcut_a_student_alone_takes_and_the_te
     assert result["student_accuracy_all"] - result["student_accuracy_flipped"] >= 0.20, result
     assert abs(result["teacher_accuracy_all"] - result["teacher_accuracy_flipped"]) <= 0.05, result
     assert result["cue_reliance"] > 3 * result["teacher_cue_reliance"] and "student_accuracy_none" in result
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("shortcut_images", {}), ("shortcut_text", {}), ("coloured_fashion_mnist", {"max_train": 300, "max_test": 100})],
+)
+def test_every_family_plants_its_cue_where_its_mask_says_and_the_variants_move_only_the_cue(name, options):
+    from pathlib import Path
+
+    if name == "coloured_fashion_mnist" and not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    train, test = load_dataset(name, cue_agreement=0.9, **options)
+    assert abs(float((train.shortcut.cue_class == train.y).double().mean()) - 0.9) < 0.06
+    flipped, flipped_cue = test.shortcut.variants["flipped"]
+    none, none_cue = test.shortcut.variants["none"]
+    assert (flipped_cue != test.y).all() and (none_cue == -1).all() and flipped.shape == test.x.shape
+    if name == "coloured_fashion_mnist":  # the colour is the cue: same garment, other tint (its channels' ratios)
+        assert not torch.equal(flipped, test.x) and torch.equal(test.y, test.y)
+        return
+    cue = test.shortcut.cue_mask.bool()
+    x, f, z = (v.reshape(len(v), *cue.shape[1:]) if v.ndim > cue.ndim else v for v in (test.x, flipped, none))
+    assert torch.equal(x[~cue], f[~cue]) and torch.equal(x[~cue], z[~cue])  # elsewhere the same inputs
+    moved = (x != f).reshape(len(x), -1).any(1)
+    assert moved.float().mean() > 0.9  # the flipped cue differs from the iid one wherever they name other classes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["shortcut_images", "shortcut_text", "shortcut_coloured_fashion_mnist"])
+def test_each_shortcut_recipe_runs_and_reports_flipped_accuracy_and_cue_reliance(tmp_path, recipe):
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from xdistill.recipe import default_recipe_path
+
+    if "fashion" in recipe and not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    data = yaml.safe_load((default_recipe_path().parent / f"{recipe}.yaml").read_text())
+    data["teacher"]["train"] = {"steps": 30}
+    data["training"] = {"steps": 10}
+    for spec in (data["dataset"], data["teacher"]["dataset"]):
+        if "max_train" in spec["options"]:
+            spec["options"].update(max_train=300, max_test=100)
+    data["evaluation"]["max_samples"] = 20
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    done = _run(tmp_path / "recipe.yaml", tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    for student in data["students"]:
+        result = json.loads((tmp_path / "run" / "evaluation" / f"{student['name']}.json").read_text())
+        assert {"student_accuracy_flipped", "student_accuracy_none", "cue_reliance"} <= set(result), student["name"]

@@ -119,14 +119,169 @@ def make_shortcut_series(
     info = {"cue_agreement": cue_agreement}
     full = ArrayDataset(x, y, classes, "shortcut_series", rationale=evidence, info=info)
     variants = {
-        "flipped": (torch.as_tensor(_with_cues(base, flipped, patterns, cue_start, cue_height)).float(), flipped),
-        "none": (torch.as_tensor(base).float(), np.full(n, -1)),
+        "flipped": (_with_cues(base, flipped, patterns, cue_start, cue_height).astype(np.float32), flipped),
+        "none": (base.astype(np.float32), np.full(n, -1)),
     }
+    return _split_with_variants(full, n_train, cue, _cue_mask(cue, cue_start, cue_width, length), variants)
+
+
+def _split_with_variants(
+    full: ArrayDataset, n_train: int, cue: np.ndarray, cue_mask: np.ndarray, variants: dict[str, tuple]
+) -> Splits:
+    """Attach the cue to ``full`` and cut it into (train, test); only the test split keeps the variants."""
     full.shortcut = Shortcut(
         torch.as_tensor(cue),
-        torch.as_tensor(_cue_mask(cue, cue_start, cue_width, length)),
-        {name: (x_, torch.as_tensor(c, dtype=torch.long)) for name, (x_, c) in variants.items()},
+        torch.as_tensor(cue_mask),
+        {name: (torch.as_tensor(x), torch.as_tensor(c, dtype=torch.long)) for name, (x, c) in variants.items()},
     )
+    n = len(full)
     train, test = full.subset(np.arange(n_train)), full.subset(np.arange(n_train, n))
-    train.shortcut.variants = {}  # the variants are test splits
+    train.shortcut.variants = {}
     return Splits(train, test)
+
+
+@DATASETS.register("shortcut_images")
+def make_shortcut_images(
+    n_train: int = 600,
+    n_test: int = 300,
+    size: int = 16,
+    n_classes: int = 4,
+    glyph_size: int = 4,
+    noise: float = 0.3,
+    cue_agreement: float = 0.95,
+    cue_size: int = 2,
+    cue_height: float = 2.0,
+    seed: int = 0,
+) -> Splits:
+    """Noise images with a class glyph at a random place (the evidence, as ``synthetic_images``) and a
+    ``cue_size`` × ``cue_size`` sign patch in the top-left corner naming a class (the cue)."""
+    from .synthetic import _glyphs
+
+    if not 0.0 <= cue_agreement <= 1.0:
+        raise ValueError(f"cue_agreement must be in [0, 1], got {cue_agreement}")
+    patterns = cue_patterns(n_classes, cue_size * cue_size).reshape(n_classes, cue_size, cue_size)
+    rng = np.random.default_rng(seed)
+    glyphs = _glyphs(n_classes, glyph_size, rng)
+    n = n_train + n_test
+    y = rng.integers(0, n_classes, n)
+    base = rng.normal(0.0, noise, (n, 1, size, size))
+    evidence = np.zeros((n, size, size), dtype=np.float32)
+    rows, cols = rng.integers(0, size - glyph_size + 1, n), rng.integers(0, size - glyph_size + 1, n)
+    for i in range(n):
+        r, c = rows[i], cols[i]
+        base[i, 0, r : r + glyph_size, c : c + glyph_size] += 2 * glyphs[y[i]] - 1
+        evidence[i, r : r + glyph_size, c : c + glyph_size] = 1.0
+    cue, flipped = cue_classes(y, cue_agreement, n_classes, rng), wrong_classes(y, n_classes, rng)
+
+    def with_patch(classes: np.ndarray) -> np.ndarray:
+        x = base.copy()
+        has = classes >= 0
+        x[has, 0, :cue_size, :cue_size] += cue_height * patterns[classes[has]]
+        return x.astype(np.float32)
+
+    mask = np.zeros((n, size, size), dtype=np.float32)
+    mask[:, :cue_size, :cue_size] = 1.0
+    classes = [f"glyph{c}" for c in range(n_classes)]
+    full = ArrayDataset(with_patch(cue), y, classes, "shortcut_images", evidence, {"cue_agreement": cue_agreement})
+    none = np.full(n, -1)
+    return _split_with_variants(
+        full, n_train, cue, mask, {"flipped": (with_patch(flipped), flipped), "none": (with_patch(none), none)}
+    )
+
+
+@DATASETS.register("shortcut_text")
+def make_shortcut_text(
+    n_train: int = 800,
+    n_test: int = 400,
+    length: int = 32,
+    n_classes: int = 3,
+    vocab_size: int = 200,
+    phrase_length: int = 3,
+    cue_agreement: float = 0.95,
+    seed: int = 0,
+) -> Splits:
+    """Token sequences with a class key phrase at a random place (the evidence, as ``synthetic_text``) and, at the
+    first position, a cue token naming a class. Ids: phrases ``1 .. K·L``, cue tokens the next K, filler above."""
+    if not 0.0 <= cue_agreement <= 1.0:
+        raise ValueError(f"cue_agreement must be in [0, 1], got {cue_agreement}")
+    reserved = n_classes * (phrase_length + 1)
+    if vocab_size <= reserved + 10 or phrase_length >= length:
+        raise ValueError(f"vocab_size must exceed {reserved + 10} and phrase_length must be below length")
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    y = rng.integers(0, n_classes, n)
+    base = rng.integers(reserved + 1, vocab_size, (n, length))
+    evidence = np.zeros((n, length), dtype=np.float32)
+    starts = rng.integers(1, length - phrase_length + 1, n)  # position 0 is the cue's
+    for i, (label, start) in enumerate(zip(y, starts)):
+        base[i, start : start + phrase_length] = 1 + label * phrase_length + np.arange(phrase_length)
+        evidence[i, start : start + phrase_length] = 1.0
+    cue, flipped = cue_classes(y, cue_agreement, n_classes, rng), wrong_classes(y, n_classes, rng)
+    first_cue = n_classes * phrase_length + 1
+
+    def with_token(classes: np.ndarray) -> np.ndarray:
+        x = base.copy()
+        has = classes >= 0
+        x[has, 0] = first_cue + classes[has]
+        return x
+
+    mask = np.zeros((n, length), dtype=np.float32)
+    mask[:, 0] = 1.0
+    classes = [f"phrase{c}" for c in range(n_classes)]
+    info = {"vocab_size": vocab_size, "cue_agreement": cue_agreement}
+    full = ArrayDataset(with_token(cue), y, classes, "shortcut_text", evidence, info)
+    none = np.full(n, -1)
+    return _split_with_variants(
+        full, n_train, cue, mask, {"flipped": (with_token(flipped), flipped), "none": (with_token(none), none)}
+    )
+
+
+#: one colour per Fashion-MNIST class (RGB in [0, 1]), as distinct as ten can be
+COLOURS = np.array(
+    [
+        [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0],
+        [0.0, 1.0, 1.0], [1.0, 0.5, 0.0], [0.5, 0.0, 1.0], [0.0, 0.5, 0.5], [0.6, 0.6, 0.6],
+    ],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+@DATASETS.register("coloured_fashion_mnist")
+def load_coloured_fashion_mnist(
+    root: str | None = None,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    cue_agreement: float = 1.0,
+    seed: int = 0,
+) -> Splits:
+    """Fashion-MNIST (the Debian package's idx files) in the anchor's shape (Bassi et al. 2024's Coloured MNIST):
+    each garment tinted with a colour that names a class — the label's in a share ``cue_agreement`` of the images
+    (1.0: colour = class), another class's otherwise. Test variants: ``flipped`` (a wrong class's colour) and
+    ``none`` (grey). Three channels, standardised with the training split's per-channel statistics."""
+    from .images import load_fashion_mnist
+
+    if not 0.0 <= cue_agreement <= 1.0:
+        raise ValueError(f"cue_agreement must be in [0, 1], got {cue_agreement}")
+    raw_train, raw_test = load_fashion_mnist(root, max_train, max_test, normalize=False)
+    n_train = len(raw_train)
+    gray = torch.cat([raw_train.x, raw_test.x]).numpy()  # (N, 1, 28, 28) in [0, 1]
+    y = torch.cat([raw_train.y, raw_test.y]).numpy()
+    rng = np.random.default_rng(seed)
+    classes = len(raw_train.class_names)
+    cue, flipped = cue_classes(y, cue_agreement, classes, rng), wrong_classes(y, classes, rng)
+
+    def tinted(which: np.ndarray) -> np.ndarray:
+        colour = np.where(which[:, None] >= 0, COLOURS[np.maximum(which, 0)], 0.6)  # -1: grey
+        return gray * colour[:, :, None, None]
+
+    x = tinted(cue)
+    values = x[:n_train].astype(np.float64)
+    mean = values.mean(axis=(0, 2, 3), keepdims=True).astype(np.float32)
+    std = values.std(axis=(0, 2, 3), ddof=1, keepdims=True).astype(np.float32) + 1e-8
+    standard = lambda v: ((v - mean) / std).astype(np.float32)  # noqa: E731
+    info = {"pixel_mean": mean.flatten().tolist(), "pixel_std": std.flatten().tolist(), "cue_agreement": cue_agreement}
+    full = ArrayDataset(standard(x), y, list(raw_train.class_names), "coloured_fashion_mnist", None, info)
+    none = np.full(len(y), -1)
+    mask = np.ones((len(y), 28, 28), dtype=np.float32)  # the colour is everywhere the garment is
+    variants = {"flipped": (standard(tinted(flipped)), flipped), "none": (standard(tinted(none)), none)}
+    return _split_with_variants(full, n_train, cue, mask, variants)
