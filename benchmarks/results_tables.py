@@ -56,6 +56,9 @@ LABELS = {
     **TESTED,
     "logit_spearman": "logit Spearman with the teacher",
     "topk_focus_ratio": "top-k focus ratio (inside / outside the teacher's top k)",
+    "student_accuracy_flipped": "accuracy where the cue names a wrong class",
+    "student_accuracy_none": "accuracy without the cue",
+    "cue_reliance": "cue reliance (flipped predictions that follow the cue)",
 }
 ALPHA = 0.05
 

@@ -39,3 +39,15 @@ def test_more_seeds_reuse_the_finished_ones_and_pair_the_new_ones(tmp_path):
     text = reproduce.table("tiny", both, [0, 1], baseline="alone")
     kd_line = next(line for line in text.splitlines() if line.startswith("| kd "))
     assert "seeds [0, 1]" in text and kd_line.count("|") > 10
+
+
+def test_students_named_by_a_sweep_members_expanded_name_keep_only_those_values():
+    reproduce = load_benchmark("reproduce")
+    students = [
+        {"name": "no_kd", "methods": ["ce"]},
+        {"name": "kd", "methods": ["hinton"]},
+        {"name": "tsd", "methods": [{"name": "tsd_published"}], "sweep": {"option": "lam", "values": [0.5, 1.0, 10.0]}},
+    ]
+    kept = reproduce.kept_students(students, ["no_kd", "tsd[lam=1.0]"])
+    assert [s["name"] for s in kept] == ["no_kd", "tsd"] and kept[1]["sweep"]["values"] == [1.0]
+    assert reproduce.kept_students(students, ["tsd[lam=3.0]"]) == []
