@@ -208,3 +208,25 @@ def test_each_shortcut_recipe_runs_and_reports_flipped_accuracy_and_cue_reliance
     for student in data["students"]:
         result = json.loads((tmp_path / "run" / "evaluation" / f"{student['name']}.json").read_text())
         assert {"student_accuracy_flipped", "student_accuracy_none", "cue_reliance"} <= set(result), student["name"]
+        assert any(key.startswith("attribution_on_cue@") for key in result), student["name"]
+
+
+def test_each_explainer_reports_where_a_model_that_reads_the_cue_puts_its_attribution():
+    from xdistill.metrics import AlignmentConfig
+    from xdistill.metrics.shortcut import explainer_masses
+
+    _, test = load_dataset("shortcut_series", n_train=10, n_test=40)
+    config = AlignmentConfig(
+        "saliency",
+        {},
+        "window",
+        {"size": 4},
+        3,
+        "label",
+        also=[{"explainer": "occlusion", "explainer_options": {"window": 1}}],
+    )
+    reader = CueReader()
+    masses = explainer_masses(reader, reader, test, config, limit=40)
+    assert masses["attribution_on_cue@saliency"] == pytest.approx(1.0)  # its gradient lives on the cue's steps
+    assert masses["teacher_attribution_on_cue@occlusion"] == pytest.approx(1.0, abs=1e-6)
+    assert masses["attribution_on_evidence@saliency"] < 0.2  # only where a motif overlaps the cue

@@ -29,12 +29,37 @@ def shortcut_metrics(student: nn.Module, teacher: nn.Module, test: Any) -> dict[
     return out
 
 
-def cue_mass(attributions: torch.Tensor, cue_mask: torch.Tensor, evidence_mask: torch.Tensor) -> dict[str, float]:
-    """Mean share of each sample's absolute attribution that falls on the cue and on the evidence (input
-    positions; channels summed)."""
-    a = attributions.abs().reshape(attributions.shape[0], -1, attributions.shape[-1]).sum(1)
+def cue_mass(
+    attributions: torch.Tensor, cue_mask: torch.Tensor, evidence_mask: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Mean share of each sample's absolute attribution that falls on the cue (and on the evidence, when its mask is
+    known); channels are summed when the masks have none."""
+    a = attributions.abs().float()
+    if a.ndim == cue_mask.ndim + 1:
+        a = a.sum(1)
+    a = a.flatten(1)
     total = a.sum(1).clamp_min(1e-12)
-    return {
-        "attribution_on_cue": float(((a * cue_mask).sum(1) / total).mean()),
-        "attribution_on_evidence": float(((a * evidence_mask).sum(1) / total).mean()),
-    }
+    out = {"attribution_on_cue": float(((a * cue_mask.flatten(1)).sum(1) / total).mean())}
+    if evidence_mask is not None:
+        out["attribution_on_evidence"] = float(((a * evidence_mask.flatten(1)).sum(1) / total).mean())
+    return out
+
+
+def explainer_masses(teacher: nn.Module, student: nn.Module, test: Any, config: Any, limit: int) -> dict[str, float]:
+    """Which explainers see the shortcut: under each explainer of the evaluation (``config.explainers()``), the
+    student's and the teacher's attribution mass on the cue and on the evidence, for the label, over the first
+    ``limit`` test samples (``attribution_on_cue@<explainer>``, ``teacher_attribution_on_cue@<explainer>``...)."""
+    from .. import explain as xe
+
+    if getattr(test, "shortcut", None) is None:
+        return {}
+    x, y = test.x[:limit], test.y[:limit]
+    cue = test.shortcut.cue_mask[:limit]
+    evidence = test.rationale[:limit] if test.rationale is not None else None
+    out: dict[str, float] = {}
+    for label, settings in config.explainers().items():
+        for prefix, model in (("", student), ("teacher_", teacher)):
+            attribution = xe.explain(model, x, y, method=settings.explainer, **settings.explainer_options)
+            mass = cue_mass(attribution.detach(), cue, evidence)
+            out.update({f"{prefix}{key}@{label}": value for key, value in mass.items()})
+    return out

@@ -53,7 +53,7 @@ def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpe
     + per-sample values in ``<student>.samples.npz/.csv``); ``models`` gives the trained student, the teacher and
     the teacher's side when they are needed."""
     from ..metrics import evaluate_pair, to_jsonable
-    from ..metrics.shortcut import shortcut_metrics
+    from ..metrics.shortcut import explainer_masses, shortcut_metrics
 
     path = ledger.paths.evaluation(student.name)
     stage = f"evaluate:{student.name}"
@@ -82,6 +82,7 @@ def evaluate_student(ledger: RunLedger, inputs: StudyInputs, student: StudentSpe
     result.update(student=student.name, model=student.model, methods=student.methods, class_names=test.class_names)
     result.update(whole_test_accuracy(model, teacher, test, limit, result))
     result.update(shortcut_metrics(model, teacher, test))
+    result.update(explainer_masses(teacher, model, test, config, limit))
     n = inputs.recipe.evaluation.examples
     if n and side.example_maps is not None:
         examples = {
