@@ -443,3 +443,11 @@ def test_the_audit_of_a_model_against_itself_is_perfect(tmp_path, scripted_teach
         assert r[key]["mean"] == pytest.approx(1.0, abs=1e-6), key
     assert r["kl"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert r["flip_auc_student_teacher_order"]["mean"] == pytest.approx(r["flip_auc_teacher"]["mean"])
+    # the audit says how it normalised the inputs, and claims nothing about the training it did not see
+    assert "inputs z-normalised by default, each series on its own (normalize: auto" in done.stdout
+    summary = (tmp_path / "self" / "report" / "report.md").read_text()
+    assert (
+        "inputs z-normalised by default" in summary and "audit compares two trained models it did not train" in summary
+    )
+    assert "training data alone" not in summary
+    assert json.loads((tmp_path / "self" / "audit.json").read_text())["inputs"].startswith("inputs z-normalised")

@@ -75,6 +75,14 @@ FITNETS = {"name": "fitnets", "layers": {"nope.1": "features.1"}}
         ),
         (lambda d: d.update(precision="bf17"), r"^precision: .*unknown precision 'bf17'"),
         (
+            lambda d: d["students"][0].update(options={"widht": 0.125}),
+            r"^students\[0\].options: unknown option 'widht'; accepted: width, activation$",
+        ),
+        (
+            lambda d: d["teacher"].update(options={"width": "half"}),
+            r"^teacher.options: option 'width': 'half' is not a valid float",
+        ),
+        (
             lambda d: d["students"][2]["methods"][1].update(perturbations="many"),
             r"^students\[2\].methods\[1\]: tsd option 'perturbations': 'many' is not a valid int",
         ),

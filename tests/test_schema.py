@@ -32,3 +32,17 @@ def test_the_reference_names_every_field_and_the_dataset_options():
     assert "`label_column` = `'label'`" in csv_row  # what a user once read the source to find
     schema_json = json.loads(schema("--format", "json").stdout)
     assert set(schema_json["properties"]) == set(Recipe.model_fields)
+
+
+def test_the_reference_lists_every_models_options_and_the_defaults_per_data_family():
+    from xdistill.models import MODELS
+
+    text = DOC.read_text()
+    rows = {line.split(" | ")[0].strip("| `"): line for line in text.split("## Model options")[1].splitlines()[4:]}
+    for name in MODELS.names():
+        assert name in rows, name
+    assert "`width` = `1.0`, `depth` = `2`" in rows["cnn"] and "`hidden` = `100`" in rows["lstm"]
+    val = next(line for line in text.splitlines() if line.startswith("| `training.val_fraction` |"))
+    assert "series `0.0`, image `0.1`" in val  # what series runs use, not the field's own 0.2
+    batch = next(line for line in text.splitlines() if line.startswith("| `training.batch_size` |"))
+    assert "series `16`" in batch

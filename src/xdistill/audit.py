@@ -2,8 +2,9 @@
 
 For any two classifiers — built-in architectures with safetensors weights, the user's
 ``package.module:Class`` (with weights), or TorchScript files — and any dataset spec, compute
-every agreement, alignment and faithfulness figure on the test split and write the same
-HTML/Markdown/JSON report as a study, into a run directory.
+every agreement, alignment and faithfulness figure on the test split and write a report like a study's
+(HTML/Markdown/JSON: the decision, the table, the figures; no sample explorer, no per-sample files) into a run
+directory. The report says only what audit knows: how it normalised the inputs, not how the models were trained.
 """
 
 from __future__ import annotations
@@ -58,6 +59,29 @@ def refuse_double_preprocessing(specs: dict[str, str], data_options: dict) -> No
             )
 
 
+def describe_inputs(info: dict[str, Any], data_options: dict[str, Any]) -> str:
+    """How the data loader normalised the inputs (its ``normalize`` option), in words, from what the loaded split
+    records: a sentence for the audit's output and report."""
+    given = data_options.get("normalize")
+    chosen = "" if given is not None else " by default"
+    if "pixel_mean" in info:
+        return (
+            f"inputs standardised{chosen} with the training split's per-channel mean and std (normalize: true; "
+            "normalize: false gives the images as stored, in [0, 1] for image files)"
+        )
+    done = info.get("normalize")
+    if done == "series":
+        return f"inputs z-normalised{chosen}, each series on its own (normalize: {given or 'auto'}; none keeps them)"
+    if done == "channel":
+        return (
+            f"inputs standardised{chosen} per channel with the training split's statistics (normalize: "
+            f"{given or 'auto'}; none keeps them as stored)"
+        )
+    if done == "none" or given in (False, "none"):
+        return "inputs as stored in the data (normalize: none)"
+    return "inputs as the data set's loader gives them (it has no normalize option)"
+
+
 def audit(
     teacher: str,
     student: str,
@@ -81,10 +105,7 @@ def audit(
     from .data import load_dataset
     from .errors import UserError
     from .metrics import AlignmentConfig, evaluate_pair, to_jsonable
-    from .models.user import is_model_file
-    from .recipe import check_evaluation_options, check_k
-    from .report import ReportMeta, build_report
-    from .rundir import RunDirectory
+    from .recipe_checks import check_evaluation_options, check_k
 
     try:  # (a RecipeError is a UserError already)
         check_evaluation_options(
@@ -110,12 +131,12 @@ def audit(
         ("student", student, student_weights, student_options),
     ):
         models[role] = load_model(spec, test, weights, options, role)
+    inputs = describe_inputs(test.info, data_options or {})
     config = AlignmentConfig(explainer, dict(explainer_options or {}), parts, dict(part_options or {}), k, target)
     run_dir = Path(out)
     with DirectoryLock(run_dir, "run directory"):
         result = to_jsonable(evaluate_pair(models["teacher"], models["student"], x, y, config))
         result.update(student="student", model=student, methods=["audit"], class_names=test.class_names)
-        label = f"file:{Path(teacher).name}" if is_model_file(teacher) else teacher
         evaluation = {
             "explainer": explainer,
             "explainer_options": explainer_options or {},
@@ -125,17 +146,26 @@ def audit(
             "target": target,
             "max_samples": max_samples,
         }
-        run = RunDirectory(run_dir)
-        write_json(
-            run.root / "audit.json",
-            {
-                "data": data,
-                "data_options": data_options or {},
-                "teacher": teacher,
-                "student": student,
-                "evaluation": evaluation,
-            },
-        )
-        write_json(run.evaluation("student"), result)
-        meta = ReportMeta(name="audit", dataset=data, teacher=label, evaluation=evaluation)
-        return build_report(run.report_dir, meta, [result])
+        record = {"data": data, "data_options": data_options or {}, "teacher": teacher, "student": student}
+        return _write(run_dir, {**record, "evaluation": evaluation, "inputs": inputs}, result)
+
+
+def _write(run_dir: Path, record: dict[str, Any], result: dict[str, Any]) -> Path:
+    """``audit.json`` (what was compared, how), the student's evaluation and the report; the report's HTML path."""
+    from .models.user import is_model_file
+    from .report import ReportMeta, build_report
+    from .rundir import RunDirectory
+
+    run = RunDirectory(run_dir)
+    write_json(run.root / "audit.json", record)
+    write_json(run.evaluation("student"), result)
+    teacher = record["teacher"]
+    meta = ReportMeta(
+        name="audit",
+        dataset=record["data"],
+        teacher=f"file:{Path(teacher).name}" if is_model_file(teacher) else teacher,
+        evaluation=record["evaluation"],
+        trained_here=False,
+        inputs=record["inputs"],
+    )
+    return build_report(run.report_dir, meta, [result])

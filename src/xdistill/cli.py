@@ -10,7 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
 from .errors import UserError
 
 
@@ -30,6 +29,7 @@ def _recipe(args: argparse.Namespace):
     if hardware:
         recipe.hardware = recipe.hardware.model_copy(update=hardware)
     args.loaded = recipe, Path(args.out) if args.out else Path("runs") / recipe.name
+    args.created_out = not args.loaded[1].exists()  # (a failed run removes it again when it stays empty)
     return args.loaded
 
 
@@ -241,10 +241,12 @@ def _audit(args: argparse.Namespace) -> int:
     )
     from .files import read_json
 
-    summary = read_json(report.parent / "figures.json", "run the same command again")["students"][0]
+    figures = read_json(report.parent / "figures.json", "run the same command again")
+    summary = figures["students"][0]
     print(
         f"agreement {summary['agreement']['mean']:.3f}, logit Spearman {summary['logit_spearman']['mean']:.3f}, "
         f"saliency Spearman {summary['saliency_spearman']['mean']:.3f}, top-k focus {summary['topk_focus']['mean']:.3f}"
+        f"; {figures['inputs']}"
     )
     print(f"report: {report}")
     return 0
@@ -281,134 +283,26 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _recipe_args(parser: argparse.ArgumentParser, optional: bool = False) -> None:
-    if optional:
-        parser.add_argument("recipe", nargs="?", help="recipe YAML (default: the bundled GunPoint study)")
-    else:
-        parser.add_argument("recipe", help="recipe YAML file (see recipes/)")
-    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<recipe name>)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--restart", action="store_true", help="start over when the run directory holds another recipe")
-    parser.add_argument(
-        "--devices",
-        type=_positive_int,
-        metavar="N",
-        help="training processes per node (overrides the recipe's hardware.devices)",
-    )
-    parser.add_argument("--num-nodes", type=_positive_int, metavar="N", help="nodes (overrides hardware.num_nodes)")
-    parser.add_argument("--seed", type=int, metavar="S", help="only this seed of the recipe's seeds list")
+HANDLERS = {
+    "run": _run,
+    "teach": _teach,
+    "explain": _explain,
+    "distill": _distill,
+    "evaluate": _evaluate,
+    "report": _report,
+    "demo": _demo,
+    "schema": _schema,
+    "export": _export,
+    "audit": _audit,
+    "list": _list,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xdistill",
-        description="Explainable knowledge distillation: keep the teacher's predictions and its reasons.",
-    )
-    parser.add_argument("--version", action="version", version=f"xdistill {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    """The command line's parser, each command's ``handler`` one of this module's functions."""
+    from .cli_parser import build_parser as parser_with
 
-    run = commands.add_parser("run", help="the whole study of a recipe: data, teacher, students, evaluation, report")
-    _recipe_args(run, optional=True)
-    run.add_argument(
-        "--jobs",
-        type=_positive_int,
-        default=1,
-        metavar="N",
-        help="run the recipe's seeds N at a time, one process each (the same numbers as one after another)",
-    )
-    run.set_defaults(handler=_run)
-
-    teach = commands.add_parser("teach", help="train (or load) the recipe's teacher")
-    _recipe_args(teach)
-    teach.set_defaults(handler=_teach)
-
-    explain = commands.add_parser("explain", help="precompute the teacher attribution stores the recipe's methods read")
-    _recipe_args(explain)
-    explain.set_defaults(handler=_explain)
-
-    for name, handler, text in (
-        ("distill", _distill, "train the recipe's students"),
-        ("evaluate", _evaluate, "compare each student with the teacher on held-out data"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        _recipe_args(sub)
-        sub.add_argument("--student", action="append", metavar="NAME", help="only this student (repeatable)")
-        sub.set_defaults(handler=handler)
-
-    report = commands.add_parser("report", help="write the HTML/Markdown/JSON report of a run")
-    report.add_argument("target", metavar="RUN_DIR|RECIPE")
-    report.add_argument("--out", metavar="DIR", help="run directory when a recipe is given")
-    report.add_argument("--quiet", action="store_true")
-    report.set_defaults(handler=_report)
-
-    demo = commands.add_parser("demo", help="train a teacher and a small student on GunPoint and compare their reasons")
-    demo.add_argument(
-        "--dataset", default="ucr:GunPoint", help="dataset spec (default: ucr:GunPoint, bundled with aeon)"
-    )
-    demo.add_argument("--epochs", type=_positive_int, default=60, help="training epochs for each model (default 60)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
-    demo.set_defaults(handler=_demo)
-
-    schema = commands.add_parser(
-        "schema", help="the recipe reference: every field, its default and meaning, dataset options, accepted names"
-    )
-    schema.add_argument("--format", choices=["markdown", "json"], default="markdown")
-    schema.set_defaults(handler=_schema)
-
-    export = commands.add_parser(
-        "export",
-        help="write a trained student of a run directory as a .pt2 (torch.export), safetensors or ONNX file",
-    )
-    export.add_argument("run_dir", metavar="RUN_DIR")
-    export.add_argument("--student", required=True, help="the student's name in the recipe")
-    export.add_argument("--format", default="pt2", help="pt2 (default), safetensors or onnx")
-    export.add_argument("--seed", type=int, help="the seed of a several-seed study (default: its first)")
-    export.add_argument("--out", metavar="FILE", help="default: RUN_DIR[/seed-N]/export/STUDENT.FORMAT")
-    export.set_defaults(handler=_export)
-
-    audit = commands.add_parser(
-        "audit",
-        help="compare any teacher and student (weights, import paths or TorchScript) "
-        "on a dataset: agreement, alignment, faithfulness, and a report",
-    )
-    audit.add_argument(
-        "--teacher",
-        required=True,
-        help="a model file (.pt2 from torch.export, e.g. written by xdistill export; or TorchScript .pt), or an "
-        "architecture name / package.module:Class with --teacher-weights",
-    )
-    audit.add_argument("--student", required=True, help="as --teacher")
-    audit.add_argument("--data", required=True, help="dataset spec, e.g. ucr:GunPoint or npz:my_data.npz")
-    audit.add_argument("--data-options", metavar="JSON")
-    for role in ("teacher", "student"):
-        audit.add_argument(f"--{role}-weights", metavar="FILE", help=f"safetensors weights of an architecture {role}")
-        audit.add_argument(
-            f"--{role}-options", metavar="JSON", help="the architecture's options, e.g. '{\"width\": 0.5}'"
-        )
-    audit.add_argument("--explainer", default="integrated_gradients")
-    audit.add_argument("--explainer-options", metavar="JSON")
-    audit.add_argument("--parts", default="timestep", help="timestep, window, pixel, patch, token, feature")
-    audit.add_argument("--part-options", metavar="JSON")
-    audit.add_argument("--k", type=_positive_int, default=5)
-    audit.add_argument("--max-samples", type=_positive_int, default=500)
-    audit.add_argument("--out", metavar="DIR", help="report directory (default runs/audit)")
-    audit.set_defaults(handler=_audit)
-
-    listing = commands.add_parser("list", help="list datasets, models, terms, presets, protocols, explainers, parts")
-    listing.set_defaults(handler=_list)
-    return parser
+    return parser_with(HANDLERS)
 
 
 def _log_failure(args: argparse.Namespace, text: str) -> Path | None:
@@ -488,9 +382,17 @@ def _lost_peer(error: BaseException) -> bool:
 
 
 def _discard(args: argparse.Namespace) -> None:
+    """A failed command leaves no empty run directory: the study's (``seed-N`` of a several-seed recipe) goes if it
+    wrote nothing, then the recipe's run directory itself if this command created it and it is empty."""
     study = getattr(args, "study", None)
     if study is not None:
         study.discard()
+    loaded = getattr(args, "loaded", None)
+    if loaded is not None and getattr(args, "created_out", False):
+        try:
+            loaded[1].rmdir()  # only if empty
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -11,3 +11,8 @@ from __future__ import annotations
 class UserError(Exception):
     """A mistake in what the user gave (recipe, data file, options, a busy run directory), phrased as
     ``field or file: what is wrong`` and, where there is one, the fix."""
+
+
+class RecipeError(UserError, ValueError):
+    """A recipe problem, phrased as ``field: what is wrong`` (raised by :mod:`xdistill.recipe` and the checks it
+    runs; importable from there)."""

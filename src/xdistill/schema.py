@@ -49,6 +49,26 @@ def _default(field: Any) -> str:
     return f"`{json.dumps(value)}`"
 
 
+def _family_default(name: str, default: str) -> str:
+    """A ``train`` field's default where the data family sets it (``FAMILY_DEFAULTS``): each family's value (the
+    teacher's and the students' when they differ); ``default`` (the field's own) where none does."""
+    from .config import FAMILY_DEFAULTS, TrainConfig
+
+    if not any(name in values for values in FAMILY_DEFAULTS.values()):
+        return default
+    base = TrainConfig.model_fields[name].default
+    shown = []
+    for family in dict.fromkeys(f for f, _ in FAMILY_DEFAULTS):
+        teacher, student = (FAMILY_DEFAULTS.get((family, role), {}).get(name, base) for role in ("teacher", "student"))
+        value = (
+            f"`{json.dumps(teacher)}`"
+            if teacher == student
+            else f"`{json.dumps(teacher)}` (teacher), `{json.dumps(student)}` (students)"
+        )
+        shown.append(f"{family} {value}")
+    return "by data family: " + ", ".join(shown)
+
+
 def _models(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models inside an annotation (``TrainConfig | None`` -> [TrainConfig])."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -57,13 +77,17 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def fields_table(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """One row per field of ``model``, nested models' fields after, each under its dotted path."""
+    """One row per field of ``model``, nested models' fields after, each under its dotted path; a ``train``
+    field's default is the one that applies per data family."""
+    from .config import TrainConfig
+
     rows, nested = [], []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         text = (field.description or "").replace("|", "\\|")
         kind = _type(field.annotation).replace("|", "\\|")
-        rows.append(f"| `{path}` | {kind} | {_default(field)} | {text} |")
+        default = _family_default(name, _default(field)) if model is TrainConfig else _default(field)
+        rows.append(f"| `{path}` | {kind} | {default} | {text} |")
         for inner in _models(field.annotation):
             item = "[]" if "list[" in _type(field.annotation) else ""
             nested.append((f"{path}{item}.", inner))
@@ -93,6 +117,32 @@ def dataset_options() -> list[str]:
         ]
         rows.append(f"| `{family}` | {', '.join(options) or '—'} | {summary} |")
     return rows
+
+
+def model_options() -> list[str]:
+    """``teacher.options`` / ``students[].options`` of every registered model: its constructor's keyword arguments
+    and their defaults (``in_channels`` and ``num_classes`` come from the data)."""
+    from .models import MODELS
+    from .models.factory import DATA_ARGUMENTS
+
+    rows = []
+    for name in MODELS.names():
+        factory = MODELS.get(name)
+        target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+        summary = (inspect.getdoc(factory) or "").split("\n")[0].replace("|", "/")
+        options = [
+            f"`{p.name}`" + ("" if p.default is inspect.Parameter.empty else f" = `{p.default!r}`")
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", *DATA_ARGUMENTS)
+        ]
+        rows.append(f"| `{name}` | {', '.join(options) or '—'} | {summary} |")
+    return rows
+
+
+FAMILIES = """\
+The data family follows from the inputs: `series` for (N, C, T) arrays, `image` for (N, C, H, W), `tokens` for
+integer token ids. Unset `train` fields take that family's defaults (above, per field); a `protocol` then sets its
+own. Series train on the whole training split (`val_fraction` 0) and keep the epoch of lowest training loss."""
 
 
 def names() -> list[str]:
@@ -126,6 +176,19 @@ def recipe_reference() -> str:
         "A `train` section (the teacher's `teacher.train`, the students' `training`, one student's `students[].train`)",
         "has the `TrainConfig` fields listed under `teacher.train.`; unset fields take the data family's defaults,",
         "then a `protocol`'s settings.",
+        "",
+        "## Defaults per data family",
+        "",
+        FAMILIES,
+        "",
+        "## Model options",
+        "",
+        "`teacher.options` and `students[].options`: an unknown option is refused, naming the accepted ones;",
+        "`xdistill audit` takes the same options as `--teacher-options` and `--student-options`.",
+        "",
+        "| model | options (default) | what it is |",
+        "|---|---|---|",
+        *model_options(),
         "",
         "## dataset.options, per dataset family",
         "",

@@ -43,8 +43,59 @@ def model_for_data(
         model = build(spec, int(sample_x.shape[1]), num_classes, options or {}, where, seed)
         if weights:
             load_checked(model, weights, spec, weights_field, num_classes)
-    probe(model, sample_x, num_classes, where, None if is_model_file(spec) else spec)
+    try:
+        probe(model, sample_x, num_classes, where, None if is_model_file(spec) else spec)
+    except ModelError:
+        # (N, H, W) greyscale images read as (N, C, T) series; (N, 1, T) is a univariate series, never an image
+        if (
+            sample_x.ndim == 3
+            and sample_x.shape[1] > 1
+            and _takes_greyscale(spec, model, sample_x, num_classes, options or {})
+        ):
+            shape = tuple(sample_x.shape[1:])
+            raise ModelError(
+                f"{where}: model {spec!r} takes images (N, C, H, W), but the data's inputs are shaped {shape}, which read "
+                f"as series (C, T); for greyscale images add a channel axis, x[:, None], shaped (N, 1, {shape[0]}, "
+                f"{shape[1]}) (for an npz file, the dataset option kind: image does it)"
+            ) from None
+        raise
     return model.eval()
+
+
+#: arguments every model takes from the data, not from its options
+DATA_ARGUMENTS = ("in_channels", "num_classes")
+
+
+def model_factory(name: str) -> Any:
+    """The class or function that builds ``name``: a registered architecture or the user's ``package.module:Class``
+    (imported: runs that code); a ``LookupError`` or ``ValueError`` saying why not."""
+    from . import MODELS
+    from .user import is_import_path, resolve
+
+    return resolve(name) if is_import_path(name) else MODELS.get(name)
+
+
+def check_model_options(name: str, options: dict[str, Any]) -> None:
+    """``options`` against the constructor of the architecture ``name``: a ``ValueError`` naming an unknown option
+    with the accepted ones, or a value of the wrong type (:func:`xdistill.options.check_options`)."""
+    import inspect
+
+    from ..options import check_options
+
+    factory = model_factory(name)
+    given = [k for k in DATA_ARGUMENTS if k in options]
+    if given:
+        raise ValueError(f"{given[0]!r} comes from the data, not from the options; remove it")
+    try:
+        inspect.signature(factory)
+    except (TypeError, ValueError):  # a callable without a readable signature: its call will tell
+        return
+    check_options(factory, options, skip=DATA_ARGUMENTS, what="option")
+
+
+def options_field(where: str) -> str:
+    """Where a model's options were given: ``students[0].options`` in a recipe, ``--student-options`` for audit."""
+    return f"{where}-options" if where.startswith("--") else f"{where}.options"
 
 
 def build(
@@ -53,12 +104,20 @@ def build(
     """``build_model`` with its mistakes as :class:`ModelError` (options named ``where.options``)."""
     from . import build_model
 
+    try:
+        model_factory(name)
+    except (ValueError, LookupError) as error:
+        raise ModelError(f"{where}: {error}") from None
+    try:
+        check_model_options(name, options)
+    except ValueError as error:
+        raise ModelError(f"{options_field(where)}: {error}") from None
     if seed is not None:
         torch.manual_seed(seed)
     try:
         return build_model(name, in_channels, num_classes, **options)
     except TypeError as error:
-        raise ModelError(f"{where}.options: {error}") from None
+        raise ModelError(f"{options_field(where)}: {error}") from None
     except (ValueError, LookupError) as error:
         raise ModelError(f"{where}: {error}") from None
 
@@ -122,8 +181,22 @@ def probe(model: nn.Module, sample_x: torch.Tensor, num_classes: int, where: str
             out = model(sample_x)
     except (RuntimeError, ValueError) as error:
         which = f"model {name!r}" if name else "the model"
-        raise ModelError(
-            f"{where}: {which} cannot take inputs shaped {tuple(sample_x.shape[1:])} ({str(error).splitlines()[0]})"
-        ) from None
+        shape = tuple(sample_x.shape[1:])
+        raise ModelError(f"{where}: {which} cannot take inputs shaped {shape} ({str(error).splitlines()[0]})") from None
     if out.shape != (sample_x.shape[0], num_classes):
         raise ModelError(f"{where}: model output {tuple(out.shape[1:])} does not match {num_classes} classes")
+
+
+def _takes_greyscale(spec: str, model: nn.Module, sample_x: torch.Tensor, num_classes: int, options: dict) -> bool:
+    """Whether the model (rebuilt for one channel, unless it is a model file) runs on ``sample_x`` read as
+    (N, 1, H, W) images: a second look at (N, H, W) inputs it could not take as (N, C, T) series."""
+    from .user import is_model_file
+
+    try:
+        if not is_model_file(spec):
+            model = build(spec, 1, num_classes, options, "model")
+        with torch.no_grad(), eval_mode(model):
+            model(sample_x[:, None])
+    except (RuntimeError, ValueError):  # (ModelError is a ValueError)
+        return False
+    return True
