@@ -38,6 +38,7 @@ RECIPES = [
     "rekd_series.yaml",
     "rekd_text.yaml",
     "rekd_fashion_mnist.yaml",
+    "shortcut_series.yaml",
 ]
 BATCH = 4
 
