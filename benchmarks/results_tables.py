@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import results_figure
 import yaml
 from verdicts import cuts, exploratory, render_plan, withdrawn
 
@@ -383,42 +384,9 @@ def rewrite(text: str) -> str:
     return BLOCK.sub(block, text)
 
 
-def figure_summaries() -> dict[str, dict[str, Any]]:
-    """The summaries ``docs/summary.png`` draws: the fourth edition's (the pilot: every arm of each study), in
-    summary.py's order of studies."""
-    from summary import STUDIES
-
-    files = {path.stem: path for path in sorted((ROOT / "results" / "fourth").glob("*.json"))}
-    return {name: json.loads(files[name].read_text()) for name in STUDIES if name in files}
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: NaN as null, tuples as lists."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def figure_data() -> str:
-    """``docs/summary.json``: the points ``docs/summary.png`` plots, as the committed summaries give them."""
-    from summary import plotted_points
-
-    return json.dumps(_plain(plotted_points(figure_summaries())), indent=1) + "\n"
-
-
 def draw_figures() -> list[Path]:
-    """``docs/summary.png`` (per study, accuracy against alignment) and the points it plots (``docs/summary.json``,
-    which ``--check`` compares with the summaries)."""
-    from summary import figure
-
-    path, data = ROOT / "docs" / "summary.png", ROOT / "docs" / "summary.json"
-    figure(figure_summaries(), path)
-    data.write_text(figure_data())
-    return [path, data]
+    """``docs/summary.png`` and ``docs/summary.json`` (``results_figure.py``), under this module's ROOT."""
+    return results_figure.draw(ROOT)
 
 
 def details() -> dict[Path, str]:
@@ -458,7 +426,7 @@ def main() -> int:
         if fresh != text:
             stale.insert(0, "RESULTS.md")
         data = ROOT / "docs" / "summary.json"
-        if not data.exists() or data.read_text() != figure_data():
+        if not data.exists() or data.read_text() != results_figure.figure_data(ROOT):
             stale.append("docs/summary.json")
         if stale:
             print(
