@@ -216,3 +216,14 @@ def test_an_export_fed_the_raw_test_split_predicts_as_the_runs_student(raw_image
     assert torch.allclose(exported, expected, atol=1e-4)
     if (path.parent / f"{path.name}.data").exists():  # ONNX keeps large weights beside the file: the CLI says so
         assert f"{path.name}.data" in done.stdout
+
+
+def test_onnx_without_its_packages_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from xdistill.errors import UserError
+    from xdistill.export import write_onnx
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # (an import of a None entry raises ImportError)
+    with pytest.raises(UserError, match=r"pip install 'xdistill\[onnx\]'"):
+        write_onnx(torch.nn.Linear(3, 2), torch.zeros(4, 3), tmp_path / "m.onnx")

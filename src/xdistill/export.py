@@ -216,7 +216,10 @@ def write_onnx(model: nn.Module, x: torch.Tensor, destination: Path) -> str:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
-        raise UserError("--format onnx: needs the onnx and onnxscript packages (pip install onnx onnxscript)") from None
+        raise UserError(
+            "--format onnx: needs the onnx and onnxscript packages: pip install 'xdistill[onnx]' (in a checkout: "
+            ".venv/bin/pip install -e '.[onnx]')"
+        ) from None
     torch.onnx.export(model, (x[:2],), str(destination), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True)
     try:
         import onnxruntime
