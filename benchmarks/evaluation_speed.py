@@ -27,6 +27,48 @@ SETTINGS = {
 }
 
 
+def passes(student: torch.nn.Module, x: torch.Tensor, copies: int, grad: bool, chunk: int) -> Callable[[], None]:
+    """A run of the student over ``copies`` of ``x`` in chunks, with the input gradient when ``grad``."""
+    rows = x.repeat(copies, 1, 1)
+
+    def run() -> None:
+        for i in range(0, rows.shape[0], chunk):
+            part = rows[i : i + chunk].clone().requires_grad_(grad)
+            with torch.set_grad_enabled(grad):
+                out = student(part)
+            if grad:
+                torch.autograd.grad(out.sum(), part)
+
+    return run
+
+
+def report(
+    args: argparse.Namespace, median: dict, explainer_rows: int, needs_grad: bool, n_parts: int, n_rows: int
+) -> None:
+    """The Markdown table of the measured medians."""
+    print(
+        f"{args.students} FCN students (w=0.125) against an FCN teacher (w=0.5), GunPoint test split "
+        f"({n_rows} series), {args.explainer} over 10-step windows; {args.threads} thread(s), median of "
+        f"{args.repeats} interleaved repetitions"
+    )
+    print("| what | seconds | ratio |")
+    print("|---|---|---|")
+    print(
+        f"| {args.students} students, teacher side recomputed for each | {median['recomputed']:.2f} | "
+        f"{median['recomputed'] / median['shared']:.2f}x the shared run |"
+    )
+    print(f"| {args.students} students, teacher side once | {median['shared']:.2f} | 1.00x |")
+    print(
+        f"| one student given the teacher side | {median['one_student']:.3f} | "
+        f"**{median['one_student'] / median['student_bound']:.2f}x** its bound |"
+    )
+    print(
+        f"| bound: its explainer's passes ({explainer_rows} x {n_rows} rows{' fwd+bwd' if needs_grad else ''}), "
+        f"predictions and two deletion curves ({1 + 2 * (n_parts + 1)} x {n_rows} rows), cost measurement | "
+        f"{median['student_bound']:.3f} | |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -62,27 +104,16 @@ def main() -> None:
     )
     needs_grad = args.explainer != "occlusion"
 
-    def passes(copies: int, grad: bool, chunk: int) -> Callable[[], None]:
-        rows = x.repeat(copies, 1, 1)
-
-        def run() -> None:
-            for i in range(0, rows.shape[0], chunk):
-                part = rows[i : i + chunk].clone().requires_grad_(grad)
-                with torch.set_grad_enabled(grad):
-                    out = student(part)
-                if grad:
-                    torch.autograd.grad(out.sum(), part)
-
-        return run
-
     def student_bound() -> None:  # what evaluating one student cannot avoid, at the best chunk
         fastest[0]()
         fastest[1]()
         model_cost(student, x[:1])
 
     chunks = (64, 128, 256, 1 << 30)
-    explain_runs = {c: passes(explainer_rows, needs_grad, c) for c in chunks}
-    forward_runs = {c: passes(1 + 2 * (n_parts + 1), False, c) for c in chunks}  # predictions + two deletion curves
+    explain_runs = {c: passes(student, x, explainer_rows, needs_grad, c) for c in chunks}
+    forward_runs = {
+        c: passes(student, x, 1 + 2 * (n_parts + 1), False, c) for c in chunks
+    }  # predictions + two deletion curves
     best_explain = timed({str(c): r for c, r in explain_runs.items()}, args.repeats)
     best_forward = timed({str(c): r for c, r in forward_runs.items()}, args.repeats)
     fastest = [
@@ -94,27 +125,7 @@ def main() -> None:
         {"shared": shared, "recomputed": recomputed, "one_student": one_student, "student_bound": student_bound},
         args.repeats,
     )
-    print(
-        f"{args.students} FCN students (w=0.125) against an FCN teacher (w=0.5), GunPoint test split "
-        f"({len(x)} series), {args.explainer} over 10-step windows; {args.threads} thread(s), median of "
-        f"{args.repeats} interleaved repetitions"
-    )
-    print("| what | seconds | ratio |")
-    print("|---|---|---|")
-    print(
-        f"| {args.students} students, teacher side recomputed for each | {median['recomputed']:.2f} | "
-        f"{median['recomputed'] / median['shared']:.2f}x the shared run |"
-    )
-    print(f"| {args.students} students, teacher side once | {median['shared']:.2f} | 1.00x |")
-    print(
-        f"| one student given the teacher side | {median['one_student']:.3f} | "
-        f"**{median['one_student'] / median['student_bound']:.2f}x** its bound |"
-    )
-    print(
-        f"| bound: its explainer's passes ({explainer_rows} x {len(x)} rows{' fwd+bwd' if needs_grad else ''}), "
-        f"predictions and two deletion curves ({1 + 2 * (n_parts + 1)} x {len(x)} rows), cost measurement | "
-        f"{median['student_bound']:.3f} | |"
-    )
+    report(args, median, explainer_rows, needs_grad, n_parts, len(x))
 
 
 if __name__ == "__main__":

@@ -267,7 +267,8 @@ def kept_students(students: list[dict[str, Any]], wanted: list[str]) -> list[dic
     return kept
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=list(STUDIES), choices=list(STUDIES))
@@ -337,7 +338,11 @@ def main() -> None:
     )
     parser.add_argument("--root", default="runs/reproduce")
     parser.add_argument("--results", default=None)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     root = Path(args.root)
     results = Path(args.results or root / "RESULTS.md")
     root.mkdir(parents=True, exist_ok=True)

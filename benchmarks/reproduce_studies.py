@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -171,149 +172,205 @@ def kdig_paper_data(teacher: str, epochs: int, store_dir: str) -> dict[str, Any]
     return data
 
 
-def studies(
-    only: set[str],
-    tsd_sets: list[str],
-    tsd_lams: list[float] | None,
-    ig_teacher: str | None = None,
-    ig_full: bool = False,
-    kdig_epochs: int = 100,
-    root: str = "runs/reproduce",
-    tsd_pair: str = "auto",
-):
-    """(title, name, recipe dict, note, baseline student, classes, study whose teacher is reused) per study."""
-    if "tsd" in only:
-        yield from tsd_studies(tsd_sets, tsd_lams, tsd_pair)
-    if "combinations" in only:
-        yield from combination_studies([d for d in tsd_sets if d in FCN_SETS])
-    if "subdistill" in only:
-        first = None
-        for classes in ([0, 2, 6], [5, 7, 9]):
-            data = load("subdistill_fashion_mnist.yaml")
-            data["dataset"]["subtask"] = classes
-            data["name"] = f"subdistill-{'-'.join(map(str, classes))}"
-            yield (
-                f"SubDistill vs KD / FitNets / AT on Fashion-MNIST classes {classes}",
-                data["name"],
-                data,
-                "subdistill_fashion_mnist recipe: teacher CNN w=1 on all 10 classes; students CNN w=0.25 on the "
-                "subtask; alignment = IG on a 7x7 patch grid; deletion AUC flips the teacher's top patches.",
-                "kd",
-                None,
-                first,
-            )
-            first = first or data["name"]  # the teacher knows all 10 classes: one per seed serves both subtasks
-    if "image_combinations" in only:  # after SubDistill's study, whose teacher it reuses
-        yield image_combination_study()
-    if "rekd" in only:
-        for kind, recipe, note, classes in (
-            (
-                "series",
-                "rekd_series.yaml",
-                "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
-                4,
-            ),
-            ("text", "rekd_text.yaml", "Token masks over a key phrase at a random place; TextCNN predictors.", 3),
-        ):
-            data = load(recipe)
-            yield (
-                f"REKD vs rationale extraction alone on generated {kind}",
-                f"rekd-{kind}",
-                data,
-                note,
-                "rationale_alone",
-                classes,
-                None,
-            )
-            paper = copy.deepcopy(data)
-            paper["training"] = {"protocol": "rekd_paper"}
-            yield (
-                f"REKD vs rationale extraction alone on generated {kind}, students under the rekd_paper protocol",
-                f"rekd-{kind}-paper",
-                paper,
-                note + " Students: the rekd_paper protocol (AdamW, weight decay 1e-3, batch 32, 35 epochs, the best "
-                "epoch by validation loss on a 20% split, Gumbel temperature 5 -> 0.1 updated every 100 steps); the "
-                "same teacher (seed by seed) as the study above; the target ratio stays the data's.",
-                "rationale_alone",
-                classes,
-                f"rekd-{kind}",
-            )
-    if "ig_overlay" in only:
-        data, name = load("ig_overlay_fashion_mnist.yaml"), "ig-overlay-fashion-mnist"
-        teacher, teacher_from = "the SubDistill study's teacher, same 12k images and seed", "subdistill-0-2-6"
-        if ig_teacher:
-            data["teacher"]["weights"] = ig_teacher
-            name, teacher, teacher_from = name + "-full-teacher", f"trained on all 60k images: {ig_teacher}", None
-        title, images = "IG-overlay KD on Fashion-MNIST (Table 1 shape, p sweep)", "12k images"
-        if ig_full:
-            if not ig_teacher:
-                raise SystemExit("--ig-full needs --ig-teacher (a teacher trained on all 60k images)")
-            data, name = ig_full_data(data), "ig-overlay-fashion-mnist-60k"
-            title, images = "IG-overlay KD on all of Fashion-MNIST (Table 1 shape)", "all 60k images, 10k test images"
+class StudyOptions(NamedTuple):
+    """The command line's choices that shape the studies (``reproduce.py --tsd-sets`` ...)."""
+
+    tsd_sets: list[str]
+    tsd_lams: list[float] | None
+    ig_teacher: str | None = None
+    ig_full: bool = False
+    kdig_epochs: int = 100
+    root: str = "runs/reproduce"
+    tsd_pair: str = "auto"
+
+
+Study = tuple  # (title, name, recipe dict, note, baseline student, classes, study whose teacher is reused)
+
+
+def _tsd(o: StudyOptions) -> Iterator[Study]:
+    """The ``tsd`` studies."""
+    yield from tsd_studies(o.tsd_sets, o.tsd_lams, o.tsd_pair)
+
+
+def _combinations(o: StudyOptions) -> Iterator[Study]:
+    """The ``combinations`` studies."""
+    yield from combination_studies([d for d in o.tsd_sets if d in FCN_SETS])
+
+
+def _subdistill(o: StudyOptions) -> Iterator[Study]:
+    """The ``subdistill`` studies."""
+    first = None
+    for classes in ([0, 2, 6], [5, 7, 9]):
+        data = load("subdistill_fashion_mnist.yaml")
+        data["dataset"]["subtask"] = classes
+        data["name"] = f"subdistill-{'-'.join(map(str, classes))}"
         yield (
-            title,
-            name,
-            data,
-            f"ig_overlay_fashion_mnist recipe: teacher CNN w=1 ({teacher}), students CNN w=0.25 on {images}, "
-            "15 epochs AdamW; KD = the paper's T=2.5, a=0.01 (p = 0); IG store 16 steps; "
-            "alignment = IG on a 7x7 patch grid.",
-            "baseline",
-            10,
-            teacher_from,
-        )
-    if "kdig" in only:
-        if not ig_teacher:
-            raise SystemExit("--only kdig needs --ig-teacher (a teacher trained on all 60k images)")
-        data = kdig_paper_data(ig_teacher, kdig_epochs, str(Path(root) / "kdig-ig-store"))
-        yield (
-            "KD-IG under the kdig_paper protocol on all of Fashion-MNIST",
+            f"SubDistill vs KD / FitNets / AT on Fashion-MNIST classes {classes}",
             data["name"],
             data,
-            f"teacher CNN w=1 trained on all 60k images ({ig_teacher}); students CNN w=0.25 on all 60k images; "
-            f"kdig_paper: Adam 1e-3, batch 64, random crop (padding 4, black in the raw image) + horizontal flip, no "
-            f"validation split, the last epoch; KD-IG = 0.99 CE + 0.01 T^2 KL (T=2.5) against the teacher on the "
-            f"clean image, IG overlay (50 Gauss-Legendre steps, label target) with probability p; p=0 is plain KD. "
-            f"**Budget cut: {kdig_epochs} epochs instead of the paper's 100, the same for every student.** Accuracy "
-            f"on all 10k test images; explanations on the first 500.",
-            "kd_ig[p=0.0]",
-            10,
-            None,
-        )
-    if "where" in only:
-        yield (
-            "KD changes where models look (alpha grid, three student sizes) on MNIST-1D",
-            "where-models-look",
-            load("where_models_look.yaml"),
-            "where_models_look recipe: ResNet1D w=0.5 teacher, FCN students w=1/16, 1/8, 1/4; 3,000 Adam steps; "
-            "kd alpha = 1 - the poster's alpha; alignment = IG per timestep, k=5.",
-            None,
-            10,
-            None,
-        )
-    if "rekd_images" in only:
-        yield (
-            "REKD vs rationale extraction alone on Fashion-MNIST patches",
-            "rekd-fashion-mnist",
-            load("rekd_fashion_mnist.yaml"),
-            "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.5; teacher predictor CNN "
-            "w=0.5, students w=0.125 under the rekd_paper protocol; no ground-truth rationale, so precision/recall "
-            "are blank.",
-            "rationale_alone",
-            10,
-            None,
-        )
-    if "shortcut" in only:
-        yield (
-            "The shortcut benchmark on generated series: does a student follow the evidence or the cue?",
-            "shortcut-series",
-            load("shortcut_series.yaml"),
-            "shortcut_series recipe: a class motif at a random place, a cue (a sign pattern at a fixed time) naming "
-            "the label in 95% of the students' series and at random in the teacher's; FCN teacher w=0.5, students "
-            "w=0.125; flipped = the cue names a wrong class in every test series.",
+            "subdistill_fashion_mnist recipe: teacher CNN w=1 on all 10 classes; students CNN w=0.25 on the "
+            "subtask; alignment = IG on a 7x7 patch grid; deletion AUC flips the teacher's top patches.",
             "kd",
+            None,
+            first,
+        )
+        first = first or data["name"]  # the teacher knows all 10 classes: one per seed serves both subtasks
+
+
+def _image_combinations(o: StudyOptions) -> Iterator[Study]:
+    """The ``image_combinations`` studies. After subdistill's study, whose teacher it reuses"""
+    yield image_combination_study()
+
+
+def _rekd(o: StudyOptions) -> Iterator[Study]:
+    """The ``rekd`` studies."""
+    for kind, recipe, note, classes in (
+        (
+            "series",
+            "rekd_series.yaml",
+            "Select-predict models with 8-step window masks; teacher predictor FCN w=0.25, students w=0.125.",
             4,
+        ),
+        ("text", "rekd_text.yaml", "Token masks over a key phrase at a random place; TextCNN predictors.", 3),
+    ):
+        data = load(recipe)
+        yield (
+            f"REKD vs rationale extraction alone on generated {kind}",
+            f"rekd-{kind}",
+            data,
+            note,
+            "rationale_alone",
+            classes,
             None,
         )
+        paper = copy.deepcopy(data)
+        paper["training"] = {"protocol": "rekd_paper"}
+        yield (
+            f"REKD vs rationale extraction alone on generated {kind}, students under the rekd_paper protocol",
+            f"rekd-{kind}-paper",
+            paper,
+            note + " Students: the rekd_paper protocol (AdamW, weight decay 1e-3, batch 32, 35 epochs, the best "
+            "epoch by validation loss on a 20% split, Gumbel temperature 5 -> 0.1 updated every 100 steps); the "
+            "same teacher (seed by seed) as the study above; the target ratio stays the data's.",
+            "rationale_alone",
+            classes,
+            f"rekd-{kind}",
+        )
+
+
+def _ig_overlay(o: StudyOptions) -> Iterator[Study]:
+    """The ``ig_overlay`` studies."""
+    data, name = load("ig_overlay_fashion_mnist.yaml"), "ig-overlay-fashion-mnist"
+    teacher, teacher_from = "the SubDistill study's teacher, same 12k images and seed", "subdistill-0-2-6"
+    if o.ig_teacher:
+        data["teacher"]["weights"] = o.ig_teacher
+        name, teacher, teacher_from = name + "-full-teacher", f"trained on all 60k images: {o.ig_teacher}", None
+    title, images = "IG-overlay KD on Fashion-MNIST (Table 1 shape, p sweep)", "12k images"
+    if o.ig_full:
+        if not o.ig_teacher:
+            raise SystemExit("--ig-full needs --ig-teacher (a teacher trained on all 60k images)")
+        data, name = ig_full_data(data), "ig-overlay-fashion-mnist-60k"
+        title, images = "IG-overlay KD on all of Fashion-MNIST (Table 1 shape)", "all 60k images, 10k test images"
+    yield (
+        title,
+        name,
+        data,
+        f"ig_overlay_fashion_mnist recipe: teacher CNN w=1 ({teacher}), students CNN w=0.25 on {images}, "
+        "15 epochs AdamW; KD = the paper's T=2.5, a=0.01 (p = 0); IG store 16 steps; "
+        "alignment = IG on a 7x7 patch grid.",
+        "baseline",
+        10,
+        teacher_from,
+    )
+
+
+def _kdig(o: StudyOptions) -> Iterator[Study]:
+    """The ``kdig`` studies."""
+    if not o.ig_teacher:
+        raise SystemExit("--only kdig needs --ig-teacher (a teacher trained on all 60k images)")
+    data = kdig_paper_data(o.ig_teacher, o.kdig_epochs, str(Path(o.root) / "kdig-ig-store"))
+    yield (
+        "KD-IG under the kdig_paper protocol on all of Fashion-MNIST",
+        data["name"],
+        data,
+        f"teacher CNN w=1 trained on all 60k images ({o.ig_teacher}); students CNN w=0.25 on all 60k images; "
+        f"kdig_paper: Adam 1e-3, batch 64, random crop (padding 4, black in the raw image) + horizontal flip, no "
+        f"validation split, the last epoch; KD-IG = 0.99 CE + 0.01 T^2 KL (T=2.5) against the teacher on the "
+        f"clean image, IG overlay (50 Gauss-Legendre steps, label target) with probability p; p=0 is plain KD. "
+        f"**Budget cut: {o.kdig_epochs} epochs instead of the paper's 100, the same for every student.** Accuracy "
+        f"on all 10k test images; explanations on the first 500.",
+        "kd_ig[p=0.0]",
+        10,
+        None,
+    )
+
+
+def _where(o: StudyOptions) -> Iterator[Study]:
+    """The ``where`` studies."""
+    yield (
+        "KD changes where models look (alpha grid, three student sizes) on MNIST-1D",
+        "where-models-look",
+        load("where_models_look.yaml"),
+        "where_models_look recipe: ResNet1D w=0.5 teacher, FCN students w=1/16, 1/8, 1/4; 3,000 Adam steps; "
+        "kd alpha = 1 - the poster's alpha; alignment = IG per timestep, k=5.",
+        None,
+        10,
+        None,
+    )
+
+
+def _rekd_images(o: StudyOptions) -> Iterator[Study]:
+    """The ``rekd_images`` studies."""
+    yield (
+        "REKD vs rationale extraction alone on Fashion-MNIST patches",
+        "rekd-fashion-mnist",
+        load("rekd_fashion_mnist.yaml"),
+        "rekd_fashion_mnist recipe: 7x7 grid of 4x4 patches, ratio 0.15, alpha_re 0.5; teacher predictor CNN "
+        "w=0.5, students w=0.125 under the rekd_paper protocol; no ground-truth rationale, so precision/recall "
+        "are blank.",
+        "rationale_alone",
+        10,
+        None,
+    )
+
+
+def _shortcut(o: StudyOptions) -> Iterator[Study]:
+    """The ``shortcut`` studies."""
+    yield (
+        "The shortcut benchmark on generated series: does a student follow the evidence or the cue?",
+        "shortcut-series",
+        load("shortcut_series.yaml"),
+        "shortcut_series recipe: a class motif at a random place, a cue (a sign pattern at a fixed time) naming "
+        "the label in 95% of the students' series and at random in the teacher's; FCN teacher w=0.5, students "
+        "w=0.125; flipped = the cue names a wrong class in every test series.",
+        "kd",
+        4,
+        None,
+    )
+
+
+#: each study family's builder, in the order they run (image_combinations after subdistill, whose teacher it reuses)
+BUILDERS: dict[str, Callable[[StudyOptions], Iterator[Study]]] = {
+    "tsd": _tsd,
+    "combinations": _combinations,
+    "subdistill": _subdistill,
+    "image_combinations": _image_combinations,
+    "rekd": _rekd,
+    "ig_overlay": _ig_overlay,
+    "kdig": _kdig,
+    "where": _where,
+    "rekd_images": _rekd_images,
+    "shortcut": _shortcut,
+}
+
+
+def studies(only: set[str], *args: Any, **kwargs: Any) -> Iterator[Study]:
+    """(title, name, recipe dict, note, baseline student, classes, study whose teacher is reused) per study of
+    ``only``, in ``BUILDERS`` order; the other arguments are :class:`StudyOptions`'."""
+    options = StudyOptions(*args, **kwargs)
+    for name, build in BUILDERS.items():
+        if name in only:
+            yield from build(options)
 
 
 STUDIES = [
