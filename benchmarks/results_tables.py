@@ -28,7 +28,7 @@ from typing import Any
 
 import results_figure
 import yaml
-from verdicts import cuts, exploratory, render_plan, withdrawn
+from verdicts import _p, cuts, exploratory, holm, render_plan, withdrawn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "RESULTS.md"
@@ -85,22 +85,8 @@ def paired(a: list[float], b: list[float], alpha: float = ALPHA) -> dict[str, fl
     return {"mean": mean, "low": mean - half, "high": mean + half, "p": p, "detectable": detectable, "n": n}
 
 
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjustment: the adjusted p of each test, in the input's order."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [0.0] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 def _fmt(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def usable(summary: dict[str, Any], name: str, metric: str) -> bool:

@@ -20,8 +20,6 @@ import math
 import statistics
 from typing import Any
 
-VERDICTS = ("holds", "opposite", "equivalent", "inconclusive")
-
 
 def holm(pvalues: list[float]) -> list[float]:
     """Holm-adjusted p-values, in the input order."""
@@ -34,8 +32,10 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def summary_key(contrast: dict[str, Any], own: str | None) -> str:
-    explainer = contrast.get("explainer")
-    return contrast["metric"] if explainer is None or explainer == own else f"{contrast['metric']}@{explainer}"
+    """The contrast's key in a study summary (``plan_power.summary_key``, which the plan's pilot reads too)."""
+    from plan_power import summary_key as key
+
+    return key(contrast["metric"], contrast.get("explainer"), own)
 
 
 def differences(summary: dict[str, Any], contrast: dict[str, Any], own: str | None) -> list[float]:
