@@ -22,7 +22,7 @@ import torch
 
 from .dataset import ArrayDataset, Splits
 from .registry import DATASETS
-from .synthetic import _motifs
+from .synthetic import glyph_images, motif_series
 
 
 @dataclass
@@ -103,15 +103,8 @@ def make_shortcut_series(
         )
     patterns = cue_patterns(n_classes, cue_width)
     rng = np.random.default_rng(seed)
-    motifs = _motifs(n_classes, motif_length) * amplitude
     n = n_train + n_test
-    y = rng.integers(0, n_classes, n)
-    base = rng.normal(0.0, noise, (n, 1, length))
-    evidence = np.zeros((n, length), dtype=np.float32)
-    places = rng.integers(0, length - motif_length + 1, n)
-    for i, (label, start) in enumerate(zip(y, places)):
-        base[i, :, start : start + motif_length] += motifs[label]
-        evidence[i, start : start + motif_length] = 1.0
+    y, base, evidence = motif_series(rng, n, n_classes, length, motif_length, noise, amplitude)
     cue = cue_classes(y, cue_agreement, n_classes, rng)
     flipped = wrong_classes(y, n_classes, rng)
     x = _with_cues(base, cue, patterns, cue_start, cue_height)
@@ -155,22 +148,12 @@ def make_shortcut_images(
 ) -> Splits:
     """Noise images with a class glyph at a random place (the evidence, as ``synthetic_images``) and a
     ``cue_size`` × ``cue_size`` sign patch in the top-left corner naming a class (the cue)."""
-    from .synthetic import _glyphs
-
     if not 0.0 <= cue_agreement <= 1.0:
         raise ValueError(f"cue_agreement must be in [0, 1], got {cue_agreement}")
     patterns = cue_patterns(n_classes, cue_size * cue_size).reshape(n_classes, cue_size, cue_size)
     rng = np.random.default_rng(seed)
-    glyphs = _glyphs(n_classes, glyph_size, rng)
     n = n_train + n_test
-    y = rng.integers(0, n_classes, n)
-    base = rng.normal(0.0, noise, (n, 1, size, size))
-    evidence = np.zeros((n, size, size), dtype=np.float32)
-    rows, cols = rng.integers(0, size - glyph_size + 1, n), rng.integers(0, size - glyph_size + 1, n)
-    for i in range(n):
-        r, c = rows[i], cols[i]
-        base[i, 0, r : r + glyph_size, c : c + glyph_size] += 2 * glyphs[y[i]] - 1
-        evidence[i, r : r + glyph_size, c : c + glyph_size] = 1.0
+    y, base, evidence = glyph_images(rng, n, n_classes, size, glyph_size, noise)
     cue, flipped = cue_classes(y, cue_agreement, n_classes, rng), wrong_classes(y, n_classes, rng)
 
     def with_patch(classes: np.ndarray) -> np.ndarray:

@@ -17,6 +17,47 @@ def _motifs(n_classes: int, length: int) -> np.ndarray:
     return stacked / np.abs(stacked).max(1, keepdims=True)
 
 
+def motif_series(
+    rng: np.random.Generator,
+    n: int,
+    n_classes: int,
+    length: int,
+    motif_length: int,
+    noise: float,
+    amplitude: float,
+    channels: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, Gaussian-noise series with the label's motif at a random start, the motifs' masks), drawn from
+    ``rng`` in that order (``synthetic_series`` and ``shortcut_series`` share it)."""
+    motifs = _motifs(n_classes, motif_length) * amplitude
+    y = rng.integers(0, n_classes, n)
+    x = rng.normal(0.0, noise, (n, channels, length))
+    mask = np.zeros((n, length), dtype=np.float32)
+    starts = rng.integers(0, length - motif_length + 1, n)
+    for i, (label, start) in enumerate(zip(y, starts)):
+        x[i, :, start : start + motif_length] += motifs[label]
+        mask[i, start : start + motif_length] = 1.0
+    return y, x, mask
+
+
+def glyph_images(
+    rng: np.random.Generator, n: int, n_classes: int, size: int, glyph_size: int, noise: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, noise images with the label's glyph at a random place, the glyphs' masks), drawn from ``rng``
+    (``synthetic_images`` and ``shortcut_images`` share it)."""
+    glyphs = _glyphs(n_classes, glyph_size, rng)
+    y = rng.integers(0, n_classes, n)
+    x = rng.normal(0.0, noise, (n, 1, size, size))
+    mask = np.zeros((n, size, size), dtype=np.float32)
+    rows = rng.integers(0, size - glyph_size + 1, n)
+    cols = rng.integers(0, size - glyph_size + 1, n)
+    for i in range(n):
+        r, c = rows[i], cols[i]
+        x[i, 0, r : r + glyph_size, c : c + glyph_size] += 2 * glyphs[y[i]] - 1
+        mask[i, r : r + glyph_size, c : c + glyph_size] = 1.0
+    return y, x, mask
+
+
 @DATASETS.register("synthetic_series")
 def make_synthetic_series(
     n_train: int = 600,
@@ -36,15 +77,8 @@ def make_synthetic_series(
     if motif_length > length:
         raise ValueError(f"motif_length {motif_length} must not exceed length {length}")
     rng = np.random.default_rng(seed)
-    motifs = _motifs(n_classes, motif_length) * amplitude
     n = n_train + n_test
-    y = rng.integers(0, n_classes, n)
-    x = rng.normal(0.0, noise, (n, channels, length))
-    mask = np.zeros((n, length), dtype=np.float32)
-    starts = rng.integers(0, length - motif_length + 1, n)
-    for i, (label, start) in enumerate(zip(y, starts)):
-        x[i, :, start : start + motif_length] += motifs[label]
-        mask[i, start : start + motif_length] = 1.0
+    y, x, mask = motif_series(rng, n, n_classes, length, motif_length, noise, amplitude, channels)
     classes = [f"motif{c}" for c in range(n_classes)]
     full = ArrayDataset(x, y, classes, "synthetic_series", rationale=mask)
     return Splits(full.subset(np.arange(n_train)), full.subset(np.arange(n_train, n)))
@@ -74,17 +108,8 @@ def make_synthetic_images(
     if glyph_size > size:
         raise ValueError(f"glyph_size {glyph_size} must not exceed size {size}")
     rng = np.random.default_rng(seed)
-    glyphs = _glyphs(n_classes, glyph_size, rng)
     n = n_train + n_test
-    y = rng.integers(0, n_classes, n)
-    x = rng.normal(0.0, noise, (n, 1, size, size))
-    mask = np.zeros((n, size, size), dtype=np.float32)
-    rows = rng.integers(0, size - glyph_size + 1, n)
-    cols = rng.integers(0, size - glyph_size + 1, n)
-    for i in range(n):
-        r, c = rows[i], cols[i]
-        x[i, 0, r : r + glyph_size, c : c + glyph_size] += 2 * glyphs[y[i]] - 1
-        mask[i, r : r + glyph_size, c : c + glyph_size] = 1.0
+    y, x, mask = glyph_images(rng, n, n_classes, size, glyph_size, noise)
     classes = [f"glyph{c}" for c in range(n_classes)]
     full = ArrayDataset(x, y, classes, "synthetic_images", rationale=mask)
     return Splits(full.subset(np.arange(n_train)), full.subset(np.arange(n_train, n)))
