@@ -349,6 +349,21 @@ def _shortcut(o: StudyOptions) -> Iterator[Study]:
     )
 
 
+def _shortcut_coloured(o: StudyOptions) -> Iterator[Study]:
+    """The ``shortcut_coloured`` studies: the anchor's shape (Coloured MNIST) on Fashion-MNIST."""
+    yield (
+        "The shortcut benchmark in the anchor's shape: coloured Fashion-MNIST, colour = class for the students",
+        "shortcut-coloured-fashion-mnist",
+        load("shortcut_coloured_fashion_mnist.yaml"),
+        "shortcut_coloured_fashion_mnist recipe: garments tinted by class in every transfer image (cue_agreement "
+        "1.0), at random for the teacher (0.1); CNN teacher w=0.5, students w=0.25, 10 epochs on 12,000 images; "
+        "flipped = each test garment tinted with another class's colour.",
+        "kd",
+        10,
+        None,
+    )
+
+
 #: each study family's builder, in the order they run (image_combinations after subdistill, whose teacher it reuses)
 BUILDERS: dict[str, Callable[[StudyOptions], Iterator[Study]]] = {
     "tsd": _tsd,
@@ -361,6 +376,7 @@ BUILDERS: dict[str, Callable[[StudyOptions], Iterator[Study]]] = {
     "where": _where,
     "rekd_images": _rekd_images,
     "shortcut": _shortcut,
+    "shortcut_coloured": _shortcut_coloured,
 }
 
 
@@ -384,4 +400,5 @@ STUDIES = [
     "kdig",
     "where",
     "shortcut",
+    "shortcut_coloured",
 ]

@@ -56,6 +56,22 @@ def test_among_equally_accurate_students_the_one_that_aligns_best_is_picked():
     assert "kd and tsd are level on accuracy (the gaps are within the spread)." in d.reasons and not d.warnings
 
 
+def test_in_a_shortcut_study_a_student_right_only_while_the_cue_agrees_is_not_a_candidate():
+    """Level on plain accuracy, the cheaper student that follows the spurious cue would win on parameters; accuracy
+    where the cue lies decides instead, and the rule says so."""
+    alone = seeds_of("alone", [0.97, 0.98, 0.97, 0.98], [0.5, 0.5, 0.5, 0.5], params=50)
+    fitnets = seeds_of("fitnets", [0.98, 0.97, 0.98, 0.97], [0.5, 0.5, 0.5, 0.5], params=90)
+    for result, flipped in zip(alone + fitnets, [0.66, 0.70, 0.64, 0.69, 0.97, 0.95, 0.96, 0.98]):
+        result["student_accuracy_flipped"] = flipped
+    d = decision(alone, fitnets)
+    assert d.pick == "fitnets" and d.headline.startswith("Ship fitnets: more accurate where the cue lies than")
+    assert any(r.startswith("alone is less accurate where the cue lies than fitnets by 0.29") for r in d.reasons)
+    assert "that accuracy replaces plain accuracy" in d.rule
+    level = [0.97, 0.98, 0.97, 0.98]
+    plain = decision(seeds_of("alone", level, [0.5] * 4, params=50), seeds_of("fitnets", level, [0.5] * 4, params=90))
+    assert plain.pick == "alone" and "spurious cue" not in plain.rule  # the same study without the cue's figures
+
+
 def test_explainers_that_disagree_still_pick_one_by_the_stated_order():
     d = decision(
         seeds_of("kd", [0.97, 0.98, 0.97, 0.98], [0.50, 0.52, 0.49, 0.51], ig=[0.80, 0.82, 0.79, 0.81]),

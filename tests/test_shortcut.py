@@ -104,14 +104,20 @@ def test_explanation_matching_refuses_token_inputs():
         term.check(nn.Identity(), nn.Identity(), torch.zeros(2, 5, dtype=torch.long))
 
 
-def _recipe(tmp_path, change=None, students=("alone",)):
+#: the small budgets of the sanity test, per recipe (text: the teacher as shipped, the student a third of it)
+SMALL = {
+    "shortcut_series": ({"steps": 400}, {"steps": 200}),
+    "shortcut_text": ({"epochs": 30, "batch_size": 32, "lr": 0.002}, {"epochs": 20, "batch_size": 32, "lr": 0.002}),
+}
+
+
+def _recipe(tmp_path, change=None, students=("alone",), name="shortcut_series"):
     import yaml
 
     from xdistill.recipe import default_recipe_path
 
-    data = yaml.safe_load((default_recipe_path().parent / "shortcut_series.yaml").read_text())
-    data["teacher"]["train"] = {"steps": 400}
-    data["training"] = {"steps": 200}
+    data = yaml.safe_load((default_recipe_path().parent / f"{name}.yaml").read_text())
+    data["teacher"]["train"], data["training"] = SMALL[name]
     data["students"] = [s for s in data["students"] if s["name"] in students]
     if change:
         change(data)
@@ -144,13 +150,14 @@ def test_a_teacher_dataset_unlike_the_studys_is_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_shortcut_recipe_shows_the_shortcut_a_student_alone_takes_and_the_teacher_ignores(tmp_path):
-    """Sanity at a small budget (teacher 400 steps, student 200): the student trained alone on the transfer set
-    falls at least 20 points when the cue lies; the teacher, which learnt where the cue means nothing, stays within
-    5 points of its accuracy where the cue agrees."""
+@pytest.mark.parametrize("name", ["shortcut_series", "shortcut_text"])
+def test_the_shortcut_recipe_shows_the_shortcut_a_student_alone_takes_and_the_teacher_ignores(tmp_path, name):
+    """Sanity at a small budget (``SMALL``): the student trained alone on the transfer set falls at least 20 points
+    when the cue lies; the teacher, which learnt where the cue means nothing, stays within 5 points of its accuracy
+    where the cue agrees."""
     import json
 
-    recipe = _recipe(tmp_path)
+    recipe = _recipe(tmp_path, name=name)
     done = _run(recipe, tmp_path / "run")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "run" / "evaluation" / "alone.json").read_text())
@@ -181,6 +188,17 @@ def test_every_family_plants_its_cue_where_its_mask_says_and_the_variants_move_o
     assert torch.equal(x[~cue], f[~cue]) and torch.equal(x[~cue], z[~cue])  # elsewhere the same inputs
     moved = (x != f).reshape(len(x), -1).any(1)
     assert moved.float().mean() > 0.9  # the flipped cue differs from the iid one wherever they name other classes
+
+
+def test_the_text_phrase_names_its_class_at_the_stated_purity_and_the_cue_token_sits_first():
+    train, _ = load_dataset("shortcut_text", cue_agreement=1.0, purity=0.8, n_train=2000, n_test=10)
+    phrase = train.x[train.rationale.bool()].reshape(len(train.x), 3)
+    word_class = (phrase - 1) // 3  # ids 1..9: class c's words are 1 + 3c .. 3 + 3c, in order
+    assert ((phrase - 1) % 3 == torch.arange(3)).all()  # each word sits at its place in the phrase
+    assert abs(float((word_class == train.y[:, None]).double().mean()) - 0.8) < 0.02
+    assert (train.x[:, 0] == 10 + train.y).all()  # the cue token (ids 10..12) names the label at agreement 1.0
+    with pytest.raises(ValueError, match="purity must be in"):
+        load_dataset("shortcut_text", purity=0.0)
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ Reasons second: among the candidates, the one whose explanations are closer to t
 the study's explainers, and further under none, is picked. When the candidates are level on both, a stated
 fallback order still names one: fewest parameters, then clearly faster inference, then the simplest objective
 (one that needs no teacher first), then the highest mean accuracy. When every student is far below the teacher,
-the decision says that none is ready to ship before naming the least bad.
+the decision says that none is ready to ship before naming the least bad. In a shortcut study the accuracy compared
+is the accuracy where the spurious cue lies (``metrics/shortcut.py``): a student right only while the cue agrees with
+the label is not level with one that follows the evidence.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ RULE = (
     "needed first), then the highest mean accuracy. A gap counts when a paired t-test over seeds gives p < 0.05 "
     "(one seed: a gap beyond two standard errors of the per-sample spread), uncorrected for the several "
     "comparisons. When every student is more than 5 points below the teacher (or at chance), none is ready."
+)
+SHORTCUT_RULE = (
+    " In a shortcut study (the evaluation has accuracy where a spurious cue lies) that accuracy replaces plain "
+    "accuracy in the rule: a student right only while the cue agrees with the label is not a candidate."
 )
 #: a student more than this far below the teacher's accuracy gets a warning
 WEAK_GAP = 0.05
@@ -55,6 +61,23 @@ class Decision:
     rule: str = RULE
     #: when no student is ready to ship: the one the rule would pick otherwise
     least_bad: str | None = None
+
+
+@dataclass(frozen=True)
+class Measure:
+    """The accuracy the decision compares: its result key and how sentences name it."""
+
+    key: str = "student_accuracy"
+    #: appended to "accurate" / "accuracy" in sentences
+    where: str = ""
+
+    @property
+    def words(self) -> str:
+        return f"accuracy{self.where}"
+
+
+PLAIN = Measure()
+WHERE_CUE_LIES = Measure("student_accuracy_flipped", " where the cue lies")
 
 
 def in_words(explainer: str) -> str:
@@ -90,39 +113,51 @@ def decide(
     if not results:
         return None
     warnings = weak_students(results, teacher_accuracy, n_classes)
-    pick, why, reasons = _pick(results, per_seed, main_explainer)
+    measure = WHERE_CUE_LIES if all(WHERE_CUE_LIES.key in r for r in results) else PLAIN
+    rule = RULE + (SHORTCUT_RULE if measure is WHERE_CUE_LIES else "")
+    pick, why, reasons = _pick(results, per_seed, main_explainer, measure)
     unfit = [r for r in results if _unfit(r, teacher_accuracy, n_classes)]
     if len(unfit) < len(results):
-        return Decision(pick, f"Ship {pick}: {why}.", reasons, warnings)
+        return Decision(pick, f"Ship {pick}: {why}.", reasons, warnings, rule)
     gaps = [100 * (teacher_accuracy - mean_of(r["student_accuracy"])) for r in results]
     spread = f"{min(gaps):.0f}–{max(gaps):.0f}" if round(min(gaps)) != round(max(gaps)) else f"{min(gaps):.0f}"
     headline = (
         f"None of the students is ready to ship: every student is {spread} points below the teacher's accuracy "
         f"({teacher_accuracy:.3f}). The least bad is {pick}: {why}."
     )
-    return Decision(None, headline, reasons, warnings, least_bad=pick)
+    return Decision(None, headline, reasons, warnings, rule, least_bad=pick)
 
 
 def _pick(
-    results: list[dict[str, Any]], per_seed: dict[str, list[dict[str, Any]]] | None, main_explainer: str
+    results: list[dict[str, Any]],
+    per_seed: dict[str, list[dict[str, Any]]] | None,
+    main_explainer: str,
+    measure: Measure = PLAIN,
 ) -> tuple[str, str, list[str]]:
     """The student the rule picks, why (a clause), and the reasons behind it."""
-    best = max(results, key=lambda r: mean_of(r["student_accuracy"]))
+    best = max(results, key=lambda r: mean_of(r[measure.key]))
     candidates, reasons = [best], []
     for other in results:
         if other is best:
             continue
-        lead, clear, evidence = compare(best, other, "student_accuracy", per_seed)
+        lead, clear, evidence = compare(best, other, measure.key, per_seed)
         if clear:
-            reasons.append(f"{other['student']} is less accurate than {best['student']} by {lead:.3f} ({evidence}).")
+            reasons.append(
+                f"{other['student']} is less accurate{measure.where} than {best['student']} by {lead:.3f} "
+                f"({evidence})."
+            )
         else:
             candidates.append(other)
     names = [c["student"] for c in candidates]
     if len(candidates) == 1:
         if len(results) == 1:
             return best["student"], "the only student", reasons
-        return best["student"], f"more accurate than every other student ({_p_values(reasons)})", reasons
-    reasons.append(f"{_join(names)} are level on accuracy (the gaps are within the spread).")
+        return (
+            best["student"],
+            f"more accurate{measure.where} than every other student ({_p_values(reasons)})",
+            reasons,
+        )
+    reasons.append(f"{_join(names)} are level on {measure.words} (the gaps are within the spread).")
     keys = alignment_keys(candidates, main_explainer)
     leaders = {key: _leader(candidates, key, per_seed) for key in keys}
     for key, (leader, evidence) in leaders.items():
@@ -141,29 +176,30 @@ def _pick(
         others = _join([n for n in names if n != pick])
         return (
             pick,
-            f"as accurate as {others}, and its explanations are the closest to the teacher's under "
+            f"as accurate as {others}{measure.where}, and its explanations are the closest to the teacher's under "
             f"{_join(led)} ({_p_values([evidence])})",
             reasons,
         )
     pool = [by_name[w] for w in winners] if winners else candidates
-    pick, because = _fallback(pool)
+    pick, because = _fallback(pool, measure)
     others = _join([n for n in names if n != pick])
     if winners:
         head = (
-            f"level with {others} on accuracy; the explainers disagree on whose explanations are closest to the "
+            f"level with {others} on {measure.words}; the explainers disagree on whose explanations are closest to the "
             f"teacher's ({_join(winners)})"
         )
     else:
         explainers = _join([in_words(e) for e in keys.values()], "or")
-        head = f"as accurate as {others}, and none explains more like the teacher under {explainers}"
+        head = f"as accurate as {others}{measure.where}, and none explains more like the teacher under {explainers}"
     reasons.append(
-        "Candidates level on accuracy and explanations are picked in a fixed order: fewest parameters, then fewest "
-        "operations per sample, then the simplest objective (no teacher needed first), then the highest mean accuracy."
+        f"Candidates level on {measure.words} and explanations are picked in a fixed order: fewest parameters, then "
+        "fewest operations per sample, then the simplest objective (no teacher needed first), then the highest mean "
+        f"{measure.words}."
     )
     return pick, f"{head}; {because}", reasons
 
 
-def _fallback(pool: list[dict[str, Any]]) -> tuple[str, str]:
+def _fallback(pool: list[dict[str, Any]], measure: Measure = PLAIN) -> tuple[str, str]:
     """Among level candidates: fewest parameters, then fewest operations per sample (faster inference, counted, not
     timed: timings vary from run to run), then the simplest objective, then the highest mean accuracy. Returns the
     name and the clause that says why."""
@@ -186,8 +222,8 @@ def _fallback(pool: list[dict[str, Any]]) -> tuple[str, str]:
         name = min(costs, key=lambda n: costs[n])
         simpler = "it trains without a teacher" if simplest[0] == 0 else "it has the fewest terms"
         return name, f"{same}{name} wins as the simplest objective: {simpler}"
-    name = max(pool, key=lambda c: mean_of(c["student_accuracy"]))["student"]
-    return name, f"{same}{name} wins on the highest mean accuracy, among equally simple objectives"
+    name = max(pool, key=lambda c: mean_of(c[measure.key]))["student"]
+    return name, f"{same}{name} wins on the highest mean {measure.words}, among equally simple objectives"
 
 
 def _all(pool: list[dict[str, Any]]) -> str:
