@@ -349,6 +349,21 @@ def _shortcut(o: StudyOptions) -> Iterator[Study]:
     )
 
 
+def _shortcut_images(o: StudyOptions) -> Iterator[Study]:
+    """The ``shortcut_images`` studies."""
+    yield (
+        "The shortcut benchmark on generated images: does a student follow the glyph or the corner patch?",
+        "shortcut-images",
+        load("shortcut_images.yaml"),
+        "shortcut_images recipe: a class glyph at a random place in 16x16 noise, a 2x2 sign patch in the top-left "
+        "corner naming the label in 95% of the students' images and at random in the teacher's; CNN teacher w=0.5 "
+        "(1,500 steps), students w=0.125 (800 steps); flipped = the patch names a wrong class in every test image.",
+        "kd",
+        4,
+        None,
+    )
+
+
 def _shortcut_coloured(o: StudyOptions) -> Iterator[Study]:
     """The ``shortcut_coloured`` studies: the anchor's shape (Coloured MNIST) on Fashion-MNIST."""
     yield (
@@ -376,6 +391,7 @@ BUILDERS: dict[str, Callable[[StudyOptions], Iterator[Study]]] = {
     "where": _where,
     "rekd_images": _rekd_images,
     "shortcut": _shortcut,
+    "shortcut_images": _shortcut_images,
     "shortcut_coloured": _shortcut_coloured,
 }
 
@@ -400,5 +416,6 @@ STUDIES = [
     "kdig",
     "where",
     "shortcut",
+    "shortcut_images",
     "shortcut_coloured",
 ]
