@@ -79,7 +79,7 @@ def _linear(weight):
     return model
 
 
-def test_explanation_matching_is_the_total_variation_between_gradient_x_input_maps():
+def test_explanation_matching_by_default_is_the_total_variation_between_gradient_x_input_maps():
     torch.manual_seed(0)
     x, y = torch.randn(5, 1, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
     teacher_w, student_w = torch.randn(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
@@ -96,6 +96,56 @@ def test_explanation_matching_is_the_total_variation_between_gradient_x_input_ma
     assert grad.abs().sum() > 0  # the loss trains the student (through its input gradient: double backward)
     same = Step(Batch(x, y, torch.arange(5)), teacher, teacher, teacher(x), teacher(x).detach())
     assert term.loss(same).abs() < 1e-12
+
+
+OFFICIAL = {"target": "teacher_or_other", "distance": "geo_l1", "multiscale": True}
+
+
+def test_explanation_matching_with_the_official_options_is_the_multiscale_geo_l1_on_signed_maps():
+    """By hand, on linear models (gradient x input for class c is x * W[c]): maps of length 32 and their 2x-pooled
+    copies (16, 8), each pair at L1 / (sqrt(mean|S|) sqrt(mean|T|)), averaged over the three scales."""
+    from xdistill.methods.base import StepState
+
+    torch.manual_seed(1)
+    x, y = torch.randn(6, 2, 16, dtype=torch.float64), torch.randint(0, 4, (6,))
+    teacher_w, student_w = torch.randn(4, 32, dtype=torch.float64), torch.randn(4, 32, dtype=torch.float64)
+    teacher, student = _linear(teacher_w), _linear(student_w)
+    term = build_term("explanation_matching", **OFFICIAL)
+    step = Step(Batch(x, y, torch.arange(6)), student, teacher, student(x), teacher(x).detach(), state=StepState(3, 9, 0))
+    target = term._targets(step)
+    s, t = x * student_w[target].reshape(6, 2, 16), x * teacher_w[target].reshape(6, 2, 16)
+    expected = 0.0
+    for size in (16, 8):  # (B, 2, 16) and one pooled copy; 8 // 2 = 4 < 8 stops the pyramid
+        ps, pt = torch.nn.functional.adaptive_avg_pool1d(s, size), torch.nn.functional.adaptive_avg_pool1d(t, size)
+        scale = ps.abs().mean((1, 2)).sqrt() * pt.abs().mean((1, 2)).sqrt()
+        expected = expected + ((ps - pt).abs().mean((1, 2)) / scale).mean() / 2
+    assert torch.allclose(term.loss(step), expected, atol=1e-12)
+    same = Step(Batch(x, y, torch.arange(6)), teacher, teacher, teacher(x), teacher(x).detach(), state=StepState(3, 9, 0))
+    assert term.loss(same).abs() < 1e-12
+    doubled = _linear(2 * teacher_w)  # S = 2T: |2 - 1| / sqrt(2) at every scale
+    twice = Step(Batch(x, y, torch.arange(6)), doubled, teacher, doubled(x), teacher(x).detach(), state=StepState(3, 9, 0))
+    assert torch.allclose(term.loss(twice), torch.tensor(2**-0.5, dtype=torch.float64), atol=1e-12)
+
+
+def test_the_official_target_is_the_teachers_class_half_of_the_time_and_a_random_other_class_else():
+    from xdistill.methods.base import StepState
+
+    logits = torch.randn(4000, 5)
+    predicted = logits.argmax(1)
+    x, index = torch.zeros(4000, 1, 3), torch.arange(4000)
+    term = build_term("explanation_matching", **OFFICIAL)
+
+    def targets(step_index):
+        step = Step(Batch(x, predicted, index), nn.Identity(), nn.Identity(), logits, logits, state=StepState(step_index, 9, 7))
+        return term._targets(step)
+
+    first = targets(1)
+    share = float((first == predicted).double().mean())
+    assert abs(share - 0.5) < 0.03  # the other half never names the teacher's class
+    others = first[first != predicted]
+    counts = torch.bincount((others - predicted[first != predicted]) % 5, minlength=5)
+    assert counts[0] == 0 and (counts[1:].double() / counts[1:].sum() - 0.25).abs().max() < 0.04
+    assert torch.equal(first, targets(1)) and not torch.equal(first, targets(2))  # keyed on (seed, step, sample)
 
 
 def test_explanation_matching_refuses_token_inputs():
@@ -248,3 +298,12 @@ def test_each_explainer_reports_where_a_model_that_reads_the_cue_puts_its_attrib
     assert masses["attribution_on_cue@saliency"] == pytest.approx(1.0)  # its gradient lives on the cue's steps
     assert masses["teacher_attribution_on_cue@occlusion"] == pytest.approx(1.0, abs=1e-6)
     assert masses["attribution_on_evidence@saliency"] < 0.2  # only where a motif overlaps the cue
+
+
+def test_explanation_matching_alone_is_a_student_only_at_the_official_distance():
+    from xdistill.methods.base import build_terms
+
+    official = [{"name": "explanation_matching", **OFFICIAL}]
+    assert [t.name for t in build_terms(official)] == ["explanation_matching"]  # the official student
+    with pytest.raises(ValueError, match="no term that fits the student's outputs"):
+        build_terms(["explanation_matching"])

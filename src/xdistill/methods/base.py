@@ -146,8 +146,9 @@ class Term(nn.Module):
     #: the registry name (set when built from a spec) and the weight of ``loss`` in the objective
     name: str = ""
     weight: float = 1.0
-    #: fits the student's outputs to the labels or the teacher's outputs (a list needs at least one such term)
-    fits_outputs: ClassVar[bool] = False
+    #: fits the student's outputs to the labels or the teacher's outputs (a list needs at least one such term); a
+    #: term may set it per instance (explanation matching does at a distance that matches the maps' scale)
+    fits_outputs: bool = False
     #: what ``loss`` needs from the teacher (None: ``TeacherNeeds(logits=needs_teacher)``)
     teacher_needs: TeacherNeeds | None = None
     #: shorthand for terms that need nothing from the teacher but may be used with one (``needs_teacher = False``)
@@ -322,8 +323,9 @@ def build_terms(specs: Sequence[Any]) -> list[Term]:
     """Specs (terms, presets, names, dicts) -> the terms of one objective, checked as a whole.
 
     Terms of weight 0 are dropped (``[ce, {kd: 0}]`` trains exactly as ``[ce]``). A list needs at
-    least one term that fits the student's outputs (``ce``, ``kd``, ...): an explanation term alone
-    would leave the predictions untrained.
+    least one term that fits the student's outputs (``ce``, ``kd``, ...): most explanation terms alone
+    would leave the predictions untrained (explanation matching at its official geo-L1 distance does not: a
+    gradient × input map's scale is its logit's, so matching it fits the outputs, as the official student trains).
     """
     if isinstance(specs, (str, dict, Term)):
         specs = [specs]
