@@ -111,7 +111,9 @@ def test_explanation_matching_with_the_official_options_is_the_multiscale_geo_l1
     teacher_w, student_w = torch.randn(4, 32, dtype=torch.float64), torch.randn(4, 32, dtype=torch.float64)
     teacher, student = _linear(teacher_w), _linear(student_w)
     term = build_term("explanation_matching", **OFFICIAL)
-    step = Step(Batch(x, y, torch.arange(6)), student, teacher, student(x), teacher(x).detach(), state=StepState(3, 9, 0))
+    step = Step(
+        Batch(x, y, torch.arange(6)), student, teacher, student(x), teacher(x).detach(), state=StepState(3, 9, 0)
+    )
     target = term._targets(step)
     s, t = x * student_w[target].reshape(6, 2, 16), x * teacher_w[target].reshape(6, 2, 16)
     expected = 0.0
@@ -120,10 +122,14 @@ def test_explanation_matching_with_the_official_options_is_the_multiscale_geo_l1
         scale = ps.abs().mean((1, 2)).sqrt() * pt.abs().mean((1, 2)).sqrt()
         expected = expected + ((ps - pt).abs().mean((1, 2)) / scale).mean() / 2
     assert torch.allclose(term.loss(step), expected, atol=1e-12)
-    same = Step(Batch(x, y, torch.arange(6)), teacher, teacher, teacher(x), teacher(x).detach(), state=StepState(3, 9, 0))
+    same = Step(
+        Batch(x, y, torch.arange(6)), teacher, teacher, teacher(x), teacher(x).detach(), state=StepState(3, 9, 0)
+    )
     assert term.loss(same).abs() < 1e-12
     doubled = _linear(2 * teacher_w)  # S = 2T: |2 - 1| / sqrt(2) at every scale
-    twice = Step(Batch(x, y, torch.arange(6)), doubled, teacher, doubled(x), teacher(x).detach(), state=StepState(3, 9, 0))
+    twice = Step(
+        Batch(x, y, torch.arange(6)), doubled, teacher, doubled(x), teacher(x).detach(), state=StepState(3, 9, 0)
+    )
     assert torch.allclose(term.loss(twice), torch.tensor(2**-0.5, dtype=torch.float64), atol=1e-12)
 
 
@@ -136,7 +142,9 @@ def test_the_official_target_is_the_teachers_class_half_of_the_time_and_a_random
     term = build_term("explanation_matching", **OFFICIAL)
 
     def targets(step_index):
-        step = Step(Batch(x, predicted, index), nn.Identity(), nn.Identity(), logits, logits, state=StepState(step_index, 9, 7))
+        step = Step(
+            Batch(x, predicted, index), nn.Identity(), nn.Identity(), logits, logits, state=StepState(step_index, 9, 7)
+        )
         return term._targets(step)
 
     first = targets(1)

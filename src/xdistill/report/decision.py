@@ -143,8 +143,7 @@ def _pick(
         lead, clear, evidence = compare(best, other, measure.key, per_seed)
         if clear:
             reasons.append(
-                f"{other['student']} is less accurate{measure.where} than {best['student']} by {lead:.3f} "
-                f"({evidence})."
+                f"{other['student']} is less accurate{measure.where} than {best['student']} by {lead:.3f} ({evidence})."
             )
         else:
             candidates.append(other)
