@@ -89,7 +89,7 @@ def test_a_shortcut_benchmark_gets_its_own_block_mean_and_std_over_seeds(tmp_pat
     page = (tmp_path / "report.html").read_text()
     block = page.split('<h2 id="shortcut">Shortcut test</h2>')[1].split("<h2")[0]
     assert "stays right when the spurious cue lies" in block
-    assert "<th>accuracy, cue lies</th>" in block and "<th>follows the lying cue</th>" in block
+    assert "<th>right, cue lies</th>" in block and "<th>follows lying cue</th>" in block
     assert "<td>teacher</td><td>0.940 ± 0.014</td>" in block  # the teacher's mean ± std over the seeds
     assert "<td>kd</td><td>0.890 ± 0.028</td><td>0.930 ± 0.014</td><td>0.070 ± 0.028</td>" in block
     assert "<td>alone</td><td>0.490 ± 0.028</td>" in block

@@ -10,16 +10,16 @@ from .tables import cell
 
 #: (the student's key, the teacher's key, the column's label)
 COLUMNS = [
-    ("student_accuracy_flipped", "teacher_accuracy_flipped", "accuracy, cue lies"),
-    ("student_accuracy_none", "teacher_accuracy_none", "accuracy, no cue"),
-    ("cue_reliance", "teacher_cue_reliance", "follows the lying cue"),
+    ("student_accuracy_flipped", "teacher_accuracy_flipped", "right, cue lies"),
+    ("student_accuracy_none", "teacher_accuracy_none", "right, no cue"),
+    ("cue_reliance", "teacher_cue_reliance", "follows lying cue"),
 ]
 
 MEANING = (
     "The shortcut test: the training data carry a spurious cue that agrees with the label; in the test split the "
     "cue points to a wrong class in every sample (“cue lies”) or is removed (“no cue”). A student that reasons like "
     "its teacher, which learned where the cue carries no information, stays right when the spurious cue lies: high "
-    "accuracy when the cue lies, and a low share of predictions that follow the lying cue."
+    "accuracy when the cue lies (“right, cue lies”), and a low share of predictions that follow the lying cue."
 )
 
 
