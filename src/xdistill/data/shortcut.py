@@ -187,7 +187,7 @@ def make_shortcut_text(
     """Token sequences with a class key phrase at a random place (the evidence, as ``synthetic_text``) and, at the
     first position, a cue token naming a class. Each word of the phrase is its class's with probability ``purity``,
     else the same word of another class's phrase: the evidence names the label about as often as the series' motif
-    does (0.8: about 90% for a model that reads it well). With pure phrases the evidence is easier to read than the
+    does (at 0.8 the teacher, which learnt where the cue means nothing, is right on about 87%). With pure phrases the evidence is easier to read than the
     cue and no converged student takes the shortcut. Ids: phrases ``1 .. K·L``, cue tokens the next K, filler
     above."""
     if not 0.0 <= cue_agreement <= 1.0:

@@ -323,9 +323,10 @@ def build_terms(specs: Sequence[Any]) -> list[Term]:
     """Specs (terms, presets, names, dicts) -> the terms of one objective, checked as a whole.
 
     Terms of weight 0 are dropped (``[ce, {kd: 0}]`` trains exactly as ``[ce]``). A list needs at
-    least one term that fits the student's outputs (``ce``, ``kd``, ...): most explanation terms alone
-    would leave the predictions untrained (explanation matching at its official geo-L1 distance does not: a
-    gradient × input map's scale is its logit's, so matching it fits the outputs, as the official student trains).
+    least one term that fits the student's outputs (``ce``, ``kd``, ...): an explanation term alone would
+    leave the predictions untrained. Explanation matching at its official geo-L1 distance counts as one, since
+    its maps' scale follows the logits and the official student trains on it alone (with the teacher's frozen
+    last layer; without it our small students stayed at chance: ``methods/explanation_matching.py``).
     """
     if isinstance(specs, (str, dict, Term)):
         specs = [specs]

@@ -94,8 +94,8 @@ class ExplanationMatching(Term):
             raise ValueError(f"distance must be 'total_variation' or 'geo_l1' (the official), got {distance!r}")
         self.explainer, self.target, self.distance = explainer, target, distance
         self.multiscale, self.n_steps = bool(multiscale), n_steps
-        # geo-L1 matches the maps' scale, and a gradient x input map sums to its logit (less the biases' share):
-        # the official student learns its outputs from this loss alone (with the teacher's frozen last layer)
+        # geo-L1 matches the maps' scale, and a gradient x input map sums to its logit (less the biases' share),
+        # so the official student trains on this loss alone (with the teacher's frozen last layer; see above)
         self.fits_outputs = distance == "geo_l1"
 
     def check(self, teacher: nn.Module | None, student: nn.Module, sample_x: torch.Tensor) -> None:
