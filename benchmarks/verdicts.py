@@ -194,7 +194,12 @@ def cuts(plan: dict[str, Any], root: Any) -> str:
             listed, extra = json.loads(confirmatory.read_text()).get("cuts", []), []
         elif pilot:
             listed = json.loads((root / pilot).read_text()).get("cuts", [])
-            extra = ["(the pilot's cuts; the confirmatory run's replace them when it lands)"]
+            rerun = any(c.get("status") == "planned" for c in claims)
+            extra = [
+                "(the pilot's cuts; the confirmatory run's replace them when it lands)"
+                if rerun
+                else "(the pilot's cuts; not re-run: over the cap)"
+            ]
         else:
             listed, extra = [], ["(no run yet)"]
         ids = ", ".join(f"`{c['id']}`" for c in claims)
