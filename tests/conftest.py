@@ -53,3 +53,11 @@ def conv_net() -> nn.Module:
 def series() -> torch.Tensor:
     torch.manual_seed(2)
     return torch.randn(4, 2, 24, dtype=torch.float64)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n 2``) each worker computes on one thread, so two workers share two cores."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
